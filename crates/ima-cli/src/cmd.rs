@@ -1,0 +1,3 @@
+//! One module per `imactl` subcommand.
+
+pub mod log;

@@ -1,0 +1,72 @@
+//! Reading and hashing file contents the way the kernel's `ima_calc_file_hash` sees them:
+//! the whole file from offset 0, streamed through one reused buffer (faster than mmap in a VM,
+//! see BENCHMARKING.md).
+
+use std::cell::RefCell;
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::Path;
+
+use ima_core::hash::{Digest, HashAlgo};
+
+/// Bytes read per `read(2)`: large enough to amortise the syscall, small enough to stay in L2.
+pub const READ_CHUNK: usize = 256 * 1024;
+
+thread_local! {
+    static BUF: RefCell<Vec<u8>> = RefCell::new(vec![0; READ_CHUNK]);
+}
+
+/// Hashes everything readable from `r` with `algo`, reusing a per-thread buffer.
+pub fn hash_reader(r: &mut impl Read, algo: HashAlgo) -> io::Result<Digest> {
+    let mut h = algo
+        .hasher()
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    BUF.with(|buf| {
+        let mut buf = buf.borrow_mut();
+        loop {
+            match r.read(&mut buf[..]) {
+                Ok(0) => break,
+                Ok(n) => h.update(&buf[..n]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    })?;
+    Ok(h.finalize())
+}
+
+/// Hashes the contents of an open file from its current offset.
+pub fn hash_file(file: &mut File, algo: HashAlgo) -> io::Result<Digest> {
+    hash_reader(file, algo)
+}
+
+/// Opens `path` read-only and hashes it.
+pub fn hash_path(path: &Path, algo: HashAlgo) -> io::Result<Digest> {
+    let mut f = File::open(path)?;
+    hash_file(&mut f, algo)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    #[test]
+    fn hashes_files_larger_than_the_buffer() {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        let data: Vec<u8> = (0..(READ_CHUNK * 3 + 17))
+            .map(|i| (i % 251) as u8)
+            .collect();
+        f.write_all(&data).unwrap();
+        let got = hash_path(f.path(), HashAlgo::SHA256).unwrap();
+        assert_eq!(got, HashAlgo::SHA256.digest(&data).unwrap());
+    }
+
+    #[test]
+    fn unsupported_algo_is_an_error() {
+        let f = tempfile::NamedTempFile::new().unwrap();
+        let e = hash_path(f.path(), HashAlgo(3)).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::Unsupported);
+    }
+}

@@ -1,0 +1,5 @@
+//! The system side of ima: everything that makes a syscall lives here, behind safe APIs, so
+//! that `ima-core` stays pure. See `ARCHITECTURE.md` for the unsafe policy: this crate may
+//! allow `unsafe` per module, each with a `// SAFETY:` comment on every block.
+
+pub mod file;

@@ -1,0 +1,34 @@
+//! Fixtures shared by the workspace's tests: where the golden vectors live, and (as the
+//! engine grows) the swtpm harness and temporary filesystems.
+
+use std::path::PathBuf;
+
+/// The repository root (the workspace directory).
+pub fn repo_root() -> PathBuf {
+    // CARGO_MANIFEST_DIR is crates/ima-test at compile time.
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// `testdata/` at the repository root: golden vectors, each directory with a PROVENANCE.md.
+pub fn testdata() -> PathBuf {
+    repo_root().join("testdata")
+}
+
+/// A real-kernel capture committed under `testdata/kernel-6.1/NAME`.
+pub fn kernel_capture(name: &str) -> PathBuf {
+    testdata().join("kernel-6.1").join(name)
+}
+
+/// The names of every committed real-kernel capture, sorted.
+pub fn kernel_captures() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(testdata().join("kernel-6.1"))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter(|e| e.path().is_dir())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
