@@ -1,4 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod appraise;
 pub mod codec;
+pub mod evm;
 pub mod hash;

@@ -3,3 +3,4 @@
 //! allow `unsafe` per module, each with a `// SAFETY:` comment on every block.
 
 pub mod file;
+pub mod inode;

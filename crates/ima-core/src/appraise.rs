@@ -1,0 +1,550 @@
+//! The appraisal decision: given a file's `security.ima` value, its collected digest, what
+//! EVM said about it and what the matching policy rule requires, the integrity status and
+//! cause string the kernel would reach, and (in fix mode) the label it would write. A pass is
+//! the only way to obtain an [`Appraised`] token.
+//!
+//! Mirrors `security/integrity/ima/ima_appraise.c` (`ima_appraise_measurement`,
+//! `xattr_verify`, `ima_get_hash_algo`, `ima_fix_xattr`), the `appraise_algos` check of
+//! `process_measurement` (ima_main.c) and `enum integrity_status` (include/linux/integrity.h).
+
+use std::fmt;
+use std::str::FromStr;
+
+use crate::evm::{DigsigError, DigsigVerifier};
+use crate::hash::{Digest, HashAlgo};
+
+/// `enum integrity_status`, displayed with EVM's audit spelling.
+///
+/// ```text
+/// enum integrity_status {
+///     INTEGRITY_PASS = 0, INTEGRITY_PASS_IMMUTABLE, INTEGRITY_FAIL, INTEGRITY_FAIL_IMMUTABLE,
+///     INTEGRITY_NOLABEL, INTEGRITY_NOXATTRS, INTEGRITY_UNKNOWN,
+/// };
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    Pass,
+    PassImmutable,
+    Fail,
+    FailImmutable,
+    NoLabel,
+    NoXattrs,
+    Unknown,
+}
+
+impl Status {
+    pub const ALL: [Self; 7] = [
+        Self::Pass,
+        Self::PassImmutable,
+        Self::Fail,
+        Self::FailImmutable,
+        Self::NoLabel,
+        Self::NoXattrs,
+        Self::Unknown,
+    ];
+
+    /// `integrity_status_msg[]`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pass => "pass",
+            Self::PassImmutable => "pass_immutable",
+            Self::Fail => "fail",
+            Self::FailImmutable => "fail_immutable",
+            Self::NoLabel => "no_label",
+            Self::NoXattrs => "no_xattrs",
+            Self::Unknown => "unknown",
+        }
+    }
+
+    pub fn is_pass(self) -> bool {
+        matches!(self, Self::Pass | Self::PassImmutable)
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Status {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownName(s.to_owned()))
+    }
+}
+
+/// A string that names no [`Status`], [`Cause`] or [`Mode`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown name {0:?}")]
+pub struct UnknownName(pub String);
+
+/// The `cause=` string of an `op=appraise_data` (or `collect_data`) audit record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// Hashing the file failed (`collect_data`, e.g. its algorithm is unavailable).
+    CollectFailed,
+    /// The digest's algorithm is not in the rule's `appraise_algos` (`collect_data`).
+    DeniedHashAlgorithm,
+    ImaSignatureRequired,
+    InvalidFailImmutable,
+    InvalidHash,
+    InvalidHmac,
+    InvalidSignature,
+    InvalidSignatureVersion,
+    InvalidVeritySignature,
+    MissingHash,
+    MissingHmac,
+    Sigv3HashingError,
+    /// The default cause (e.g. no xattr support, or a read error).
+    Unknown,
+    UnknownImaData,
+    UnverifiableSignature,
+    VeritySignatureRequired,
+}
+
+impl Cause {
+    pub const ALL: [Self; 16] = [
+        Self::CollectFailed,
+        Self::DeniedHashAlgorithm,
+        Self::ImaSignatureRequired,
+        Self::InvalidFailImmutable,
+        Self::InvalidHash,
+        Self::InvalidHmac,
+        Self::InvalidSignature,
+        Self::InvalidSignatureVersion,
+        Self::InvalidVeritySignature,
+        Self::MissingHash,
+        Self::MissingHmac,
+        Self::Sigv3HashingError,
+        Self::Unknown,
+        Self::UnknownImaData,
+        Self::UnverifiableSignature,
+        Self::VeritySignatureRequired,
+    ];
+
+    /// The kernel's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::CollectFailed => "failed",
+            Self::DeniedHashAlgorithm => "denied-hash-algorithm",
+            Self::ImaSignatureRequired => "IMA-signature-required",
+            Self::InvalidFailImmutable => "invalid-fail-immutable",
+            Self::InvalidHash => "invalid-hash",
+            Self::InvalidHmac => "invalid-HMAC",
+            Self::InvalidSignature => "invalid-signature",
+            Self::InvalidSignatureVersion => "invalid-signature-version",
+            Self::InvalidVeritySignature => "invalid-verity-signature",
+            Self::MissingHash => "missing-hash",
+            Self::MissingHmac => "missing-HMAC",
+            Self::Sigv3HashingError => "sigv3-hashing-error",
+            Self::Unknown => "unknown",
+            Self::UnknownImaData => "unknown-ima-data",
+            Self::UnverifiableSignature => "unverifiable-signature",
+            Self::VeritySignatureRequired => "verity-signature-required",
+        }
+    }
+
+    /// The audit `op=` the kernel logs this cause under.
+    pub fn op(self) -> &'static str {
+        match self {
+            Self::CollectFailed | Self::DeniedHashAlgorithm => "collect_data",
+            _ => "appraise_data",
+        }
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Cause {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownName(s.to_owned()))
+    }
+}
+
+/// `ima_appraise=`: what happens to a failure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Mode {
+    /// Deny access (`IMA_APPRAISE_ENFORCE`).
+    #[default]
+    Enforce,
+    /// Rewrite `security.ima` with the collected hash (unless it is a signature), then allow.
+    Fix,
+    /// Audit only.
+    Log,
+    /// No appraisal.
+    Off,
+}
+
+impl Mode {
+    pub const ALL: [Self; 4] = [Self::Enforce, Self::Fix, Self::Log, Self::Off];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Enforce => "enforce",
+            Self::Fix => "fix",
+            Self::Log => "log",
+            Self::Off => "off",
+        }
+    }
+}
+
+impl fmt::Display for Mode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Mode {
+    type Err = UnknownName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::ALL
+            .into_iter()
+            .find(|v| v.as_str() == s)
+            .ok_or_else(|| UnknownName(s.to_owned()))
+    }
+}
+
+/// What the matching `appraise` rule asks for (iint flags set from the rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Requirements {
+    /// `appraise_type=imasig` / `sigv3` (`IMA_DIGSIG_REQUIRED`).
+    pub digsig: bool,
+    /// `digest_type=verity` (`IMA_VERITY_REQUIRED`).
+    pub verity: bool,
+    /// `appraise_algos=`: bit `1 << id` per allowed algorithm; `None` allows all.
+    pub allowed_algos: Option<u32>,
+}
+
+impl Requirements {
+    /// Whether `algo` passes the rule's `appraise_algos` list.
+    pub fn algo_allowed(&self, algo: HashAlgo) -> bool {
+        match self.allowed_algos {
+            None | Some(0) => true,
+            Some(mask) => algo.0 < 32 && mask & (1 << algo.0) != 0,
+        }
+    }
+}
+
+/// The result of reading `security.ima`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImaXattr<'a> {
+    /// The filesystem has no xattr support (`!(i_opflags & IOP_XATTR)`).
+    Unsupported,
+    /// `-ENODATA`.
+    Absent,
+    /// Reading failed otherwise (an errno other than ENODATA).
+    Error,
+    /// The raw value (a zero-length value is treated like an absent one).
+    Value(&'a [u8]),
+}
+
+impl<'a> ImaXattr<'a> {
+    fn value(self) -> Option<&'a [u8]> {
+        match self {
+            Self::Value(v) if !v.is_empty() => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// `ima_get_hash_algo`: the algorithm the file must be hashed with for appraisal and
+/// measurement, from `security.ima` when it names one, else `default` (`ima_hash`).
+pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
+    let Some(x) = xattr.filter(|x| x.len() >= 2) else {
+        return default;
+    };
+    let from_sig = |version: u8| {
+        if x[1] != version || x.len() <= 9 || !HashAlgo(x[2]).is_known() {
+            default
+        } else {
+            HashAlgo(x[2])
+        }
+    };
+    match x[0] {
+        0x06 => from_sig(3),
+        0x03 => from_sig(2),
+        0x04 if HashAlgo(x[1]).is_known() => HashAlgo(x[1]),
+        0x01 if x.len() == 21 => {
+            if x[17..21] == [0, 0, 0, 0] {
+                HashAlgo::MD5
+            } else {
+                HashAlgo::SHA1
+            }
+        }
+        0x01 if x.len() == 17 => HashAlgo::MD5,
+        _ => default,
+    }
+}
+
+/// `ima_fix_xattr`: the `security.ima` value for a collected digest: `01 || digest` for
+/// md4, md5 and sha1, else `04 || algo || digest`.
+pub fn hash_xattr(digest: &Digest) -> Vec<u8> {
+    let mut out = Vec::with_capacity(2 + digest.len());
+    if digest.algo().0 <= HashAlgo::SHA1.0 {
+        out.push(0x01);
+    } else {
+        out.push(0x04);
+        out.push(digest.algo().0);
+    }
+    out.extend_from_slice(digest);
+    out
+}
+
+/// `struct ima_file_id` prefix hashed for signature v3: `{type 0x06, algo, digest}`, then
+/// hashed with the same algorithm.
+pub fn file_id_digest(digest: &Digest) -> Option<Digest> {
+    let mut id = Vec::with_capacity(2 + digest.len());
+    id.push(0x06);
+    id.push(digest.algo().0);
+    id.extend_from_slice(digest);
+    digest.algo().digest(&id).ok()
+}
+
+/// Proof that a file passed appraisal. Zero-sized; only [`appraise`] (and
+/// [`Appraisal::fixed`]) can make one, so code that needs it by value cannot allow an
+/// unappraised file.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Appraised {
+    _private: (),
+}
+
+/// A non-passing result: the status and the cause the kernel audits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Failure {
+    pub status: Status,
+    pub cause: Cause,
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.cause, self.status)
+    }
+}
+
+/// Pass (with its proof) or fail (with the kernel's status and cause).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Verdict {
+    Pass(Appraised),
+    Fail(Failure),
+}
+
+impl Verdict {
+    pub fn is_pass(&self) -> bool {
+        matches!(self, Self::Pass(_))
+    }
+
+    pub fn failure(&self) -> Option<Failure> {
+        match self {
+            Self::Pass(_) => None,
+            Self::Fail(f) => Some(*f),
+        }
+    }
+}
+
+/// The inputs of one appraisal.
+#[derive(Debug, Clone, Copy)]
+pub struct Request<'a> {
+    pub mode: Mode,
+    pub req: Requirements,
+    pub ima: ImaXattr<'a>,
+    /// The file digest collected with [`hash_algo`]'s algorithm; `None` if hashing failed.
+    pub digest: Option<Digest>,
+    /// What `evm_verifyxattr(security.ima)` returned.
+    pub evm: Status,
+    /// The file was created by this open (`FMODE_CREATED` / `IMA_NEW_FILE`).
+    pub new_file: bool,
+    /// `i_size`.
+    pub size: u64,
+}
+
+/// The decision, plus what fix mode would write.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Appraisal {
+    pub verdict: Verdict,
+    /// In fix mode, the `security.ima` value to write; once written, [`Appraisal::fixed`]
+    /// turns the result into a pass, as the kernel does when `ima_fix_xattr` succeeds.
+    pub fix: Option<Vec<u8>>,
+    /// The failure the kernel audits even when the final verdict is a pass (fix mode, or a
+    /// new empty signed file).
+    pub audit: Option<Failure>,
+    /// `IMA_DIGSIG`: the file is signed (or protected by a portable EVM signature), so the
+    /// kernel refuses to open it for write and never rewrites its label.
+    pub digsig: bool,
+}
+
+impl Appraisal {
+    /// Whether access is denied (only in enforce mode).
+    pub fn denied(&self, mode: Mode) -> bool {
+        mode == Mode::Enforce && !self.verdict.is_pass()
+    }
+
+    /// After the caller wrote [`Appraisal::fix`] successfully: the kernel's PASS.
+    pub fn fixed(mut self) -> Self {
+        if self.fix.take().is_some() {
+            self.verdict = Verdict::Pass(Appraised { _private: () });
+        }
+        self
+    }
+}
+
+/// `ima_appraise_measurement` + the `appraise_algos` check. `ima_keyring` is the `.ima`
+/// keyring signatures are verified against.
+pub fn appraise(r: &Request<'_>, ima_keyring: &dyn DigsigVerifier) -> Appraisal {
+    let fail = |status, cause| Failure { status, cause };
+    let mut digsig = false;
+    let xattr = r.ima.value();
+
+    let mut result: Result<(), Failure> = (|| {
+        if r.ima == ImaXattr::Unsupported {
+            return Err(fail(Status::Unknown, Cause::Unknown));
+        }
+        let Some(x) = xattr else {
+            if r.ima == ImaXattr::Error {
+                return Err(fail(Status::Unknown, Cause::Unknown));
+            }
+            if r.new_file && (!r.req.digsig || r.size == 0) {
+                return Ok(());
+            }
+            let cause = match (r.req.digsig, r.req.verity) {
+                (true, true) => Cause::VeritySignatureRequired,
+                (true, false) => Cause::ImaSignatureRequired,
+                _ => Cause::MissingHash,
+            };
+            return Err(fail(Status::NoLabel, cause));
+        };
+        match r.evm {
+            Status::Pass | Status::PassImmutable | Status::Unknown => {}
+            Status::NoXattrs | Status::NoLabel => {
+                return Err(fail(r.evm, Cause::MissingHmac));
+            }
+            Status::FailImmutable => {
+                digsig = true;
+                return Err(fail(r.evm, Cause::InvalidFailImmutable));
+            }
+            Status::Fail => return Err(fail(r.evm, Cause::InvalidHmac)),
+        }
+        let Some(digest) = r.digest else {
+            return Err(fail(Status::Fail, Cause::CollectFailed));
+        };
+        xattr_verify(r, x, &digest, ima_keyring, &mut digsig)
+    })();
+
+    // process_measurement: collect failures skip appraisal; appraise_algos is checked after.
+    if let (Ok(()), Some(d)) = (&result, r.digest)
+        && !r.req.algo_allowed(d.algo())
+    {
+        result = Err(fail(Status::Fail, Cause::DeniedHashAlgorithm));
+    }
+
+    match result {
+        Ok(()) => Appraisal {
+            verdict: Verdict::Pass(Appraised { _private: () }),
+            fix: None,
+            audit: None,
+            digsig,
+        },
+        Err(f) => {
+            let unsupported = r.ima == ImaXattr::Unsupported;
+            let is_sig = xattr.is_some_and(|x| x[0] == 0x03);
+            let fix = match (r.mode, r.digest) {
+                (Mode::Fix, Some(d))
+                    if !unsupported && !is_sig && f.cause.op() == "appraise_data" =>
+                {
+                    Some(hash_xattr(&d))
+                }
+                _ => None,
+            };
+            let empty_new_signed = r.size == 0 && r.new_file && digsig;
+            let verdict = if empty_new_signed {
+                Verdict::Pass(Appraised { _private: () })
+            } else {
+                Verdict::Fail(f)
+            };
+            Appraisal {
+                verdict,
+                fix,
+                audit: (!unsupported).then_some(f),
+                digsig,
+            }
+        }
+    }
+}
+
+/// `xattr_verify`, for a non-empty value.
+fn xattr_verify(
+    r: &Request<'_>,
+    x: &[u8],
+    digest: &Digest,
+    keyring: &dyn DigsigVerifier,
+    digsig: &mut bool,
+) -> Result<(), Failure> {
+    let fail = |status, cause| Err(Failure { status, cause });
+    match x[0] {
+        0x01 | 0x04 => {
+            let start = if x[0] == 0x04 { 2 } else { 1 };
+            if r.evm != Status::PassImmutable {
+                if r.req.digsig {
+                    let cause = if r.req.verity {
+                        Cause::VeritySignatureRequired
+                    } else {
+                        Cause::ImaSignatureRequired
+                    };
+                    return fail(Status::Fail, cause);
+                }
+            } else {
+                *digsig = true;
+            }
+            // The stored value may be longer than the digest (md5 in a 20-byte slot).
+            match x.get(start..start + digest.len()) {
+                Some(stored) if stored == &digest[..] => Ok(()),
+                _ => fail(Status::Fail, Cause::InvalidHash),
+            }
+        }
+        0x03 => {
+            *digsig = true;
+            if r.req.digsig && r.req.verity {
+                return fail(Status::Fail, Cause::VeritySignatureRequired);
+            }
+            if x.get(1).is_some_and(|&v| v >= 3) {
+                return fail(Status::Fail, Cause::InvalidSignatureVersion);
+            }
+            match keyring.digsig_verify(x, digest) {
+                Ok(()) => Ok(()),
+                Err(DigsigError::Unsupported(_)) => fail(Status::Unknown, Cause::Unknown),
+                Err(_) => fail(Status::Fail, Cause::InvalidSignature),
+            }
+        }
+        0x06 => {
+            *digsig = true;
+            if r.req.digsig && !r.req.verity {
+                return fail(Status::Fail, Cause::ImaSignatureRequired);
+            }
+            if x.get(1) != Some(&3) {
+                return fail(Status::Fail, Cause::InvalidSignatureVersion);
+            }
+            let Some(id) = file_id_digest(digest) else {
+                return fail(Status::Fail, Cause::Sigv3HashingError);
+            };
+            match keyring.digsig_verify(x, &id) {
+                Ok(()) => Ok(()),
+                Err(_) => fail(Status::Fail, Cause::InvalidVeritySignature),
+            }
+        }
+        _ => fail(Status::Unknown, Cause::UnknownImaData),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,313 @@
+use hex_literal::hex;
+
+use super::*;
+
+/// A keyring stand-in that accepts exactly one (xattr, digest) pair, so the decision logic
+/// can be tested without key material; real keys are exercised in ima-cli's tests.
+struct OneSig<'a> {
+    xattr: &'a [u8],
+    digest: &'a [u8],
+}
+
+impl DigsigVerifier for OneSig<'_> {
+    fn digsig_verify(&self, xattr: &[u8], digest: &[u8]) -> Result<(), DigsigError> {
+        if xattr[3..7] != self.xattr[3..7] {
+            return Err(DigsigError::NoKey(u32::from_be_bytes([
+                xattr[3], xattr[4], xattr[5], xattr[6],
+            ])));
+        }
+        if xattr == self.xattr && digest == self.digest {
+            Ok(())
+        } else {
+            Err(DigsigError::Invalid("mismatch".into()))
+        }
+    }
+}
+
+const CONTENT: &[u8] = b"hello world\n";
+
+fn sha256() -> Digest {
+    HashAlgo::SHA256.digest(CONTENT).unwrap()
+}
+
+fn sig(ty: u8, version: u8) -> Vec<u8> {
+    let mut v = vec![ty, version, 4, 0xa5, 0xca, 0xcb, 0x28, 0, 2, 0xde, 0xad];
+    v.truncate(11);
+    v
+}
+
+fn req<'a>(ima: ImaXattr<'a>, digsig: bool, evm: Status) -> Request<'a> {
+    Request {
+        mode: Mode::Enforce,
+        req: Requirements {
+            digsig,
+            ..Requirements::default()
+        },
+        ima,
+        digest: Some(sha256()),
+        evm,
+        new_file: false,
+        size: CONTENT.len() as u64,
+    }
+}
+
+fn run(r: &Request<'_>) -> Appraisal {
+    let good = sig(0x03, 2);
+    let d = sha256();
+    appraise(
+        r,
+        &OneSig {
+            xattr: &good,
+            digest: &d,
+        },
+    )
+}
+
+fn cause(a: &Appraisal) -> Option<(Status, &'static str)> {
+    a.verdict.failure().map(|f| (f.status, f.cause.as_str()))
+}
+
+#[test]
+fn names_round_trip() {
+    for s in Status::ALL {
+        assert_eq!(s.as_str().parse::<Status>().unwrap(), s);
+    }
+    for c in Cause::ALL {
+        assert_eq!(c.to_string().parse::<Cause>().unwrap(), c);
+    }
+    for m in Mode::ALL {
+        assert_eq!(m.to_string().parse::<Mode>().unwrap(), m);
+    }
+    assert!("PASS".parse::<Status>().is_err());
+}
+
+#[test]
+fn hash_label() {
+    let good = hash_xattr(&sha256());
+    assert_eq!(good[..2], [0x04, 0x04]);
+    let a = run(&req(ImaXattr::Value(&good), false, Status::Unknown));
+    assert!(a.verdict.is_pass());
+    assert!(!a.digsig);
+    // One byte of the label or of the content changed: invalid-hash.
+    let mut bad = good.clone();
+    bad[10] ^= 1;
+    let a = run(&req(ImaXattr::Value(&bad), false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-hash")));
+    // A truncated label is an invalid hash too.
+    let a = run(&req(ImaXattr::Value(&good[..20]), false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-hash")));
+    // Longer than the digest: only the digest length is compared.
+    let mut long = good.clone();
+    long.extend_from_slice(b"extra");
+    assert!(
+        run(&req(ImaXattr::Value(&long), false, Status::Unknown))
+            .verdict
+            .is_pass()
+    );
+    // A signature is required: hash labels fail unless EVM has a portable signature.
+    let a = run(&req(ImaXattr::Value(&good), true, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "IMA-signature-required")));
+    let a = run(&req(ImaXattr::Value(&good), true, Status::PassImmutable));
+    assert!(a.verdict.is_pass());
+    assert!(a.digsig);
+}
+
+#[test]
+fn missing_label() {
+    let a = run(&req(ImaXattr::Absent, false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::NoLabel, "missing-hash")));
+    let a = run(&req(ImaXattr::Absent, true, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::NoLabel, "IMA-signature-required")));
+    // A zero-length value counts as missing.
+    let a = run(&req(ImaXattr::Value(&[]), false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::NoLabel, "missing-hash")));
+    let mut r = req(ImaXattr::Absent, true, Status::Unknown);
+    r.req.verity = true;
+    assert_eq!(
+        cause(&run(&r)),
+        Some((Status::NoLabel, "verity-signature-required"))
+    );
+    // New files pass without a label when no signature is required, or while empty.
+    let mut r = req(ImaXattr::Absent, false, Status::Unknown);
+    r.new_file = true;
+    assert!(run(&r).verdict.is_pass());
+    r.req.digsig = true;
+    assert!(!run(&r).verdict.is_pass());
+    r.size = 0;
+    assert!(run(&r).verdict.is_pass());
+    // No xattr support: UNKNOWN, nothing audited or fixed.
+    let mut r = req(ImaXattr::Unsupported, false, Status::Unknown);
+    r.mode = Mode::Fix;
+    let a = run(&r);
+    assert_eq!(cause(&a), Some((Status::Unknown, "unknown")));
+    assert_eq!((a.fix, a.audit), (None, None));
+}
+
+#[test]
+fn evm_gates_the_label() {
+    let good = hash_xattr(&sha256());
+    for (evm, want) in [
+        (Status::NoLabel, Some((Status::NoLabel, "missing-HMAC"))),
+        (Status::NoXattrs, Some((Status::NoXattrs, "missing-HMAC"))),
+        (Status::Fail, Some((Status::Fail, "invalid-HMAC"))),
+        (
+            Status::FailImmutable,
+            Some((Status::FailImmutable, "invalid-fail-immutable")),
+        ),
+        (Status::Pass, None),
+        (Status::Unknown, None),
+    ] {
+        assert_eq!(
+            cause(&run(&req(ImaXattr::Value(&good), false, evm))),
+            want,
+            "{evm}"
+        );
+    }
+}
+
+#[test]
+fn signatures() {
+    let good = sig(0x03, 2);
+    let a = run(&req(ImaXattr::Value(&good), true, Status::Unknown));
+    assert!(a.verdict.is_pass());
+    assert!(a.digsig);
+    // Tampered content: the digest differs.
+    let mut r = req(ImaXattr::Value(&good), true, Status::Unknown);
+    r.digest = Some(HashAlgo::SHA256.digest(b"hello world!").unwrap());
+    assert_eq!(cause(&run(&r)), Some((Status::Fail, "invalid-signature")));
+    // Unknown key.
+    let mut other = good.clone();
+    other[3] = 0;
+    let a = run(&req(ImaXattr::Value(&other), true, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-signature")));
+    // Version 3 in a 0x03 value.
+    let a = run(&req(ImaXattr::Value(&sig(0x03, 3)), true, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-signature-version")));
+    // Verity required but a v2 signature.
+    let mut r = req(ImaXattr::Value(&good), true, Status::Unknown);
+    r.req.verity = true;
+    assert_eq!(
+        cause(&run(&r)),
+        Some((Status::Fail, "verity-signature-required"))
+    );
+    // sigv3 when imasig (not verity) is required; wrong version; bad signature.
+    let v3 = sig(0x06, 3);
+    let a = run(&req(ImaXattr::Value(&v3), true, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "IMA-signature-required")));
+    let a = run(&req(ImaXattr::Value(&sig(0x06, 2)), false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-signature-version")));
+    let a = run(&req(ImaXattr::Value(&v3), false, Status::Unknown));
+    assert_eq!(cause(&a), Some((Status::Fail, "invalid-verity-signature")));
+    // Unknown types.
+    for ty in [0x00, 0x02, 0x05, 0x07, 0xff] {
+        let a = run(&req(ImaXattr::Value(&[ty, 1, 2]), false, Status::Unknown));
+        assert_eq!(
+            cause(&a),
+            Some((Status::Unknown, "unknown-ima-data")),
+            "{ty}"
+        );
+    }
+}
+
+#[test]
+fn fix_mode_writes_what_the_kernel_writes() {
+    let d = sha256();
+    let mut bad = hash_xattr(&d);
+    bad[5] ^= 1;
+    let mut r = req(ImaXattr::Value(&bad), false, Status::Unknown);
+    r.mode = Mode::Fix;
+    let a = run(&r);
+    assert_eq!(a.fix.as_deref(), Some(&hash_xattr(&d)[..]));
+    assert_eq!(a.audit.map(|f| f.cause), Some(Cause::InvalidHash));
+    assert!(!a.denied(Mode::Fix));
+    let a = a.fixed();
+    assert!(a.verdict.is_pass());
+    // Missing: labelled. sha1 digests are written as the legacy type 0x01.
+    let mut r = req(ImaXattr::Absent, false, Status::Unknown);
+    r.mode = Mode::Fix;
+    r.digest = Some(HashAlgo::SHA1.digest(CONTENT).unwrap());
+    let a = run(&r);
+    let fix = a.fix.unwrap();
+    assert_eq!(fix[0], 0x01);
+    assert_eq!(fix.len(), 21);
+    // Signatures are never replaced, even invalid ones; a failing sigv3 is (kernel quirk).
+    let bad_sig = sig(0x03, 3);
+    let mut r = req(ImaXattr::Value(&bad_sig), false, Status::Unknown);
+    r.mode = Mode::Fix;
+    assert_eq!(run(&r).fix, None);
+    let v3 = sig(0x06, 3);
+    let mut r = req(ImaXattr::Value(&v3), false, Status::Unknown);
+    r.mode = Mode::Fix;
+    assert!(run(&r).fix.is_some());
+    // Passing labels are left alone; enforce and log modes never write.
+    let good = hash_xattr(&d);
+    let mut r = req(ImaXattr::Value(&good), false, Status::Unknown);
+    r.mode = Mode::Fix;
+    assert_eq!(run(&r).fix, None);
+    for mode in [Mode::Enforce, Mode::Log] {
+        let mut r = req(ImaXattr::Value(&bad), false, Status::Unknown);
+        r.mode = mode;
+        let a = run(&r);
+        assert_eq!(a.fix, None);
+        assert_eq!(a.denied(mode), mode == Mode::Enforce);
+    }
+}
+
+#[test]
+fn collect_and_algorithm_checks() {
+    let good = hash_xattr(&sha256());
+    let mut r = req(ImaXattr::Value(&good), false, Status::Unknown);
+    r.digest = None;
+    assert_eq!(cause(&run(&r)), Some((Status::Fail, "failed")));
+    let mut r = req(ImaXattr::Value(&good), false, Status::Unknown);
+    r.req.allowed_algos = Some(1 << HashAlgo::SHA512.0);
+    r.mode = Mode::Fix;
+    let a = run(&r);
+    assert_eq!(cause(&a), Some((Status::Fail, "denied-hash-algorithm")));
+    assert_eq!(a.fix, None);
+    r.req.allowed_algos = Some(1 << HashAlgo::SHA256.0 | 1 << HashAlgo::SHA512.0);
+    assert!(run(&r).verdict.is_pass());
+}
+
+#[test]
+fn hash_algo_follows_the_label() {
+    let def = HashAlgo::SHA256;
+    assert_eq!(hash_algo(None, def), def);
+    assert_eq!(hash_algo(Some(&[0x04]), def), def);
+    assert_eq!(
+        hash_algo(Some(&[0x04, 6]), HashAlgo::SHA1),
+        HashAlgo::SHA512
+    );
+    assert_eq!(hash_algo(Some(&[0x04, 99]), def), def);
+    let mut sha1 = vec![0x01];
+    sha1.extend_from_slice(&hex!("2aae6c35c94fcfb415dbe95f408b9ce91ee846ed"));
+    assert_eq!(hash_algo(Some(&sha1), def), HashAlgo::SHA1);
+    let mut md5pad = vec![0x01];
+    md5pad.extend_from_slice(&[0xaa; 16]);
+    md5pad.extend_from_slice(&[0; 4]);
+    assert_eq!(hash_algo(Some(&md5pad), def), HashAlgo::MD5);
+    assert_eq!(hash_algo(Some(&md5pad[..17]), def), HashAlgo::MD5);
+    let mut s = sig(0x03, 2);
+    s[2] = 2;
+    assert_eq!(hash_algo(Some(&s), def), HashAlgo::SHA1);
+    s[1] = 1;
+    assert_eq!(hash_algo(Some(&s), def), def);
+    let mut v3 = sig(0x06, 3);
+    v3[2] = 6;
+    assert_eq!(hash_algo(Some(&v3), def), HashAlgo::SHA512);
+    assert_eq!(hash_algo(Some(&v3[..9]), def), def);
+}
+
+#[test]
+fn file_id_digest_matches_reference_13_4() {
+    // kernel-ima.md §13.4: ima_file_id {06, 04, SHA256("fsverity-test")} hashed with sha256.
+    let d = HashAlgo::SHA256.digest(b"fsverity-test").unwrap();
+    assert_eq!(
+        d.as_bytes(),
+        hex!("64919d592f49ecc2e6c3f51a72a8fae71582770a4685aba807f57a31cf2d1131")
+    );
+    assert_eq!(
+        file_id_digest(&d).unwrap().as_bytes(),
+        hex!("85f7d0270c4d5f1681d12d2d649b34fc1f30a90dd37cfe3150f4425e9c56ec48")
+    );
+}
