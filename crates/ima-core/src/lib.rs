@@ -4,3 +4,5 @@ pub mod appraise;
 pub mod codec;
 pub mod evm;
 pub mod hash;
+pub mod log;
+pub mod template;

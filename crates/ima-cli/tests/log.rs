@@ -1,0 +1,286 @@
+//! `imactl log ...` against the real-kernel captures in testdata/kernel-6.1, and bad input.
+
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+
+use assert_cmd::Command;
+use predicates::prelude::*;
+
+fn imactl() -> Command {
+    Command::cargo_bin("imactl").unwrap()
+}
+
+fn capture(name: &str, file: &str) -> PathBuf {
+    ima_test::kernel_capture(name).join(file)
+}
+
+fn pcrs_args(name: &str) -> Vec<String> {
+    let d = ima_test::kernel_capture(name);
+    vec![
+        "--pcrs".into(),
+        format!("sha1:{}", d.join("pcrs_sha1.txt").display()),
+        "--pcrs".into(),
+        format!("sha256:{}", d.join("pcrs_sha256.txt").display()),
+    ]
+}
+
+const BIN: &str = "ima/binary_runtime_measurements";
+const ASCII: &str = "ima/ascii_runtime_measurements";
+
+#[test]
+fn show_and_convert_reproduce_the_kernel_files() {
+    for c in ima_test::kernel_captures() {
+        let ascii = std::fs::read(capture(&c, ASCII)).unwrap();
+        let bin = std::fs::read(capture(&c, BIN)).unwrap();
+        let out = imactl()
+            .args(["log", "show"])
+            .arg(capture(&c, BIN))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{c}");
+        assert!(
+            out.stdout == ascii,
+            "{c}: show --format ascii differs from the kernel's"
+        );
+        let tmp = tempfile::tempdir().unwrap();
+        let o = tmp.path().join("list");
+        imactl()
+            .args(["log", "convert", "--to", "binary"])
+            .arg(capture(&c, ASCII))
+            .arg(&o)
+            .assert()
+            .success();
+        assert!(
+            std::fs::read(&o).unwrap() == bin,
+            "{c}: ascii → binary differs"
+        );
+        let out = imactl()
+            .args(["log", "convert", "--to", "ascii"])
+            .arg(capture(&c, BIN))
+            .output()
+            .unwrap();
+        assert!(out.stdout == ascii, "{c}: binary → ascii differs");
+    }
+}
+
+#[test]
+fn verify_matches_both_banks() {
+    for c in ima_test::kernel_captures() {
+        for file in [BIN, ASCII] {
+            imactl()
+                .args(["log", "verify"])
+                .arg(capture(&c, file))
+                .args(pcrs_args(&c))
+                .assert()
+                .code(0)
+                .stdout(predicate::str::contains("ok: PCR 10 bank sha1"))
+                .stdout(predicate::str::contains("ok: PCR 10 bank sha256"))
+                .stdout(predicate::str::contains("all PCRs match"));
+        }
+    }
+    // scenario d also measures to PCR 11.
+    imactl()
+        .args(["log", "verify"])
+        .arg(capture("d-custom-policy-ngv2-buf", BIN))
+        .args(pcrs_args("d-custom-policy-ngv2-buf"))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("ok: PCR 11 bank sha256"));
+}
+
+#[test]
+fn boot_aggregate_equals_the_first_entry() {
+    for c in ima_test::kernel_captures() {
+        let ascii = std::fs::read_to_string(capture(&c, ASCII)).unwrap();
+        let first: Vec<&str> = ascii.lines().next().unwrap().split(' ').collect();
+        let want = if first[2] == "ima" {
+            format!("sha1:{}", first[3])
+        } else {
+            first[3].trim_start_matches("ima:").to_owned()
+        };
+        let ima_hash = if c.contains("sha1") { "sha1" } else { "sha256" };
+        imactl()
+            .args(["log", "boot-aggregate", "--ima-hash", ima_hash])
+            .args(pcrs_args(&c))
+            .assert()
+            .code(0)
+            .stdout(format!("{want}\n"));
+    }
+}
+
+fn flipped(dir: &Path, src: &Path, at: usize) -> PathBuf {
+    let mut b = std::fs::read(src).unwrap();
+    b[at] ^= 0x80;
+    let p = dir.join("binary_runtime_measurements");
+    std::fs::write(&p, b).unwrap();
+    p
+}
+
+#[test]
+fn a_flipped_digest_fails_naming_pcr_bank_and_entry() {
+    let c = "a-tcb-ima-ng-sha256";
+    let tmp = tempfile::tempdir().unwrap();
+    // Entry 2 starts at 101; its d-ng digest starts 50 bytes in.
+    let p = flipped(tmp.path(), &capture(c, BIN), 101 + 50 + 3);
+    imactl()
+        .args(["log", "verify"])
+        .arg(&p)
+        .args(pcrs_args(c))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "MISMATCH: entry 2 (ima-ng /data/bin/hello): logged sha1 template digest is wrong",
+        ))
+        .stdout(predicate::str::contains(
+            "MISMATCH: PCR 10 bank sha256: replayed",
+        ))
+        .stdout(predicate::str::contains(
+            "can no longer match from entry 2 (ima-ng /data/bin/hello)",
+        ))
+        .stdout(predicate::str::contains("FAILED"));
+    // The template digest itself (entry 3).
+    let bin = std::fs::read(capture(c, BIN)).unwrap();
+    let second_len = 4 + 20 + 4 + 6 + 4 + u32::from_le_bytes(bin[135..139].try_into().unwrap());
+    let p = flipped(tmp.path(), &capture(c, BIN), 101 + second_len as usize + 4);
+    imactl()
+        .args(["log", "verify"])
+        .arg(&p)
+        .args(pcrs_args(c))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "entry 3 (ima-ng /data/bin/busybox): logged sha1",
+        ));
+}
+
+#[test]
+fn a_pcr_value_not_covered_fails() {
+    let tmp = tempfile::tempdir().unwrap();
+    let c = "a-tcb-ima-ng-sha256";
+    let p = tmp.path().join("pcrs");
+    let text = std::fs::read_to_string(capture(c, "pcrs_sha256.txt")).unwrap();
+    std::fs::write(&p, text.replace("\n10 E", "\n10 F")).unwrap();
+    imactl()
+        .args(["log", "verify"])
+        .arg(capture(c, BIN))
+        .arg("--pcrs")
+        .arg(format!("sha256:{}", p.display()))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("MISMATCH: PCR 10 bank sha256"))
+        .stdout(predicate::str::contains(
+            "can no longer match from entry 1 (ima-ng boot_aggregate)",
+        ));
+}
+
+fn expect_error(args: &[&str], path: &Path, msg: &str) {
+    imactl()
+        .args(args)
+        .arg(path)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("imactl: error:"))
+        .stderr(predicate::str::contains(msg));
+}
+
+#[test]
+fn bad_input_exits_2_with_the_position() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    let bin = std::fs::read(capture("a-tcb-ima-ng-sha256", BIN)).unwrap();
+    let p = d.join("truncated");
+    std::fs::write(&p, &bin[..bin.len() - 5]).unwrap();
+    expect_error(
+        &["log", "show"],
+        &p,
+        "template data length at byte offset 3063: truncated",
+    );
+
+    let mut absurd = bin.clone();
+    absurd[101 + 34..101 + 38].copy_from_slice(&0x7fff_ffffu32.to_le_bytes());
+    std::fs::write(&p, &absurd).unwrap();
+    expect_error(
+        &["log", "show"],
+        &p,
+        "template data length at byte offset 135",
+    );
+
+    let mut name = bin.clone();
+    name[24..28].copy_from_slice(&100_000u32.to_le_bytes());
+    std::fs::write(&p, &name).unwrap();
+    expect_error(
+        &["log", "show"],
+        &p,
+        "byte offset 24: length 100000 exceeds the maximum 255",
+    );
+
+    let ascii = std::fs::read_to_string(capture("a-tcb-ima-ng-sha256", ASCII)).unwrap();
+    std::fs::write(
+        &p,
+        ascii.replacen("ima-ng sha256:d16c", "ima-ng sha256:g16c", 1),
+    )
+    .unwrap();
+    expect_error(
+        &["log", "convert", "--to", "binary"],
+        &p,
+        "line 2, column 52",
+    );
+
+    let unknown = ascii.replacen("ima-ng", "ima-xyz", 1);
+    std::fs::write(&p, &unknown).unwrap();
+    expect_error(&["log", "show"], &p, "unknown template \"ima-xyz\"");
+    // ... which a --template NAME=FMT resolves.
+    imactl()
+        .args([
+            "log",
+            "convert",
+            "--to",
+            "ascii",
+            "--template",
+            "ima-xyz=d-ng|n-ng",
+        ])
+        .arg(&p)
+        .assert()
+        .code(0)
+        .stdout(unknown);
+
+    let pcrs = d.join("pcrs");
+    std::fs::write(&pcrs, "0 00\n10 XYZ\n").unwrap();
+    imactl()
+        .args(["log", "verify"])
+        .arg(capture("a-tcb-ima-ng-sha256", BIN))
+        .arg("--pcrs")
+        .arg(format!("sha1:{}", pcrs.display()))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("line 1"));
+}
+
+#[test]
+fn json_decodes_every_field() {
+    let out = imactl()
+        .args(["log", "show", "--format", "json"])
+        .arg(capture("g-evm-portable-sig", BIN))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 11);
+    let e = &lines[1];
+    assert_eq!(e["template"], "evm-sig");
+    assert_eq!(e["pcr"], 10);
+    let f = e["fields"].as_array().unwrap();
+    assert_eq!(f.len(), 9);
+    assert_eq!(f[0]["algo"], "sha256");
+    assert_eq!(f[1]["value"], "/data/signed/good.txt");
+    assert_eq!(f[3]["value"], "security.ima");
+    assert_eq!(f[4]["value"][0], 265);
+    assert_eq!(f[8]["octal"], "100644");
+    let sig = &lines[1]["fields"][5];
+    assert!(sig["hex"].as_str().unwrap().starts_with("030204"));
+}

@@ -1,0 +1,257 @@
+//! The ascii measurement list (`ascii_runtime_measurements[_<algo>]`), render and parse.
+//!
+//! Mirrors `ima_ascii_measurements_show` in `security/integrity/ima/ima_fs.c`: per entry
+//! `printf("%2d ", pcr)`, the template digest in hex, a space, the template name, then for
+//! every field a space and the field's rendering (nothing for an empty field, so an empty
+//! last field leaves a trailing space), then `\n`.
+//!
+//! Parsing needs each template's field list (built-in names and format strings resolve by
+//! themselves; other names need a [`TemplateDesc`] from the caller). It is the exact inverse
+//! of rendering for every list the kernel writes. Known limit: the kernel writes names
+//! containing a newline raw, which splits the entry over two lines; such lists do not parse.
+
+use crate::codec::Endian;
+use crate::hash::{Digest, HashAlgo};
+use crate::log::Entry;
+use crate::template::{TemplateData, TemplateDesc, TemplateError, parse_hex, push_hex};
+
+/// Why an entry could not be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RenderError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error("template {template} has {expected} fields, the entry has {found}")]
+    FieldCount {
+        template: String,
+        expected: usize,
+        found: usize,
+    },
+}
+
+/// Appends the ascii line of `e` (its template digest as it is: use [`Entry::in_bank`]
+/// for another bank's list). `extra` resolves template names that are neither built in nor
+/// format strings.
+pub fn render_entry(
+    e: &Entry,
+    extra: &[TemplateDesc],
+    endian: Endian,
+    out: &mut Vec<u8>,
+) -> Result<(), RenderError> {
+    let desc = TemplateDesc::resolve(&e.template_name, extra)?;
+    let fields = e.data.fields();
+    if fields.len() != desc.fields().len() {
+        return Err(RenderError::FieldCount {
+            template: e.template_name.clone(),
+            expected: desc.fields().len(),
+            found: fields.len(),
+        });
+    }
+    out.extend_from_slice(format!("{:2} ", e.pcr).as_bytes());
+    push_hex(&e.template_digest, out);
+    out.push(b' ');
+    out.extend_from_slice(e.template_name.as_bytes());
+    for (field, data) in desc.fields().iter().zip(fields) {
+        out.push(b' ');
+        field.render_ascii(data, endian, out);
+    }
+    out.push(b'\n');
+    Ok(())
+}
+
+/// Renders a whole list; the error carries the index of the entry.
+pub fn encode(
+    entries: &[Entry],
+    extra: &[TemplateDesc],
+    endian: Endian,
+) -> Result<Vec<u8>, (usize, RenderError)> {
+    let mut out = Vec::new();
+    for (i, e) in entries.iter().enumerate() {
+        render_entry(e, extra, endian, &mut out).map_err(|err| (i, err))?;
+    }
+    Ok(out)
+}
+
+/// Why an ascii list did not parse, and on which line (1-based) and column (1-based).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}, column {column}: {msg}")]
+#[non_exhaustive]
+pub struct ParseError {
+    pub line: usize,
+    pub column: usize,
+    pub msg: String,
+}
+
+/// Parses one line (without its `\n`) of the list of bank `bank`.
+pub fn parse_line(
+    line: &[u8],
+    line_no: usize,
+    bank: HashAlgo,
+    extra: &[TemplateDesc],
+    endian: Endian,
+) -> Result<Entry, ParseError> {
+    let err = |at: usize, msg: String| ParseError {
+        line: line_no,
+        column: at + 1,
+        msg,
+    };
+    // "%2d ": one leading space for single-digit PCRs.
+    let lead = line.iter().take_while(|&&b| b == b' ').count();
+    let pcr_end = lead
+        + line[lead..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .count();
+    let pcr_text = &line[..pcr_end];
+    let pcr: u32 = std::str::from_utf8(pcr_text.trim_ascii_start())
+        .ok()
+        .filter(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| err(0, "expected a decimal PCR index".into()))?;
+    if format!("{pcr:2}").as_bytes() != pcr_text || line.get(pcr_end) != Some(&b' ') {
+        return Err(err(0, "expected \"%2d \" PCR index".into()));
+    }
+    let mut at = pcr_end + 1;
+    let next_token = |at: usize| -> (&[u8], usize) {
+        let rest = &line[at..];
+        match rest.iter().position(|&b| b == b' ') {
+            Some(p) => (&rest[..p], at + p + 1),
+            None => (rest, line.len()),
+        }
+    };
+    let (hex, next) = next_token(at);
+    let dlen = bank.digest_len().unwrap_or(0);
+    if hex.len() != 2 * dlen {
+        return Err(err(
+            at,
+            format!(
+                "expected a {bank} template digest ({} hex digits)",
+                2 * dlen
+            ),
+        ));
+    }
+    let digest_bytes = parse_hex(hex).map_err(|m| err(at, format!("template digest: {m}")))?;
+    let template_digest =
+        Digest::new(bank, &digest_bytes).ok_or_else(|| err(at, format!("not a {bank} digest")))?;
+    at = next;
+    if at >= line.len() {
+        return Err(err(at, "expected a template name".into()));
+    }
+    let (name, next) = next_token(at);
+    let name_str =
+        std::str::from_utf8(name).map_err(|_| err(at, "template name is not UTF-8".into()))?;
+    let desc = TemplateDesc::resolve(name_str, extra).map_err(|e| err(at, e.to_string()))?;
+    if next == line.len() && line.last() != Some(&b' ') {
+        return Err(err(
+            line.len(),
+            format!("expected {} fields", desc.fields().len()),
+        ));
+    }
+    at = next;
+    let n = desc.fields().len();
+    let mut fields = Vec::with_capacity(n);
+    for (i, field) in desc.fields().iter().enumerate() {
+        let rest = &line[at..];
+        let end = if i + 1 == n {
+            rest.len()
+        } else {
+            rest.iter().position(|&b| b == b' ').ok_or_else(|| {
+                err(
+                    line.len(),
+                    format!("expected {n} fields after {name_str}, found {}", i + 1),
+                )
+            })?
+        };
+        let value = field
+            .parse_ascii(&rest[..end], endian)
+            .map_err(|m| err(at, m))?;
+        fields.push(value);
+        at += end + 1;
+    }
+    Ok(Entry {
+        pcr,
+        template_digest,
+        template_name: name_str.to_owned(),
+        data: TemplateData::new(fields),
+    })
+}
+
+/// Parses a whole list. A missing final newline is accepted; an empty line is not.
+pub fn decode(
+    text: &[u8],
+    bank: HashAlgo,
+    extra: &[TemplateDesc],
+    endian: Endian,
+) -> Result<Vec<Entry>, ParseError> {
+    let text = text.strip_suffix(b"\n").unwrap_or(text);
+    if text.is_empty() {
+        return Ok(Vec::new());
+    }
+    text.split(|&b| b == b'\n')
+        .enumerate()
+        .map(|(i, line)| parse_line(line, i + 1, bank, extra, endian))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// kernel-ima.md §13.8 (sha1 list), lines 1-3 and 5.
+    const LINES: &str = "\
+10 f970952a9fd68b86a38c1a216babf66de190ac35 ima-ng sha256:3fc5d36b72f2bbafc50a2369037326b0f41718d676c9c78ad16d2e86a1f137bf boot_aggregate
+10 08bfd737bf8f533f5d2ee3c78d267434839926e6 ima-ng sha256:a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0fb85d299a192a447 /tmp/imatest/data.txt
+10 0000000000000000000000000000000000000000 ima-ng sha256:0000000000000000000000000000000000000000000000000000000000000000 /tmp/imatest/data.txt
+10 b953df9b62623630880754e070ea72d8ce667b52 ima-buf sha256:31cc8aa667cd055b80e2289a3682489f61ee1cfe7124ce3d55ffe7ba25e41f54 kernel_version 362e31382e30
+";
+
+    #[test]
+    fn parses_renders_and_hashes() {
+        let e = Endian::Little;
+        let entries = decode(LINES.as_bytes(), HashAlgo::SHA1, &[], e).unwrap();
+        assert_eq!(entries.len(), 4);
+        assert!(entries[2].is_violation());
+        for x in [&entries[0], &entries[1], &entries[3]] {
+            assert_eq!(
+                x.template_digest_in(HashAlgo::SHA1, e).unwrap(),
+                x.template_digest
+            );
+        }
+        assert_eq!(
+            entries[0]
+                .template_digest_in(HashAlgo::SHA256, e)
+                .unwrap()
+                .to_hex(),
+            "65805912c86894a5ab8283ba2e3e29c93ed78fa28d353d6208f805b91ef0c8f1"
+        );
+        assert_eq!(encode(&entries, &[], e).unwrap(), LINES.as_bytes());
+    }
+
+    #[test]
+    fn errors_name_line_and_column() {
+        let bad = LINES.replace("sha256:a948", "sha256:x948");
+        let err = decode(bad.as_bytes(), HashAlgo::SHA1, &[], Endian::Little).unwrap_err();
+        assert_eq!((err.line, err.column), (2, 52), "{err}");
+        let err = decode(b"10 00 ima-ng x y\n", HashAlgo::SHA1, &[], Endian::Little).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 4), "{err}");
+        let line = format!("10 {} mystery a b\n", "00".repeat(20));
+        let err = decode(line.as_bytes(), HashAlgo::SHA1, &[], Endian::Little).unwrap_err();
+        assert!(err.msg.contains("unknown template"), "{err}");
+        let err = decode(b" 1\n", HashAlgo::SHA1, &[], Endian::Little).unwrap_err();
+        assert_eq!(err.line, 1);
+    }
+
+    #[test]
+    fn pcr_column_is_percent_2d() {
+        let mut l = LINES
+            .lines()
+            .next()
+            .unwrap()
+            .replacen("10", " 9", 1)
+            .into_bytes();
+        let e = parse_line(&l, 1, HashAlgo::SHA1, &[], Endian::Little).unwrap();
+        assert_eq!(e.pcr, 9);
+        l.insert(0, b' ');
+        assert!(parse_line(&l, 1, HashAlgo::SHA1, &[], Endian::Little).is_err());
+    }
+}

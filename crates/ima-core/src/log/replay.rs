@@ -1,0 +1,619 @@
+//! Replaying a measurement list: the PCR values it implies per bank and PCR index, their
+//! comparison with PCR values read from a TPM, the `--pcrs` files that carry those values,
+//! and boot_aggregate.
+//!
+//! Mirrors `ima_pcr_extend` in `security/integrity/ima/ima_queue.c` (every bank is
+//! extended with `H_bank(template input)`, or 0xff.. for a violation) and
+//! `ima_calc_boot_aggregate` in `ima_crypto.c`.
+//!
+//! The template digests are independent per entry and are computed in parallel (rayon);
+//! only the extend chain itself is sequential, one thread per bank.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rayon::prelude::*;
+
+use crate::codec::Endian;
+use crate::hash::{Digest, HashAlgo, Hasher, UnsupportedAlgo};
+use crate::log::Entry;
+use crate::log::binary::RawEntry;
+use crate::template::parse_hex;
+
+/// PCR values of one bank, by PCR index.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcrBank {
+    algo: HashAlgo,
+    values: BTreeMap<u32, Digest>,
+}
+
+/// Most PCRs a TPM has (`TPM2_PLATFORM_PCR`); a `--pcrs` file naming more is an error.
+pub const MAX_PCRS: u32 = 24;
+
+impl PcrBank {
+    pub fn new(algo: HashAlgo) -> Self {
+        Self {
+            algo,
+            values: BTreeMap::new(),
+        }
+    }
+
+    pub fn algo(&self) -> HashAlgo {
+        self.algo
+    }
+
+    pub fn get(&self, index: u32) -> Option<&Digest> {
+        self.values.get(&index)
+    }
+
+    /// Sets a PCR; the digest must be of this bank's algorithm.
+    pub fn set(&mut self, index: u32, value: Digest) {
+        self.values.insert(index, value);
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (u32, &Digest)> {
+        self.values.iter().map(|(k, v)| (*k, v))
+    }
+
+    pub fn len(&self) -> usize {
+        self.values.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.values.is_empty()
+    }
+
+    /// Parses a PCR file: either evmctl's `PCR-NN: <hex>` lines (hex optionally with single
+    /// spaces between bytes, as TPM 1.2 sysfs writes it) or one `INDEX HEX` pair per line
+    /// (`/sys/class/tpm/tpm0/pcr-<alg>/<n>` collected, as in the kernel captures). Blank
+    /// lines and `#` comments are skipped; anything else is an error naming the line.
+    pub fn parse(text: &str, algo: HashAlgo) -> Result<Self, PcrFileError> {
+        let dlen = algo.digest_len().ok_or(PcrFileError {
+            line: 0,
+            msg: format!("unknown algorithm {algo}"),
+        })?;
+        let mut bank = Self::new(algo);
+        for (i, raw) in text.lines().enumerate() {
+            let line_no = i + 1;
+            let err = |msg: String| PcrFileError { line: line_no, msg };
+            let line = raw.trim();
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let (index, hex): (&str, String) = if let Some(rest) = line.strip_prefix("PCR-") {
+                let (idx, hex) = rest
+                    .split_once(':')
+                    .ok_or_else(|| err("expected \"PCR-NN: <hex>\"".into()))?;
+                (idx, hex.split(' ').collect())
+            } else {
+                let (idx, hex) = line
+                    .split_once(|c: char| c.is_ascii_whitespace())
+                    .ok_or_else(|| err("expected \"INDEX HEX\" or \"PCR-NN: <hex>\"".into()))?;
+                (idx, hex.trim().to_owned())
+            };
+            let index: u32 = index
+                .parse()
+                .ok()
+                .filter(|&n| n < MAX_PCRS)
+                .ok_or_else(|| err(format!("bad PCR index {index:?} (expected 0-23)")))?;
+            let bytes = parse_hex(hex.as_bytes()).map_err(|m| err(format!("PCR {index}: {m}")))?;
+            if bytes.len() != dlen {
+                return Err(err(format!(
+                    "PCR {index}: {} bytes, a {algo} PCR has {dlen}",
+                    bytes.len()
+                )));
+            }
+            if bank.values.contains_key(&index) {
+                return Err(err(format!("PCR {index} given twice")));
+            }
+            let d = Digest::new(algo, &bytes).ok_or_else(|| err("bad digest".into()))?;
+            bank.values.insert(index, d);
+        }
+        Ok(bank)
+    }
+
+    /// evmctl's `--pcrs` format: `PCR-NN: <hex>` for PCR 0 up to the highest index set
+    /// (missing ones as zero, since evmctl expects every index in order).
+    pub fn to_evmctl(&self) -> String {
+        let mut s = String::new();
+        let Some(&last) = self.values.keys().next_back() else {
+            return s;
+        };
+        let zero = Digest::zero(self.algo);
+        for i in 0..=last {
+            let hex = match (self.values.get(&i), zero) {
+                (Some(d), _) => d.to_hex(),
+                (None, Some(z)) => z.to_hex(),
+                (None, None) => String::new(),
+            };
+            s.push_str(&format!("PCR-{i:02}: {hex}\n"));
+        }
+        s
+    }
+}
+
+/// A `--pcrs` file line that did not parse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("line {line}: {msg}")]
+#[non_exhaustive]
+pub struct PcrFileError {
+    pub line: usize,
+    pub msg: String,
+}
+
+/// What replay needs from an entry, for both the borrowed binary form and [`Entry`].
+pub trait ReplayEntry: Sync {
+    fn pcr(&self) -> u32;
+    /// The template digest logged in the list (of the list's bank).
+    fn logged_digest(&self) -> &[u8];
+    /// Feeds the template-digest input to `h`.
+    fn hash_input(&self, endian: Endian, h: &mut Hasher);
+    /// Short description for messages (the event name).
+    fn describe(&self) -> String;
+    /// For a violation: whether its file digest (first field) is all zero, as the kernel
+    /// writes it. A non-zero digest there means the entry was altered.
+    fn violation_digest_is_zero(&self) -> bool;
+}
+
+/// Whether the digest in a `d`/`d-ng`/`d-ngv2` value is all zero (the bytes after the
+/// `algo:` NUL prefix, or all bytes when there is no NUL).
+fn first_field_zero(field: &[u8]) -> bool {
+    let digest = match field.iter().position(|&b| b == 0) {
+        Some(p) if field[..p].ends_with(b":") => &field[p + 1..],
+        _ => field,
+    };
+    digest.iter().all(|&b| b == 0)
+}
+
+impl ReplayEntry for Entry {
+    fn pcr(&self) -> u32 {
+        self.pcr
+    }
+    fn logged_digest(&self) -> &[u8] {
+        &self.template_digest
+    }
+    fn hash_input(&self, endian: Endian, h: &mut Hasher) {
+        self.hash_into(endian, h)
+    }
+    fn describe(&self) -> String {
+        let name = self
+            .data
+            .fields()
+            .get(1)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        describe(&self.template_name, name)
+    }
+    fn violation_digest_is_zero(&self) -> bool {
+        first_field_zero(
+            self.data
+                .fields()
+                .first()
+                .map(Vec::as_slice)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+impl ReplayEntry for RawEntry<'_> {
+    fn pcr(&self) -> u32 {
+        self.pcr
+    }
+    fn logged_digest(&self) -> &[u8] {
+        self.digest
+    }
+    fn hash_input(&self, _endian: Endian, h: &mut Hasher) {
+        self.hash_into(h)
+    }
+    fn describe(&self) -> String {
+        use crate::log::binary::RawBody;
+        let name = match self.body {
+            RawBody::Legacy { name, .. } => name,
+            // The second field of every built-in template is the event name.
+            RawBody::Fields { bytes, .. } => second_field(bytes).unwrap_or_default(),
+        };
+        describe(self.template_name, name)
+    }
+    fn violation_digest_is_zero(&self) -> bool {
+        use crate::log::binary::RawBody;
+        match self.body {
+            RawBody::Legacy { digest, .. } => digest.iter().all(|&b| b == 0),
+            RawBody::Fields { bytes, .. } => first_field(bytes).is_some_and(first_field_zero),
+        }
+    }
+}
+
+fn first_field(b: &[u8]) -> Option<&[u8]> {
+    let l0 = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    b.get(4..4usize.checked_add(l0)?)
+}
+
+fn second_field(b: &[u8]) -> Option<&[u8]> {
+    let l0 = u32::from_le_bytes(b.get(..4)?.try_into().ok()?) as usize;
+    let at = 4usize.checked_add(l0)?;
+    let l1 = u32::from_le_bytes(b.get(at..at + 4)?.try_into().ok()?) as usize;
+    b.get(at + 4..at.checked_add(4 + l1)?)
+}
+
+fn describe(template: &str, name: &[u8]) -> String {
+    let name = match name.iter().position(|&b| b == 0) {
+        Some(p) => &name[..p],
+        None => name,
+    };
+    format!("{template} {}", String::from_utf8_lossy(name))
+}
+
+/// The result of replaying one PCR of one bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PcrReplay {
+    pub index: u32,
+    /// The value after extending every entry of this PCR.
+    pub value: Digest,
+    /// The expected value, if one was given for this PCR.
+    pub expected: Option<Digest>,
+    /// Number of entries on this PCR.
+    pub entries: usize,
+    /// List index (0-based) of the entry after which the replayed value last equalled the
+    /// expected value (the list is consistent up to there).
+    pub last_match: Option<usize>,
+    /// List index of the first entry from which the PCR can no longer match: the first
+    /// entry of this PCR after the last match (or its first entry if it never matched), or
+    /// a later entry of this PCR whose logged digest shows it was altered.
+    pub first_unmatchable: Option<usize>,
+}
+
+impl PcrReplay {
+    /// Whether an expected value was given and equals the replayed one.
+    pub fn matches(&self) -> bool {
+        self.expected.as_ref() == Some(&self.value)
+    }
+}
+
+/// The replay of one bank.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BankReplay {
+    pub algo: HashAlgo,
+    pub pcrs: Vec<PcrReplay>,
+}
+
+impl BankReplay {
+    /// The replayed values as a [`PcrBank`].
+    pub fn values(&self) -> PcrBank {
+        let mut b = PcrBank::new(self.algo);
+        for p in &self.pcrs {
+            b.set(p.index, p.value);
+        }
+        b
+    }
+}
+
+/// The outcome of [`replay`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Replay {
+    pub banks: Vec<BankReplay>,
+    /// List indexes of entries whose logged template digest differs from the digest of
+    /// their data in the list's bank (violations excepted).
+    pub bad_digests: Vec<usize>,
+    /// List indexes of violations (zero template digest) whose file digest is not zero.
+    pub bad_violations: Vec<usize>,
+    pub entries: usize,
+    pub violations: usize,
+}
+
+impl Replay {
+    /// Whether every logged digest is right and every PCR that has an expected value
+    /// matches it.
+    pub fn ok(&self) -> bool {
+        self.bad_digests.is_empty()
+            && self.bad_violations.is_empty()
+            && self
+                .banks
+                .iter()
+                .flat_map(|b| &b.pcrs)
+                .all(|p| p.expected.is_none() || p.matches())
+    }
+}
+
+/// Entries hashed per rayon task: big enough to amortise scheduling, small enough to
+/// balance two to a few dozen threads.
+const CHUNK: usize = 4096;
+
+/// Replays `entries` (of a list whose logged digests are in `log_bank`) into every bank of
+/// `banks`, comparing each PCR index the list uses with `expected` (same order as `banks`;
+/// missing values are simply not compared).
+pub fn replay<E: ReplayEntry>(
+    entries: &[E],
+    log_bank: HashAlgo,
+    banks: &[HashAlgo],
+    expected: &[Option<&PcrBank>],
+    endian: Endian,
+) -> Result<Replay, UnsupportedAlgo> {
+    // The log's bank is always hashed, to check the logged digests.
+    let mut algos: Vec<HashAlgo> = banks.to_vec();
+    if !algos.contains(&log_bank) {
+        algos.push(log_bank);
+    }
+    let mut lens = Vec::with_capacity(algos.len());
+    for a in &algos {
+        a.hasher()?;
+        lens.push(a.digest_len().ok_or(UnsupportedAlgo(*a))?);
+    }
+    let log_slot = algos.iter().position(|a| *a == log_bank).unwrap_or(0);
+    let stride: usize = lens.iter().sum();
+    let offsets: Vec<usize> = lens
+        .iter()
+        .scan(0, |acc, l| {
+            let o = *acc;
+            *acc += l;
+            Some(o)
+        })
+        .collect();
+
+    // Phase 1, parallel: every entry's extend value in every bank, and the digest check.
+    let chunks: Vec<(Vec<u8>, Vec<usize>, Vec<usize>)> = entries
+        .par_chunks(CHUNK)
+        .enumerate()
+        .map(|(c, chunk)| {
+            let mut out = vec![0u8; chunk.len() * stride];
+            let mut bad = Vec::new();
+            let mut violations = Vec::new();
+            for (i, e) in chunk.iter().enumerate() {
+                let slot = &mut out[i * stride..(i + 1) * stride];
+                let logged = e.logged_digest();
+                if logged.iter().all(|&b| b == 0) {
+                    slot.fill(0xff);
+                    violations.push(c * CHUNK + i);
+                    continue;
+                }
+                for (k, a) in algos.iter().enumerate() {
+                    // Checked above that every algorithm has a hasher.
+                    if let Ok(mut h) = a.hasher() {
+                        e.hash_input(endian, &mut h);
+                        slot[offsets[k]..offsets[k] + lens[k]].copy_from_slice(&h.finalize());
+                    }
+                }
+                let mine = &slot[offsets[log_slot]..offsets[log_slot] + lens[log_slot]];
+                if mine != logged {
+                    bad.push(c * CHUNK + i);
+                }
+            }
+            (out, bad, violations)
+        })
+        .collect();
+
+    let bad_digests: Vec<usize> = chunks.iter().flat_map(|c| c.1.iter().copied()).collect();
+    let violation_list: Vec<usize> = chunks.iter().flat_map(|c| c.2.iter().copied()).collect();
+    let bad_violations: Vec<usize> = violation_list
+        .iter()
+        .copied()
+        .filter(|&i| !entries[i].violation_digest_is_zero())
+        .collect();
+    let mut suspects: Vec<usize> = bad_digests.iter().chain(&bad_violations).copied().collect();
+    suspects.sort_unstable();
+
+    // Phase 2, one thread per bank: the sequential extend chains.
+    let replays: Vec<BankReplay> = banks
+        .par_iter()
+        .enumerate()
+        .map(|(k, &algo)| {
+            let slot_of = algos.iter().position(|a| *a == algo).unwrap_or(k);
+            let values = Values {
+                chunks: &chunks,
+                stride,
+                off: offsets[slot_of],
+                len: lens[slot_of],
+            };
+            chain(
+                entries,
+                &values,
+                algo,
+                expected.get(k).copied().flatten(),
+                &suspects,
+            )
+        })
+        .collect();
+
+    Ok(Replay {
+        banks: replays,
+        bad_digests,
+        bad_violations,
+        entries: entries.len(),
+        violations: violation_list.len(),
+    })
+}
+
+struct PcrState {
+    index: u32,
+    value: Digest,
+    expected: Option<Digest>,
+    entries: usize,
+    last_match: Option<usize>,
+    first_unmatchable: Option<usize>,
+    matched_now: bool,
+}
+
+/// Where one bank's extend values sit in the phase-1 output.
+struct Values<'a> {
+    chunks: &'a [(Vec<u8>, Vec<usize>, Vec<usize>)],
+    stride: usize,
+    off: usize,
+    len: usize,
+}
+
+fn chain<E: ReplayEntry>(
+    entries: &[E],
+    v: &Values<'_>,
+    algo: HashAlgo,
+    expected: Option<&PcrBank>,
+    suspects: &[usize],
+) -> BankReplay {
+    let mut states: Vec<PcrState> = Vec::new();
+    // PCR index → position in `states`, for the common small indexes.
+    let mut small = [usize::MAX; 32];
+    let zero = Digest::zero(algo);
+    let mut buf = [0u8; 2 * crate::hash::MAX_DIGEST_SIZE];
+    for (i, e) in entries.iter().enumerate() {
+        let pcr = e.pcr();
+        let s = match small.get(pcr as usize).copied() {
+            Some(s) if s != usize::MAX => s,
+            _ => match states.iter().position(|s| s.index == pcr) {
+                Some(s) => s,
+                None => {
+                    let exp = expected.and_then(|b| b.get(pcr)).copied();
+                    let Some(z) = zero else { break };
+                    states.push(PcrState {
+                        index: pcr,
+                        value: z,
+                        expected: exp,
+                        entries: 0,
+                        last_match: None,
+                        first_unmatchable: None,
+                        matched_now: true,
+                    });
+                    let s = states.len() - 1;
+                    if let Some(slot) = small.get_mut(pcr as usize) {
+                        *slot = s;
+                    }
+                    s
+                }
+            },
+        };
+        let st = &mut states[s];
+        if st.matched_now {
+            st.first_unmatchable = Some(i);
+            st.matched_now = false;
+        }
+        let len = v.len;
+        let value = &v.chunks[i / CHUNK].0[(i % CHUNK) * v.stride + v.off..][..len];
+        buf[..len].copy_from_slice(&st.value);
+        buf[len..2 * len].copy_from_slice(value);
+        if let Ok(h) = algo.hasher() {
+            st.value = h.chain(&buf[..2 * len]).finalize();
+        }
+        st.entries += 1;
+        if st.expected.as_ref() == Some(&st.value) {
+            st.last_match = Some(i);
+            st.matched_now = true;
+        }
+    }
+    // A suspect entry (wrong logged digest, altered violation) at or after the point the
+    // chain last matched is a sharper answer than "the first entry after the match".
+    for st in &mut states {
+        if let Some(from) = st.first_unmatchable {
+            st.first_unmatchable = suspects
+                .iter()
+                .find(|&&i| i >= from && entries[i].pcr() == st.index)
+                .copied()
+                .or(Some(from));
+        }
+    }
+    states.sort_by_key(|s| s.index);
+    BankReplay {
+        algo,
+        pcrs: states
+            .into_iter()
+            .map(|s| PcrReplay {
+                index: s.index,
+                value: s.value,
+                expected: s.expected,
+                entries: s.entries,
+                last_match: s.last_match,
+                first_unmatchable: s.first_unmatchable,
+            })
+            .collect(),
+    }
+}
+
+/// boot_aggregate over `bank`: `H(PCR0 || ... || PCR7)`, and for any bank other than sha1
+/// also `|| PCR8 || PCR9` (`ima_calc_boot_aggregate_tfm`). PCRs missing from `bank` count
+/// as zero, as evmctl treats them.
+pub fn boot_aggregate(bank: &PcrBank) -> Result<Digest, UnsupportedAlgo> {
+    let algo = bank.algo();
+    let zero = Digest::zero(algo).ok_or(UnsupportedAlgo(algo))?;
+    let last = if algo == HashAlgo::SHA1 { 7 } else { 9 };
+    let mut h = algo.hasher()?;
+    for i in 0..=last {
+        h.update(bank.get(i).unwrap_or(&zero));
+    }
+    Ok(h.finalize())
+}
+
+/// The bank the kernel computes boot_aggregate in (`ima_calc_boot_aggregate`): the bank of
+/// `ima_hash` if the TPM has one, else sha256, else sha1; `None` if none of those.
+pub fn boot_aggregate_bank(available: &[HashAlgo], ima_hash: HashAlgo) -> Option<HashAlgo> {
+    [ima_hash, HashAlgo::SHA256, HashAlgo::SHA1]
+        .into_iter()
+        .find(|a| available.contains(a))
+}
+
+impl fmt::Display for PcrBank {
+    /// The `INDEX HEX` form, one PCR per line.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, d) in &self.values {
+            writeln!(f, "{i} {}", d.to_hex().to_uppercase())?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pcr_files_both_formats() {
+        let evm = "PCR-00: 7A 6C 4D 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 01\n\
+                   garbage line\nPCR-10: 12168d7eb3dac5155ed8c8a349253d275e9236b1\n";
+        let b = PcrBank::parse(evm, HashAlgo::SHA1);
+        assert!(b.is_err(), "garbage lines are errors, not skipped");
+        let evm = evm.replace("garbage line\n", "");
+        let b = PcrBank::parse(&evm, HashAlgo::SHA1).unwrap();
+        assert_eq!(
+            b.get(0).unwrap().to_hex(),
+            "7a6c4d0000000000000000000000000000000001"
+        );
+        assert_eq!(b.len(), 2);
+        let again = PcrBank::parse(&b.to_evmctl(), HashAlgo::SHA1).unwrap();
+        assert_eq!(again.len(), 11);
+        let pairs = PcrBank::parse(&b.to_string(), HashAlgo::SHA1).unwrap();
+        assert_eq!(pairs, b);
+        let e = PcrBank::parse("0 00\n1 zz\n", HashAlgo::SHA1).unwrap_err();
+        assert_eq!(e.line, 1);
+        let e = PcrBank::parse("1 zz\n", HashAlgo::SHA1).unwrap_err();
+        assert_eq!(e.line, 1);
+        assert!(e.msg.contains("hex"), "{e}");
+        let e = PcrBank::parse("\n\n24 00\n", HashAlgo::SHA1).unwrap_err();
+        assert_eq!(e.line, 3);
+    }
+
+    /// kernel-ima.md §13.8: PCR i = H("pcr<i>"), boot_aggregate per bank.
+    #[test]
+    fn boot_aggregate_vectors() {
+        for (algo, want) in [
+            (HashAlgo::SHA1, "c973c5a805969b961104ce33f787a1ed9ddf504e"),
+            (
+                HashAlgo::SHA256,
+                "3fc5d36b72f2bbafc50a2369037326b0f41718d676c9c78ad16d2e86a1f137bf",
+            ),
+        ] {
+            let mut b = PcrBank::new(algo);
+            for i in 0..10 {
+                b.set(i, algo.digest(format!("pcr{i}").as_bytes()).unwrap());
+            }
+            assert_eq!(boot_aggregate(&b).unwrap().to_hex(), want);
+        }
+        let both = [HashAlgo::SHA1, HashAlgo::SHA256];
+        assert_eq!(
+            boot_aggregate_bank(&both, HashAlgo::SHA1),
+            Some(HashAlgo::SHA1)
+        );
+        assert_eq!(
+            boot_aggregate_bank(&both, HashAlgo::SHA512),
+            Some(HashAlgo::SHA256)
+        );
+        assert_eq!(
+            boot_aggregate_bank(&[HashAlgo::SM3_256], HashAlgo::SHA1),
+            None
+        );
+    }
+}
