@@ -1,3 +1,4 @@
 //! One module per `imactl` subcommand.
 
 pub mod log;
+pub mod policy;

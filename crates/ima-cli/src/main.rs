@@ -20,6 +20,9 @@ enum Command {
     /// Show, convert and verify measurement lists.
     #[command(subcommand)]
     Log(cmd::log::LogCommand),
+    /// Check, show and explain IMA policies (kernel language plus extensions).
+    #[command(subcommand)]
+    Policy(cmd::policy::PolicyCommand),
 }
 
 fn main() -> ExitCode {
@@ -36,5 +39,6 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Log(c) => cmd::log::run(c),
+        Command::Policy(c) => cmd::policy::run(c),
     }
 }

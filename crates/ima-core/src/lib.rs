@@ -5,4 +5,5 @@ pub mod codec;
 pub mod evm;
 pub mod hash;
 pub mod log;
+pub mod policy;
 pub mod template;

@@ -3,4 +3,5 @@
 //! allow `unsafe` per module, each with a `// SAFETY:` comment on every block.
 
 pub mod file;
+pub mod fs;
 pub mod inode;

@@ -1,0 +1,435 @@
+//! `imactl policy check|show|explain`: validate a policy file, print built-in policies in
+//! the kernel's read-back format, and explain which rule decides an access.
+
+use std::fmt::Write as _;
+use std::io::Read as _;
+use std::os::unix::ffi::OsStrExt as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::{Args, Subcommand};
+use ima_core::policy::parse::parse_policy_bytes_with_warnings;
+use ima_core::policy::{
+    ActionClass, BootPolicy, Builtin, Evaluation, Event, Func, LsmField, Mask, ParseOptions,
+    Policy, Uuid,
+};
+
+/// Largest policy file we read (bounded memory).
+const MAX_POLICY_FILE: u64 = 64 << 20;
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a policy file: exit 0 if the kernel would accept it, else print
+    /// FILE:LINE:COLUMN: message for every bad line and exit 1.
+    Check {
+        /// Accept only what a Linux kernel accepts (no path/exe/cgroup/version extensions).
+        #[arg(long)]
+        strict_kernel: bool,
+        /// The policy file.
+        file: PathBuf,
+    },
+    /// Print a built-in policy (or a policy file) in the kernel's read-back format.
+    Show {
+        /// tcb, ima_tcb, appraise_tcb, secure_boot, critical_data, fail_securely, or several
+        /// joined with | as in ima_policy= (the boot-time combination).
+        #[arg(long, conflicts_with = "file")]
+        builtin: Option<String>,
+        /// Emulate this kernel version's built-ins (before 6.14 the tcb tmpfs rule covers
+        /// every hook).
+        #[arg(long, value_name = "VERSION")]
+        kernel: Option<String>,
+        /// A policy file to print in read-back form instead.
+        file: Option<PathBuf>,
+    },
+    /// Explain which rule decides each action class for one access.
+    Explain(Box<ExplainArgs>),
+}
+
+#[derive(Debug, Args)]
+#[command(group(clap::ArgGroup::new("source").required(true).args(["policy", "builtin"])))]
+pub struct ExplainArgs {
+    /// A policy file.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// A built-in policy (as for `show --builtin`).
+    #[arg(long)]
+    builtin: Option<String>,
+    /// Kernel version to emulate for built-ins (as for `show --kernel`).
+    #[arg(long, value_name = "VERSION")]
+    kernel: Option<String>,
+    /// The hook: FILE_CHECK, BPRM_CHECK, MMAP_CHECK, ...
+    #[arg(long)]
+    func: String,
+    /// Requested mask (MAY_READ, MAY_READ|MAY_WRITE, ...). Default: what the hook passes
+    /// (MAY_READ for FILE_CHECK and kernel reads, MAY_EXEC for exec/mmap, 0 for buffers).
+    #[arg(long)]
+    mask: Option<String>,
+    #[arg(long)]
+    uid: Option<u32>,
+    /// Default: --uid.
+    #[arg(long)]
+    euid: Option<u32>,
+    #[arg(long)]
+    gid: Option<u32>,
+    /// Default: --gid.
+    #[arg(long)]
+    egid: Option<u32>,
+    /// The task has CAP_SETUID / CAP_SETGID (euid=/egid= then also match real and saved ids).
+    #[arg(long)]
+    cap_setid: bool,
+    #[arg(long)]
+    fowner: Option<u32>,
+    #[arg(long)]
+    fgroup: Option<u32>,
+    /// Filesystem magic in hex (0xef53).
+    #[arg(long)]
+    fsmagic: Option<String>,
+    /// Filesystem type name (ext4).
+    #[arg(long)]
+    fsname: Option<String>,
+    #[arg(long)]
+    fsuuid: Option<String>,
+    /// Keyring (KEY_CHECK) or label (CRITICAL_DATA).
+    #[arg(long)]
+    data: Option<String>,
+    /// LSM labels as NAME=VALUE (obj_type=bin_t, subj_user=system_u), repeatable.
+    #[arg(long, value_name = "NAME=VALUE")]
+    lsm: Vec<String>,
+    /// The file; owner, group and filesystem not given explicitly are read from it.
+    #[arg(long)]
+    path: Option<PathBuf>,
+    /// The accessing program (extension selector exe=).
+    #[arg(long)]
+    exe: Option<PathBuf>,
+    /// The accessing process's cgroup (extension selector cgroup=).
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// The boot template for rules without template= (buffer hooks default to ima-buf).
+    #[arg(long, default_value = "ima-ng")]
+    default_template: String,
+    /// Print JSON: {"measure": ..., "appraise": ..., "audit": ..., "hash": ...}.
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        PolicyCommand::Check {
+            strict_kernel,
+            file,
+        } => check(&file, strict_kernel),
+        PolicyCommand::Show {
+            builtin,
+            kernel,
+            file,
+        } => {
+            let p = match (builtin, file) {
+                (Some(b), _) => builtin_policy(&b, kernel.as_deref())?,
+                (None, Some(f)) => load_file(&f, &ParseOptions::default())?,
+                (None, None) => bail!("give --builtin NAME or a policy FILE"),
+            };
+            print!("{}", p.readback());
+            Ok(ExitCode::SUCCESS)
+        }
+        PolicyCommand::Explain(a) => explain(*a),
+    }
+}
+
+fn read_limited(file: &Path) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(file).with_context(|| format!("{}", file.display()))?;
+    let mut buf = Vec::new();
+    f.take(MAX_POLICY_FILE + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("{}", file.display()))?;
+    if buf.len() as u64 > MAX_POLICY_FILE {
+        bail!(
+            "{}: larger than {} MiB: not a policy",
+            file.display(),
+            MAX_POLICY_FILE >> 20
+        );
+    }
+    Ok(buf)
+}
+
+fn check(file: &Path, strict_kernel: bool) -> anyhow::Result<ExitCode> {
+    let bytes = read_limited(file)?;
+    let opts = ParseOptions {
+        strict_kernel,
+        ..ParseOptions::default()
+    };
+    let name = file.display();
+    match parse_policy_bytes_with_warnings(&bytes, &opts) {
+        Err(errs) => {
+            for e in &errs.0 {
+                eprintln!("{name}:{}:{}: {}", e.line, e.column, e.kind);
+            }
+            Ok(ExitCode::from(1))
+        }
+        Ok((p, warnings)) => {
+            for w in &warnings {
+                eprintln!("{name}:{}:{}: warning: {}", w.line, w.column, w.kind);
+            }
+            if p.is_empty() {
+                eprintln!("{name}:1:1: no rules: the kernel refuses an empty policy update");
+                return Ok(ExitCode::from(1));
+            }
+            let signed = if p.requires_signed_policy() {
+                " (appraises POLICY_CHECK: later policies must be signed)"
+            } else {
+                ""
+            };
+            println!("{name}: {} rules OK{signed}", p.len());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn load_file(file: &Path, opts: &ParseOptions) -> anyhow::Result<Policy> {
+    let bytes = read_limited(file)?;
+    match parse_policy_bytes_with_warnings(&bytes, opts) {
+        Ok((p, _)) => Ok(p),
+        Err(errs) => {
+            let mut msg = String::new();
+            for e in &errs.0 {
+                let _ = write!(
+                    msg,
+                    "\n{}:{}:{}: {}",
+                    file.display(),
+                    e.line,
+                    e.column,
+                    e.kind
+                );
+            }
+            bail!("{}: invalid policy:{msg}", file.display())
+        }
+    }
+}
+
+/// Kernel versions before 6.14 have the all-hooks tmpfs rule.
+fn tmpfs_all_hooks(kernel: Option<&str>) -> anyhow::Result<bool> {
+    let Some(v) = kernel else { return Ok(false) };
+    let mut it = v.split(['.', '-']);
+    let major: u32 = it
+        .next()
+        .unwrap_or("")
+        .parse()
+        .with_context(|| format!("--kernel {v:?}"))?;
+    let minor: u32 = it
+        .next()
+        .unwrap_or("0")
+        .parse()
+        .with_context(|| format!("--kernel {v:?}"))?;
+    Ok((major, minor) < (6, 14))
+}
+
+fn builtin_policy(names: &str, kernel: Option<&str>) -> anyhow::Result<Policy> {
+    let mut bp = BootPolicy::default();
+    for w in names.split(['|', ' ', ',']).filter(|w| !w.is_empty()) {
+        let b: Builtin = w.parse()?;
+        bp.enable(b);
+    }
+    bp.tmpfs_all_hooks = tmpfs_all_hooks(kernel)?;
+    Ok(bp.default_policy())
+}
+
+fn default_mask(f: Func) -> Mask {
+    match f {
+        Func::FileCheck => Mask::MAY_READ,
+        Func::MmapCheck | Func::MmapCheckReqprot | Func::BprmCheck | Func::CredsCheck => {
+            Mask::MAY_EXEC
+        }
+        Func::PostSetattr => Mask::MAY_ACCESS,
+        Func::KeyCheck | Func::CriticalData | Func::KexecCmdline | Func::None => Mask::NONE,
+        _ => Mask::MAY_READ,
+    }
+}
+
+fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
+    let policy = match (&a.policy, &a.builtin) {
+        (Some(f), _) => load_file(f, &ParseOptions::default())?,
+        (None, Some(b)) => builtin_policy(b, a.kernel.as_deref())?,
+        (None, None) => bail!("give --policy FILE or --builtin NAME"),
+    };
+    let func: Func = a.func.parse()?;
+    let mask = match &a.mask {
+        Some(m) => m.parse::<Mask>()?,
+        None => default_mask(func),
+    };
+    let facts = match &a.path {
+        Some(p)
+            if a.fowner.is_none()
+                || a.fgroup.is_none()
+                || a.fsmagic.is_none()
+                || a.fsuuid.is_none()
+                || a.fsname.is_none() =>
+        {
+            Some(ima_sys::fs::file_facts(p).with_context(|| format!("{}", p.display()))?)
+        }
+        _ => None,
+    };
+    let mut ev = Event::new(func, mask);
+    ev.uid = a.uid.unwrap_or(0);
+    ev.euid = a.euid.unwrap_or(ev.uid);
+    ev.suid = ev.euid;
+    ev.gid = a.gid.unwrap_or(0);
+    ev.egid = a.egid.unwrap_or(ev.gid);
+    ev.sgid = ev.egid;
+    ev.cap_setuid = a.cap_setid;
+    ev.cap_setgid = a.cap_setid;
+    ev.fowner = a.fowner.or(facts.as_ref().map(|f| f.uid)).unwrap_or(0);
+    ev.fgroup = a.fgroup.or(facts.as_ref().map(|f| f.gid)).unwrap_or(0);
+    ev.fsmagic = match &a.fsmagic {
+        Some(m) => {
+            let h = m
+                .strip_prefix("0x")
+                .or_else(|| m.strip_prefix("0X"))
+                .unwrap_or(m);
+            u64::from_str_radix(h, 16).with_context(|| format!("--fsmagic {m:?}: not hex"))?
+        }
+        None => facts.as_ref().map_or(0, |f| f.fsmagic),
+    };
+    let fsname = a
+        .fsname
+        .clone()
+        .or_else(|| facts.as_ref().and_then(|f| f.fsname.clone()));
+    ev.fsname = fsname.as_deref().unwrap_or("");
+    ev.fsuuid = match &a.fsuuid {
+        Some(u) => u.parse::<Uuid>()?,
+        None => facts.as_ref().and_then(|f| f.fsuuid).unwrap_or(Uuid::NIL),
+    };
+    ev.func_data = a.data.as_deref();
+    let mut lsm: [Option<String>; 6] = Default::default();
+    for l in &a.lsm {
+        let (k, v) = l
+            .split_once('=')
+            .with_context(|| format!("--lsm {l:?}: expected NAME=VALUE"))?;
+        let f = LsmField::ALL
+            .into_iter()
+            .find(|f| f.name() == k)
+            .with_context(|| format!("--lsm {l:?}: unknown LSM field {k:?}"))?;
+        lsm[f.index()] = Some(v.to_owned());
+    }
+    for (slot, v) in ev.lsm.iter_mut().zip(lsm.iter()) {
+        *slot = v.as_deref();
+    }
+    let abs = |p: &PathBuf| -> PathBuf { std::path::absolute(p).unwrap_or_else(|_| p.clone()) };
+    let path = a.path.as_ref().map(abs);
+    let exe = a.exe.as_ref().map(abs);
+    ev.path = path.as_ref().map(|p| p.as_os_str().as_bytes());
+    ev.exe = exe.as_ref().map(|p| p.as_os_str().as_bytes());
+    ev.cgroup = a.cgroup.as_deref().map(str::as_bytes);
+
+    let e = policy.evaluate(&ev);
+    let default_template = if func.is_buffer() {
+        "ima-buf"
+    } else {
+        a.default_template.as_str()
+    };
+    if a.json {
+        println!("{}", to_json(&e, default_template));
+    } else {
+        print!("{}", to_text(&e, default_template));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn flag_names(e: &Evaluation<'_>) -> Vec<&'static str> {
+    let mut v = Vec::new();
+    if e.digsig_required() {
+        v.push("digsig_required");
+    }
+    if e.modsig_allowed() {
+        v.push("modsig_allowed");
+    }
+    if e.verity_required() {
+        v.push("verity_required");
+    }
+    if e.permit_directio() {
+        v.push("permit_directio");
+    }
+    if e.flags()
+        .contains(ima_core::policy::RuleFlags::FAIL_UNVERIFIABLE_SIGS)
+    {
+        v.push("fail_unverifiable_sigs");
+    }
+    v
+}
+
+fn to_json(e: &Evaluation<'_>, default_template: &str) -> String {
+    let mut m = serde_json::Map::new();
+    for class in ActionClass::ALL {
+        let v = match e.decided(class) {
+            None => serde_json::Value::Null,
+            Some(d) => {
+                let mut o = serde_json::Map::new();
+                o.insert("line".into(), d.line.into());
+                o.insert("rule".into(), d.text.into());
+                o.insert("action".into(), d.action().name().into());
+                o.insert("decision".into(), e.does(class).into());
+                match class {
+                    ActionClass::Measure if e.does(class) => {
+                        o.insert("pcr".into(), e.pcr().into());
+                        o.insert("template".into(), e.template_name(default_template).into());
+                    }
+                    ActionClass::Appraise if e.does(class) => {
+                        o.insert("appraise_type".into(), d.rule.appraise_type().into());
+                        o.insert("flags".into(), flag_names(e).into());
+                        o.insert(
+                            "appraise_algos".into(),
+                            e.allowed_algos.map(|a| a.to_string()).into(),
+                        );
+                    }
+                    _ => {}
+                }
+                serde_json::Value::Object(o)
+            }
+        };
+        m.insert(class.name().into(), v);
+    }
+    serde_json::Value::Object(m).to_string()
+}
+
+fn to_text(e: &Evaluation<'_>, default_template: &str) -> String {
+    let mut s = String::new();
+    for class in ActionClass::ALL {
+        let _ = write!(s, "{:<9} ", format!("{}:", class.name()));
+        match e.decided(class) {
+            None => {
+                let _ = writeln!(s, "no rule matches: not done");
+            }
+            Some(d) => {
+                let _ = write!(s, "line {}: {} => ", d.line, d.text);
+                if !e.does(class) {
+                    let _ = writeln!(s, "not done");
+                    continue;
+                }
+                match class {
+                    ActionClass::Measure => {
+                        let _ = writeln!(
+                            s,
+                            "measure into PCR {} with template {}",
+                            e.pcr(),
+                            e.template_name(default_template)
+                        );
+                    }
+                    ActionClass::Appraise => {
+                        let _ = write!(s, "appraise");
+                        let flags = flag_names(e);
+                        if !flags.is_empty() {
+                            let _ = write!(s, " ({})", flags.join(", "));
+                        }
+                        if let Some(a) = e.allowed_algos {
+                            let _ = write!(s, ", algorithms {a}");
+                        }
+                        s.push('\n');
+                    }
+                    other => {
+                        let _ = writeln!(s, "{other}");
+                    }
+                }
+            }
+        }
+    }
+    s
+}

@@ -1,0 +1,121 @@
+//! What the policy needs to know about a file: owner, group, mode, and its filesystem's
+//! magic, type name and UUID (`stat`, `statfs`, `/proc/self/mountinfo`, udev's
+//! `/dev/disk/by-uuid`). Safe API over rustix; no `unsafe` here.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use ima_core::policy::Uuid;
+
+/// The attributes `ima_match_rules` looks at for an inode.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FileFacts {
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    /// `st_dev` as (major, minor).
+    pub dev: (u32, u32),
+    pub ino: u64,
+    /// `statfs.f_type` (`sb->s_magic`).
+    pub fsmagic: u64,
+    /// The filesystem type name from `/proc/self/mountinfo` (`sb->s_type->name`), if found.
+    pub fsname: Option<String>,
+    /// `sb->s_uuid` from `FS_IOC_GETFSUUID` (Linux 6.5+), else the UUID udev knows for the
+    /// device (`/dev/disk/by-uuid`, canonical 36-character names only), else `None`.
+    pub fsuuid: Option<Uuid>,
+}
+
+/// Reads [`FileFacts`] for `path` (following symlinks, like an open would).
+pub fn file_facts(path: &Path) -> io::Result<FileFacts> {
+    let st = rustix::fs::stat(path)?;
+    let sfs = rustix::fs::statfs(path)?;
+    let dev = st.st_dev;
+    let dev = (rustix::fs::major(dev), rustix::fs::minor(dev));
+    // f_type is a signed word on some ABIs; the kernel's s_magic is an unsigned long and
+    // the magics fit in 32 bits.
+    #[allow(clippy::unnecessary_cast)] // the field type differs between targets
+    let fsmagic = (sfs.f_type as i64 as u64) & 0xffff_ffff;
+    Ok(FileFacts {
+        uid: st.st_uid,
+        gid: st.st_gid,
+        mode: st.st_mode,
+        dev,
+        #[allow(clippy::unnecessary_cast)] // u64 on 64-bit targets, not everywhere
+        ino: st.st_ino as u64,
+        fsmagic,
+        fsname: mount_fstype(dev),
+        // Only open regular files and directories: opening a FIFO could block.
+        fsuuid: matches!(st.st_mode & 0o170000, 0o100000 | 0o040000)
+            .then(|| sb_uuid(path))
+            .flatten()
+            .or_else(|| uuid_of_dev(dev)),
+    })
+}
+
+/// `FS_IOC_GETFSUUID` on the file itself (an all-zero answer means "no UUID").
+fn sb_uuid(path: &Path) -> Option<Uuid> {
+    use std::os::fd::AsFd;
+    let f = std::fs::File::open(path).ok()?;
+    match crate::inode::fs_uuid(f.as_fd()) {
+        Ok(u) if u != [0; 16] => Some(Uuid(u)),
+        _ => None,
+    }
+}
+
+/// The filesystem type of the mount(s) of device `major:minor` in `/proc/self/mountinfo`.
+fn mount_fstype(dev: (u32, u32)) -> Option<String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = format!("{}:{}", dev.0, dev.1);
+    text.lines().find_map(|l| {
+        let mut f = l.split(' ');
+        if f.nth(2)? != want {
+            return None;
+        }
+        let (_, after) = l.split_once(" - ")?;
+        after.split(' ').next().map(str::to_owned)
+    })
+}
+
+/// The UUID whose `/dev/disk/by-uuid` link points at the block device `major:minor`.
+fn uuid_of_dev(dev: (u32, u32)) -> Option<Uuid> {
+    let dir = std::fs::read_dir("/dev/disk/by-uuid").ok()?;
+    for e in dir.flatten() {
+        let name = e.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let Ok(u) = name.parse::<Uuid>() else {
+            continue;
+        };
+        let target: PathBuf = match std::fs::canonicalize(e.path()) {
+            Ok(t) => t,
+            Err(_) => continue,
+        };
+        if let Ok(st) = rustix::fs::stat(&target) {
+            let rdev = st.st_rdev;
+            if (rustix::fs::major(rdev), rustix::fs::minor(rdev)) == dev {
+                return Some(u);
+            }
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn facts_of_a_temp_file_and_proc() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let f = file_facts(&p).unwrap();
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(f.uid, std::fs::metadata(&p).unwrap().uid());
+        assert_eq!(f.mode & 0o170000, 0o100000);
+        assert!(f.fsname.is_some(), "{f:?}");
+        let proc_ = file_facts(Path::new("/proc/self/status")).unwrap();
+        assert_eq!(proc_.fsmagic, 0x9fa0);
+        assert_eq!(proc_.fsname.as_deref(), Some("proc"));
+        assert!(file_facts(Path::new("/nonexistent/x")).is_err());
+    }
+}
