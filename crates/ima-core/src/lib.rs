@@ -2,8 +2,11 @@
 
 pub mod appraise;
 pub mod codec;
+pub mod digsig;
 pub mod evm;
 pub mod hash;
 pub mod log;
 pub mod policy;
 pub mod template;
+pub mod verity;
+pub mod xattr;

@@ -5,3 +5,4 @@
 pub mod file;
 pub mod fs;
 pub mod inode;
+pub mod xattr;
