@@ -3,6 +3,9 @@
 //! in the imasig scenario (f-appraise-imasig: appraise_type=imasig, no EVM enforcement).
 //! Content digests come from the capture's data-disk-manifest.tsv (computed in the guest).
 
+// Test helpers outside #[test] fns: a malformed fixture should abort the test loudly.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
