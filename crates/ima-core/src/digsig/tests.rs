@@ -225,3 +225,43 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn kernel_shaped_digsig_verify() {
+    use crate::evm::{DigsigError, DigsigVerifier};
+    let k = keyring();
+    let x = unhex(SIG_RSA_SHA256);
+    let d = HashAlgo::SHA256.digest(DATA).unwrap();
+    k.digsig_verify(&x, &d).unwrap();
+    assert!(matches!(
+        k.digsig_verify(&x, &d[..20]),
+        Err(DigsigError::Invalid(_))
+    ));
+    let mut bad = x.clone();
+    bad[20] ^= 1;
+    assert!(matches!(
+        k.digsig_verify(&bad, &d),
+        Err(DigsigError::Invalid(_))
+    ));
+    let mut v1 = x.clone();
+    v1[1] = 1;
+    assert!(matches!(
+        k.digsig_verify(&v1, &d),
+        Err(DigsigError::Unsupported(_))
+    ));
+    let mut nokey = x.clone();
+    nokey[3] ^= 0xff;
+    assert_eq!(
+        k.digsig_verify(&nokey, &d),
+        Err(DigsigError::NoKey(0x5acacb28))
+    );
+    assert!(matches!(
+        k.digsig_verify(&x[..12], &d),
+        Err(DigsigError::Invalid(_))
+    ));
+    // v3: the caller passes H(ima_file_id).
+    let v3 = unhex(SIGV3_RSA);
+    let vd = HashAlgo::SHA256.digest(b"fsverity-test").unwrap();
+    let id = file_id_hash(XattrType::VERITY_DIGSIG, &vd).unwrap();
+    k.digsig_verify(&v3, &id).unwrap();
+}
