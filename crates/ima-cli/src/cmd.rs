@@ -1,4 +1,7 @@
 //! One module per `imactl` subcommand.
 
+pub mod hash;
 pub mod log;
 pub mod policy;
+pub mod sign;
+pub mod verify;

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod tree;
 
 /// Userspace IMA/EVM: measure, appraise, sign, verify and replay, kernel-compatible.
 #[derive(Debug, Parser)]
@@ -23,6 +24,12 @@ enum Command {
     /// Check, show and explain IMA policies (kernel language plus extensions).
     #[command(subcommand)]
     Policy(cmd::policy::PolicyCommand),
+    /// Write (or print, -n) the content hash to security.ima, as `evmctl ima_hash`.
+    Hash(cmd::hash::HashArgs),
+    /// Sign files into security.ima (v2, or fs-verity v3), as `evmctl ima_sign`.
+    Sign(cmd::sign::SignArgs),
+    /// Verify security.ima signatures against certificates, as `evmctl ima_verify`.
+    Verify(cmd::verify::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,5 +47,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Log(c) => cmd::log::run(c),
         Command::Policy(c) => cmd::policy::run(c),
+        Command::Hash(a) => cmd::hash::run(a),
+        Command::Sign(a) => cmd::sign::run(a),
+        Command::Verify(a) => cmd::verify::run(a),
     }
 }

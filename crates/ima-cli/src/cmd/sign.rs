@@ -1,0 +1,185 @@
+//! `imactl sign --key KEY [--cert CERT|--keyid HEX] [-a ALG] [-r] [--sigfile] [--v3] PATH...`:
+//! IMA signatures in `security.ima`, as `evmctl ima_sign` writes them (type 0x03, version
+//! 2, signing the file digest), or with `--v3` fs-verity signatures (type 0x06, version 3,
+//! signing the hash of the `ima_file_id` of the userspace-computed fs-verity digest).
+//! `--sigfile` also writes the value to `PATH.sig` (evmctl does both); `-n` writes nothing
+//! and prints the value in hex.
+
+use std::fs::File;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context as _, bail};
+use clap::Args;
+use ima_core::codec::Codec;
+use ima_core::digsig::{Certificate, KeyId, PrivateKey, Signature};
+use ima_core::hash::{Digest, HashAlgo};
+use ima_core::verity::VerityHasher;
+use ima_core::xattr::{XATTR_NAME_IMA, XattrValue};
+use ima_sys::xattr::SetMode;
+
+use crate::tree::{self, Outcome};
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Private key, PEM: PKCS#8 (optionally encrypted), PKCS#1 RSA or SEC1 EC.
+    #[arg(short = 'k', long)]
+    pub key: PathBuf,
+    /// Password of an encrypted key (else $IMACTL_KEY_PASSWORD or $EVMCTL_KEY_PASSWORD).
+    #[arg(short = 'p', long = "pass")]
+    pub password: Option<String>,
+    /// Take the key id from this certificate's SubjectKeyIdentifier (checks it matches the key).
+    #[arg(long, conflicts_with = "keyid")]
+    pub cert: Option<PathBuf>,
+    /// Key id to write (8 hex digits).
+    #[arg(long)]
+    pub keyid: Option<KeyId>,
+    /// Hash algorithm (kernel name). RSA: sha256, sha384, sha512; ECDSA: any.
+    #[arg(short = 'a', long = "hashalgo", default_value = "sha256")]
+    pub algo: HashAlgo,
+    /// Recurse into directories.
+    #[arg(short = 'r', long)]
+    pub recursive: bool,
+    /// Also write the value to PATH.sig.
+    #[arg(short = 'f', long)]
+    pub sigfile: bool,
+    /// fs-verity signature (sigv3, type 0x06) over the fs-verity digest (sha256 or sha512).
+    #[arg(long)]
+    pub v3: bool,
+    /// Do not write security.ima; print the value in hex.
+    #[arg(short = 'n', long = "no-xattr")]
+    pub print_only: bool,
+    /// Files (or directories, with -r).
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+}
+
+pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
+    let key = load_private_key(&a.key, a.password.as_deref())?;
+    let keyid = match (&a.cert, a.keyid) {
+        (_, Some(id)) => id,
+        (Some(c), None) => {
+            let bytes = std::fs::read(c).with_context(|| format!("{}", c.display()))?;
+            let cert = Certificate::parse_all(&bytes)
+                .with_context(|| format!("{}", c.display()))?
+                .remove(0);
+            if cert.key() != key.public_key() {
+                bail!(
+                    "{}: the certificate's public key does not match {}",
+                    c.display(),
+                    a.key.display()
+                );
+            }
+            cert.keyid()
+        }
+        (None, None) => key.keyid(),
+    };
+    // Fail early, before touching any file, if the key cannot sign this algorithm.
+    let probe = a.algo.digest(b"").context("hash algorithm")?;
+    if a.v3 {
+        VerityHasher::new(a.algo).context("fs-verity supports sha256 and sha512 only")?;
+        Signature::sign_v3(&key, keyid, &probe)
+    } else {
+        Signature::sign_v2(&key, keyid, &probe)
+    }
+    .with_context(|| format!("{}", a.key.display()))?;
+
+    let single = !a.recursive && a.paths.len() == 1;
+    let summary = tree::run(&a.paths, a.recursive, |p| {
+        sign_one(p, &a, &key, keyid, single)
+    });
+    if !single {
+        eprintln!("imactl: sign: {summary}");
+    }
+    Ok(ExitCode::from(summary.exit_code()))
+}
+
+/// Reads a PEM private key, with the password from the option or the environment.
+pub fn load_private_key(path: &Path, password: Option<&str>) -> anyhow::Result<PrivateKey> {
+    let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let env = std::env::var("IMACTL_KEY_PASSWORD")
+        .or_else(|_| std::env::var("EVMCTL_KEY_PASSWORD"))
+        .ok();
+    let pw = password.map(str::to_owned).or(env);
+    PrivateKey::from_pem(&text, pw.as_deref().map(str::as_bytes))
+        .with_context(|| format!("{}", path.display()))
+}
+
+/// The digest a signature covers: the file hash, or its fs-verity digest for `--v3`.
+fn file_digest(f: &mut File, algo: HashAlgo, verity: bool) -> std::io::Result<Digest> {
+    if !verity {
+        return ima_sys::file::hash_file(f, algo);
+    }
+    let mut h = VerityHasher::new(algo)
+        .map_err(|e| std::io::Error::new(std::io::ErrorKind::Unsupported, e))?;
+    let mut buf = vec![0u8; ima_sys::file::READ_CHUNK];
+    loop {
+        match f.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => h.update(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(h.finalize())
+}
+
+fn sign_one(
+    path: &Path,
+    a: &SignArgs,
+    key: &PrivateKey,
+    keyid: KeyId,
+    single: bool,
+) -> (Outcome, u64) {
+    let mut f = match File::open(path) {
+        Ok(f) => f,
+        Err(e) => {
+            tree::err_line(path, e);
+            return (Outcome::Error, 0);
+        }
+    };
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    let digest = match file_digest(&mut f, a.algo, a.v3) {
+        Ok(d) => d,
+        Err(e) => {
+            tree::err_line(path, format_args!("cannot hash: {e}"));
+            return (Outcome::Error, 0);
+        }
+    };
+    let sig = if a.v3 {
+        Signature::sign_v3(key, keyid, &digest)
+    } else {
+        Signature::sign_v2(key, keyid, &digest)
+    };
+    let value = match sig {
+        Ok(s) => XattrValue::Signature(s).to_vec(),
+        Err(e) => {
+            tree::err_line(path, format_args!("cannot sign: {e}"));
+            return (Outcome::Error, size);
+        }
+    };
+    if a.sigfile {
+        let mut sig_path = path.as_os_str().to_owned();
+        sig_path.push(".sig");
+        if let Err(e) = std::fs::write(&sig_path, &value) {
+            tree::err_line(Path::new(&sig_path), e);
+            return (Outcome::Error, size);
+        }
+    }
+    if a.print_only {
+        if single {
+            tree::out_line(&hex::encode(&value));
+        } else {
+            tree::out_line(&format!("{} {}", hex::encode(&value), path.display()));
+        }
+        return (Outcome::Ok, size);
+    }
+    match ima_sys::xattr::set(&f, XATTR_NAME_IMA, &value, SetMode::Any) {
+        Ok(()) => (Outcome::Ok, size),
+        Err(e) => {
+            tree::err_line(path, format_args!("cannot write {XATTR_NAME_IMA}: {e}"));
+            (Outcome::Error, size)
+        }
+    }
+}

@@ -1,0 +1,297 @@
+//! Running one operation over many files: the paths given on the command line, or with
+//! `-r` every regular file below them. Shared by `hash`, `sign` and `verify` (and usable by
+//! any per-file command).
+//!
+//! Parallel and streaming: one thread walks (walkdir, not following symlinks) and feeds a
+//! bounded queue; one worker per CPU takes the **largest** queued file first, so a few huge
+//! files (libLLVM, node) start early instead of finishing alone at the end, while memory
+//! stays bounded by the queue size (not the tree size). A progress bar is drawn on stderr
+//! when it is a terminal; a summary (files, bytes, time, failures, errors) is printed to
+//! stderr at the end of tree runs. Per-file errors never stop the run.
+
+use std::collections::BinaryHeap;
+use std::fmt;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Files waiting for a worker, at most (bounds memory on huge trees).
+const QUEUE_MAX: usize = 65536;
+
+/// What happened to one file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done (hashed, signed, verified good).
+    Ok,
+    /// Checked and found bad (verification failure): exit status 1.
+    Failed,
+    /// Could not be processed (I/O error, bad input): exit status 2.
+    Error,
+}
+
+/// Totals of a run.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub files: u64,
+    pub bytes: u64,
+    pub failed: u64,
+    pub errors: u64,
+    pub elapsed: Duration,
+}
+
+impl Summary {
+    /// 0 if everything was fine, 1 if a check failed, 2 if any error occurred.
+    pub fn exit_code(&self) -> u8 {
+        if self.errors > 0 {
+            2
+        } else if self.failed > 0 {
+            1
+        } else {
+            0
+        }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let secs = self.elapsed.as_secs_f64();
+        let rate = if secs > 0.0 {
+            self.bytes as f64 / secs / 1e9
+        } else {
+            0.0
+        };
+        write!(
+            f,
+            "{} files, {:.1} MB in {:.3} s ({:.2} GB/s), {} failed, {} errors",
+            self.files,
+            self.bytes as f64 / 1e6,
+            secs,
+            rate,
+            self.failed,
+            self.errors
+        )
+    }
+}
+
+/// Serialised line output from many threads: each call writes one whole line.
+pub fn out_line(line: &str) {
+    let mut o = std::io::stdout().lock();
+    let _ = writeln!(o, "{line}");
+}
+
+/// One error line on stderr, `imactl: error: PATH: MSG`.
+pub fn err_line(path: &Path, msg: impl fmt::Display) {
+    let mut e = std::io::stderr().lock();
+    let _ = writeln!(e, "imactl: error: {}: {msg:#}", path.display());
+}
+
+struct Queue {
+    state: Mutex<State>,
+    /// Signalled when an item is pushed or the walk ends.
+    ready: Condvar,
+    /// Signalled when an item is taken (the walker waits when the queue is full).
+    space: Condvar,
+}
+
+#[derive(Default)]
+struct State {
+    heap: BinaryHeap<(u64, PathBuf)>,
+    done: bool,
+}
+
+impl Queue {
+    fn push(&self, size: u64, path: PathBuf) {
+        let mut s = lock(&self.state);
+        while s.heap.len() >= QUEUE_MAX {
+            s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+        s.heap.push((size, path));
+        self.ready.notify_one();
+    }
+
+    fn finish(&self) {
+        lock(&self.state).done = true;
+        self.ready.notify_all();
+    }
+
+    fn pop(&self) -> Option<(u64, PathBuf)> {
+        let mut s = lock(&self.state);
+        loop {
+            if let Some(item) = s.heap.pop() {
+                self.space.notify_one();
+                return Some(item);
+            }
+            if s.done {
+                return None;
+            }
+            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
+    // A worker that panicked cannot leave the heap inconsistent (push/pop are atomic
+    // from its point of view), so a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Runs `op` on every file: each of `paths` that is a regular file (symlinks to one are
+/// followed), and with `recursive` every regular file below the directories. `op`
+/// returns the outcome and the bytes it processed, and prints its own result line.
+pub fn run<F>(paths: &[PathBuf], recursive: bool, op: F) -> Summary
+where
+    F: Fn(&Path) -> (Outcome, u64) + Sync,
+{
+    let start = Instant::now();
+    let queue = Queue {
+        state: Mutex::new(State::default()),
+        ready: Condvar::new(),
+        space: Condvar::new(),
+    };
+    let files = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let failed = AtomicU64::new(0);
+    let errors = AtomicU64::new(0);
+    let bar = progress_bar();
+    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
+
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                while let Some((_, path)) = queue.pop() {
+                    let (outcome, n) = op(&path);
+                    files.fetch_add(1, Ordering::Relaxed);
+                    bytes.fetch_add(n, Ordering::Relaxed);
+                    match outcome {
+                        Outcome::Ok => {}
+                        Outcome::Failed => {
+                            failed.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Outcome::Error => {
+                            errors.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    bar.inc(1);
+                }
+            });
+        }
+        // The walker runs here; workers start as soon as the first file is queued.
+        for root in paths {
+            walk_root(root, recursive, &queue, &bar, &errors);
+        }
+        queue.finish();
+    });
+    bar.finish_and_clear();
+    Summary {
+        files: files.into_inner(),
+        bytes: bytes.into_inner(),
+        failed: failed.into_inner(),
+        errors: errors.into_inner(),
+        elapsed: start.elapsed(),
+    }
+}
+
+fn walk_root(root: &Path, recursive: bool, queue: &Queue, bar: &ProgressBar, errors: &AtomicU64) {
+    let meta = match std::fs::metadata(root) {
+        Ok(m) => m,
+        Err(e) => {
+            err_line(root, e);
+            errors.fetch_add(1, Ordering::Relaxed);
+            return;
+        }
+    };
+    if meta.is_file() {
+        bar.inc_length(1);
+        queue.push(meta.len(), root.to_path_buf());
+        return;
+    }
+    if !meta.is_dir() {
+        // FIFOs and devices: opening one could block or have side effects.
+        err_line(root, "not a regular file");
+        errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    if !recursive {
+        err_line(root, "is a directory (use -r)");
+        errors.fetch_add(1, Ordering::Relaxed);
+        return;
+    }
+    for entry in walkdir::WalkDir::new(root).follow_links(false) {
+        match entry {
+            Ok(e) if e.file_type().is_file() => {
+                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
+                bar.inc_length(1);
+                queue.push(size, e.into_path());
+            }
+            Ok(_) => {}
+            Err(e) => {
+                let p = e.path().unwrap_or(root).to_path_buf();
+                err_line(&p, e);
+                errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn progress_bar() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(0), ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn largest_first_and_every_file_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, n) in [10usize, 5000, 300, 0, 77].iter().enumerate() {
+            let sub = dir.path().join(format!("d{}", i % 2));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(format!("f{i}")), vec![1u8; *n]).unwrap();
+        }
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
+        let seen = Mutex::new(Vec::new());
+        let s = run(&[dir.path().to_path_buf()], true, |p| {
+            let n = std::fs::metadata(p).unwrap().len();
+            seen.lock().unwrap().push(n);
+            (
+                if n == 300 {
+                    Outcome::Failed
+                } else {
+                    Outcome::Ok
+                },
+                n,
+            )
+        });
+        let mut seen = seen.into_inner().unwrap();
+        seen.sort();
+        assert_eq!(seen, [0, 10, 77, 300, 5000], "symlinks are not followed");
+        assert_eq!((s.files, s.bytes, s.failed, s.errors), (5, 5387, 1, 0));
+        assert_eq!(s.exit_code(), 1);
+    }
+
+    #[test]
+    fn missing_paths_and_directories_without_r_are_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = run(
+            &[dir.path().join("nope"), dir.path().to_path_buf()],
+            false,
+            |_| (Outcome::Ok, 0),
+        );
+        assert_eq!((s.files, s.errors), (0, 2));
+        assert_eq!(s.exit_code(), 2);
+    }
+}
