@@ -13,7 +13,10 @@
 use crate::codec::Endian;
 use crate::hash::{Digest, HashAlgo};
 use crate::log::Entry;
-use crate::template::{TemplateData, TemplateDesc, TemplateError, parse_hex, push_hex};
+use crate::template::{
+    LEGACY_DIGEST_LEN, MAX_LEGACY_NAME_LEN, TemplateData, TemplateDesc, TemplateError, parse_hex,
+    push_hex,
+};
 
 /// Why an entry could not be rendered.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -95,6 +98,10 @@ pub fn parse_line(
         column: at + 1,
         msg,
     };
+    // The kernel prints strings up to their NUL, so a NUL never appears in its output.
+    if let Some(p) = line.iter().position(|&b| b == 0) {
+        return Err(err(p, "NUL byte in an ascii list".into()));
+    }
     // "%2d ": one leading space for single-digit PCRs.
     let lead = line.iter().take_while(|&&b| b == b' ').count();
     let pcr_end = lead
@@ -148,6 +155,7 @@ pub fn parse_line(
         ));
     }
     at = next;
+    let fields_at = at;
     let n = desc.fields().len();
     let mut fields = Vec::with_capacity(n);
     for (i, field) in desc.fields().iter().enumerate() {
@@ -167,6 +175,21 @@ pub fn parse_line(
             .map_err(|m| err(at, m))?;
         fields.push(value);
         at += end + 1;
+    }
+    // The legacy binary record has no lengths for `d` and bounds `n` (see `binary`).
+    if desc.is_legacy() {
+        if fields[0].len() != LEGACY_DIGEST_LEN {
+            return Err(err(
+                fields_at,
+                "ima template: d must be a 20-byte digest".into(),
+            ));
+        }
+        if fields[1].len() > MAX_LEGACY_NAME_LEN + 1 {
+            return Err(err(
+                fields_at,
+                "ima template: n is longer than 255 bytes".into(),
+            ));
+        }
     }
     Ok(Entry {
         pcr,
@@ -239,6 +262,22 @@ mod tests {
         assert!(err.msg.contains("unknown template"), "{err}");
         let err = decode(b" 1\n", HashAlgo::SHA1, &[], Endian::Little).unwrap_err();
         assert_eq!(err.line, 1);
+    }
+
+    /// Found by the ascii_log fuzz target: text that cannot come from the kernel and would
+    /// not survive a round trip is rejected (a NUL inside a name; a legacy `d` that is not
+    /// 20 bytes, which the binary record cannot carry).
+    #[test]
+    fn rejects_unrepresentable_lines() {
+        let e = Endian::Little;
+        let nul = LINES
+            .replacen("boot_aggregate", "boot\0aggregate", 1)
+            .replace("\\0", "\0");
+        let err = decode(nul.as_bytes(), HashAlgo::SHA1, &[], e).unwrap_err();
+        assert_eq!((err.line, err.column), (1, 128), "{err}");
+        let short = format!("10 {} ima a8eb2a71794e /data/bin/hello\n", "00".repeat(20));
+        let err = decode(short.as_bytes(), HashAlgo::SHA1, &[], e).unwrap_err();
+        assert!(err.msg.contains("20-byte"), "{err}");
     }
 
     #[test]
