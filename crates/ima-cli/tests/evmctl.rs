@@ -2,7 +2,7 @@
 //! (ima-evm-utils 1.4, kernel-ima.md §12.5/§12.7), and evmctl and `imactl log verify` agree
 //! when a digest is flipped. evmctl must be installed (`.ci/run` installs ima-evm-utils).
 
-#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
 use std::path::Path;
 use std::process::Command;
