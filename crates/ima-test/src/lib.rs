@@ -3,6 +3,10 @@
 
 use std::path::PathBuf;
 
+mod swtpm;
+
+pub use swtpm::Swtpm;
+
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     // CARGO_MANIFEST_DIR is crates/ima-test at compile time.

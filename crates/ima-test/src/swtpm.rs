@@ -1,0 +1,97 @@
+//! A real swtpm process for tests: `swtpm socket --tpm2` on fresh TCP ports with a temporary
+//! state directory, killed (and reaped) on Drop. If swtpm is not installed, [`Swtpm::start`]
+//! panics: a test that needs a TPM fails rather than skipping.
+
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A running swtpm. Dropping it kills the process.
+#[derive(Debug)]
+pub struct Swtpm {
+    child: Child,
+    port: u16,
+    // Held until Drop so the state survives as long as the process.
+    _state: tempfile::TempDir,
+}
+
+impl Swtpm {
+    /// Starts swtpm (TPM 2.0, already started up with TPM2_Startup(CLEAR)) and waits until
+    /// its command port accepts connections.
+    ///
+    /// # Panics
+    /// If swtpm is missing or does not come up within 10 seconds.
+    pub fn start() -> Self {
+        let mut last_err = String::new();
+        for _ in 0..5 {
+            let port = free_port_pair();
+            let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+            let child = Command::new("swtpm")
+                .args(["socket", "--tpm2"])
+                .arg("--server")
+                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+                .arg("--ctrl")
+                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+                .arg("--tpmstate")
+                .arg(format!("dir={}", state.path().display()))
+                .args(["--flags", "not-need-init,startup-clear"])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap_or_else(|e| {
+                    panic!("cannot start swtpm (install Debian package swtpm): {e}")
+                });
+            let mut s = Self {
+                child,
+                port,
+                _state: state,
+            };
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if let Ok(Some(status)) = s.child.try_wait() {
+                    last_err = format!("swtpm exited with {status}");
+                    break;
+                }
+                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return s;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            // Port race or slow start: Drop kills it, try other ports.
+        }
+        panic!("swtpm did not come up: {last_err}");
+    }
+
+    /// The command port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The TCTI string tpm2-tools and `imactl --tpm` accept.
+    pub fn tcti(&self) -> String {
+        format!("swtpm:host=127.0.0.1,port={}", self.port)
+    }
+}
+
+impl Drop for Swtpm {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A port P such that P and P+1 were both free a moment ago.
+fn free_port_pair() -> u16 {
+    for _ in 0..100 {
+        let Ok(l) = TcpListener::bind(("127.0.0.1", 0)) else {
+            continue;
+        };
+        let Ok(addr) = l.local_addr() else { continue };
+        let p = addr.port();
+        if p < u16::MAX && TcpListener::bind(("127.0.0.1", p + 1)).is_ok() {
+            return p;
+        }
+    }
+    panic!("no free TCP port pair on 127.0.0.1");
+}

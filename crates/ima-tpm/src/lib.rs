@@ -1,0 +1,197 @@
+//! TPM 2.0 client for ima: read and extend PCRs in every allocated bank, create an attestation
+//! key under the endorsement hierarchy, quote, and verify quotes.
+//!
+//! One trait, [`Tpm`], with three backends:
+//! - [`HwTpm`] over a [`Transport`]: the swtpm TCP socket (`swtpm:host=H,port=P`) or a kernel
+//!   character device (`device:/dev/tpmrm0`). Both carry the same command bytes, marshalled
+//!   with the pure-Rust `tpm2-protocol` crate (see ARCHITECTURE.md for why).
+//! - [`SoftPcrs`]: an embedded, file-backed software PCR bank (sha1 + sha256). It is the
+//!   default when no TPM is named and it is **not hardware-rooted**: anyone who can write its
+//!   file can forge it. [`Tpm::kind`] says so and `imactl` prints it.
+//!
+//! Mirrors the PCR half of `security/integrity/ima/ima_queue.c` (`ima_pcr_extend`) and
+//! `drivers/char/tpm/tpm2-cmd.c` (`tpm2_pcr_read`, `tpm2_pcr_extend`).
+
+use std::fmt;
+use std::path::Path;
+
+use ima_core::hash::{Digest, HashAlgo};
+
+mod hw;
+pub mod quote;
+mod soft;
+pub mod tcti;
+mod transport;
+
+pub use hw::HwTpm;
+pub use quote::{AkPublic, Quote, QuoteCheck};
+pub use soft::SoftPcrs;
+pub use tcti::Tcti;
+pub use transport::{DeviceTransport, SocketTransport, Transport};
+
+/// Number of PCRs of a PC-client TPM (`IMPLEMENTATION_PCR`).
+pub const NUM_PCRS: u32 = 24;
+
+/// What a [`Tpm`] is, so callers can say whether a PCR value is hardware-rooted.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TpmKind {
+    /// A TPM character device (`/dev/tpmrm0`).
+    Device(String),
+    /// The embedded, file-backed software PCR bank: **not hardware-rooted**.
+    Software(String),
+    /// swtpm over TCP (a software TPM, but a separate process with its own state).
+    Swtpm(String),
+}
+
+impl TpmKind {
+    /// Whether PCR values come from a TPM (a device or swtpm) rather than from our own file.
+    pub fn is_tpm(&self) -> bool {
+        !matches!(self, Self::Software(_))
+    }
+}
+
+impl fmt::Display for TpmKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Device(p) => write!(f, "TPM device {p}"),
+            Self::Software(p) => write!(
+                f,
+                "software PCR bank {p} (NOT hardware-rooted: no TPM was given)"
+            ),
+            Self::Swtpm(a) => write!(f, "swtpm at {a}"),
+        }
+    }
+}
+
+/// The one interface the measurement engine and `imactl` use.
+pub trait Tpm: Send {
+    /// What this is (device, swtpm, software bank).
+    fn kind(&self) -> TpmKind;
+
+    /// The allocated PCR banks, in the TPM's order.
+    fn banks(&self) -> &[HashAlgo];
+
+    /// Reads `pcrs` of `bank`, in the order given.
+    fn pcr_read(&mut self, bank: HashAlgo, pcrs: &[u32]) -> Result<Vec<Digest>, TpmError>;
+
+    /// Extends `pcr` in every allocated bank with one command: `digests` holds exactly one
+    /// digest per bank of [`Tpm::banks`] (matched by algorithm).
+    fn extend(&mut self, pcr: u32, digests: &[Digest]) -> Result<(), TpmError>;
+
+    /// The public part of the attestation key: a restricted ECDSA P-256 signing key created
+    /// as a primary object under the endorsement hierarchy (deterministic for a given
+    /// endorsement seed, so it is re-created rather than stored).
+    fn create_ak(&mut self) -> Result<AkPublic, TpmError>;
+
+    /// Signs the current values of `selection` (bank, PCR indexes) with the AK, binding
+    /// `nonce` (`qualifyingData`, at most 64 bytes).
+    fn quote(
+        &mut self,
+        nonce: &[u8],
+        selection: &[(HashAlgo, Vec<u32>)],
+    ) -> Result<Quote, TpmError>;
+
+    /// Makes every extend so far durable (a no-op for a TPM; the software bank writes its
+    /// file). The engine calls it before it records that an entry is anchored.
+    fn flush(&mut self) -> Result<(), TpmError> {
+        Ok(())
+    }
+}
+
+/// Opens the TPM a TCTI string names (`swtpm:host=H,port=P`, `device:/dev/tpmrm0`,
+/// `soft:/path/to/file`), or the software bank at `soft_default` when `tcti` is `None`.
+pub fn open(tcti: Option<&str>, soft_default: &Path) -> Result<Box<dyn Tpm>, TpmError> {
+    let t = match tcti {
+        Some(s) => s.parse::<Tcti>()?,
+        None => Tcti::Soft(soft_default.to_path_buf()),
+    };
+    t.open()
+}
+
+/// Why a TPM operation could not be done.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TpmError {
+    #[error("cannot parse TCTI {tcti:?}: {why}")]
+    Tcti { tcti: String, why: &'static str },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("TPM returned {rc:#010x} ({name}) for {command}")]
+    Rc {
+        command: &'static str,
+        rc: u32,
+        name: String,
+    },
+    #[error("cannot marshal or unmarshal {what}: {detail}")]
+    Protocol { what: &'static str, detail: String },
+    #[error("PCR bank {0} is not allocated")]
+    NoSuchBank(HashAlgo),
+    #[error("PCR {0} is out of range (0..{NUM_PCRS})")]
+    BadPcr(u32),
+    #[error("extend needs one digest per allocated bank ({expected}), got {got}")]
+    BankMismatch { expected: String, got: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("software PCR file {path} is corrupt at byte {offset}: {why}")]
+    SoftCorrupt {
+        path: String,
+        offset: usize,
+        why: &'static str,
+    },
+}
+
+impl TpmError {
+    pub(crate) fn io(what: impl Into<String>, source: std::io::Error) -> Self {
+        Self::Io {
+            what: what.into(),
+            source,
+        }
+    }
+}
+
+/// Checks that `digests` has exactly one digest per bank, and returns them in bank order.
+pub(crate) fn digests_per_bank(
+    banks: &[HashAlgo],
+    digests: &[Digest],
+) -> Result<Vec<Digest>, TpmError> {
+    let mismatch = || TpmError::BankMismatch {
+        expected: banks
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        got: digests
+            .iter()
+            .map(|d| d.algo().to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+    };
+    if digests.len() != banks.len() {
+        return Err(mismatch());
+    }
+    banks
+        .iter()
+        .map(|b| {
+            digests
+                .iter()
+                .find(|d| d.algo() == *b)
+                .copied()
+                .ok_or_else(mismatch)
+        })
+        .collect()
+}
+
+/// `H_bank(old || new)`: what PCR_Extend computes.
+pub fn extend_value(old: &Digest, new: &Digest) -> Digest {
+    let algo = old.algo();
+    match algo.hasher() {
+        Ok(h) => h.chain(old.as_bytes()).chain(new.as_bytes()).finalize(),
+        // The software bank and the replay only ever hold banks we can compute; an unknown
+        // bank is rejected when it is opened, so this arm keeps the old value unchanged.
+        Err(_) => *old,
+    }
+}

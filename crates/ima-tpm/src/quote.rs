@@ -1,0 +1,488 @@
+//! Quotes: the TPM-signed `TPMS_ATTEST`, its `TPMT_SIGNATURE`, the attestation key's public
+//! part, and the PCR values it covers — and checking all of that with aws-lc-rs.
+//!
+//! The files we write are the ones tpm2-tools reads, so each side verifies the other:
+//! `quote.msg` (raw `TPMS_ATTEST`, `tpm2_quote -m`), `quote.sig` (`TPMT_SIGNATURE`,
+//! `tpm2_quote -s`), `quote.pcrs` (PCR values concatenated in selection order,
+//! `tpm2_quote -o -F values`) and `ak.pem` (SubjectPublicKeyInfo, `tpm2_readpublic -f pem`).
+//!
+//! ```text
+//! TPMS_ATTEST { u32 magic = TPM_GENERATED_VALUE (0xff544347); u16 type = TPM_ST_ATTEST_QUOTE;
+//!   TPM2B_NAME qualifiedSigner; TPM2B_DATA extraData; TPMS_CLOCK_INFO clockInfo (17 bytes);
+//!   u64 firmwareVersion; TPMS_QUOTE_INFO { TPML_PCR_SELECTION pcrSelect;
+//!   TPM2B_DIGEST pcrDigest } }   (all big-endian)
+//! ```
+
+use std::fmt;
+
+use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
+use base64::Engine as _;
+use ima_core::hash::{Digest, HashAlgo};
+
+use crate::{NUM_PCRS, TpmError};
+
+/// `TPM_GENERATED_VALUE`.
+pub const TPM_GENERATED: u32 = 0xff54_4347;
+/// `TPM_ST_ATTEST_QUOTE`.
+pub const ST_ATTEST_QUOTE: u16 = 0x8018;
+
+const ALG_RSASSA: u16 = 0x0014;
+const ALG_RSAPSS: u16 = 0x0016;
+const ALG_ECDSA: u16 = 0x0018;
+
+/// PCR values by bank, each with its indexes ascending (the order of a PCR selection).
+pub type PcrValues = Vec<(HashAlgo, Vec<(u32, Digest)>)>;
+
+/// The public part of an attestation key, as DER SubjectPublicKeyInfo.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AkPublic {
+    spki: Vec<u8>,
+}
+
+impl fmt::Debug for AkPublic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "AkPublic({})", hex_str(&self.spki))
+    }
+}
+
+/// DER prefix of an uncompressed P-256 SubjectPublicKeyInfo (id-ecPublicKey, prime256v1).
+const P256_SPKI_PREFIX: [u8; 27] = [
+    0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a,
+    0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00, 0x04,
+];
+/// The DER OID bodies we recognise inside a SubjectPublicKeyInfo.
+const OID_EC_PUBLIC_KEY: [u8; 7] = [0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01];
+const OID_RSA_ENCRYPTION: [u8; 9] = [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01, 0x01];
+const OID_P384: [u8; 5] = [0x2b, 0x81, 0x04, 0x00, 0x22];
+
+impl AkPublic {
+    /// An ECC P-256 key from its point coordinates (each at most 32 bytes, left-padded).
+    pub fn from_p256_point(x: &[u8], y: &[u8]) -> Result<Self, TpmError> {
+        if x.len() > 32 || y.len() > 32 {
+            return Err(TpmError::Protocol {
+                what: "AK public point",
+                detail: format!("coordinates of {} and {} bytes", x.len(), y.len()),
+            });
+        }
+        let mut spki = P256_SPKI_PREFIX.to_vec();
+        for c in [x, y] {
+            spki.extend(std::iter::repeat_n(0, 32 - c.len()));
+            spki.extend_from_slice(c);
+        }
+        Ok(Self { spki })
+    }
+
+    /// A DER SubjectPublicKeyInfo (EC P-256/P-384 or RSA).
+    pub fn from_der(der: &[u8]) -> Self {
+        Self { spki: der.to_vec() }
+    }
+
+    /// Parses `-----BEGIN PUBLIC KEY-----` PEM (what `tpm2_readpublic -f pem` writes).
+    pub fn from_pem(pem: &str) -> Result<Self, TpmError> {
+        let bad = |why: &str| TpmError::Protocol {
+            what: "AK PEM",
+            detail: why.to_owned(),
+        };
+        let begin = "-----BEGIN PUBLIC KEY-----";
+        let end = "-----END PUBLIC KEY-----";
+        let start = pem
+            .find(begin)
+            .ok_or_else(|| bad("no BEGIN PUBLIC KEY line"))?;
+        let body = &pem[start + begin.len()..];
+        let stop = body
+            .find(end)
+            .ok_or_else(|| bad("no END PUBLIC KEY line"))?;
+        let b64: String = body[..stop]
+            .chars()
+            .filter(|c| !c.is_whitespace())
+            .collect();
+        let der = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|e| bad(&format!("bad base64: {e}")))?;
+        Ok(Self { spki: der })
+    }
+
+    /// PEM text (SubjectPublicKeyInfo), as `tpm2_checkquote -u` and openssl read it.
+    pub fn to_pem(&self) -> String {
+        let b64 = base64::engine::general_purpose::STANDARD.encode(&self.spki);
+        let mut s = String::from("-----BEGIN PUBLIC KEY-----\n");
+        for chunk in b64.as_bytes().chunks(64) {
+            s.push_str(&String::from_utf8_lossy(chunk));
+            s.push('\n');
+        }
+        s.push_str("-----END PUBLIC KEY-----\n");
+        s
+    }
+
+    pub fn der(&self) -> &[u8] {
+        &self.spki
+    }
+
+    fn key_type(&self) -> KeyType {
+        let has = |oid: &[u8]| self.spki.windows(oid.len()).any(|w| w == oid);
+        if has(&OID_RSA_ENCRYPTION) {
+            KeyType::Rsa
+        } else if has(&OID_EC_PUBLIC_KEY) && has(&OID_P384) {
+            KeyType::P384
+        } else if has(&OID_EC_PUBLIC_KEY) {
+            KeyType::P256
+        } else {
+            KeyType::Unknown
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum KeyType {
+    P256,
+    P384,
+    Rsa,
+    Unknown,
+}
+
+/// A quote and everything needed to check it.
+#[derive(Clone, Debug)]
+pub struct Quote {
+    /// The exact `TPMS_ATTEST` bytes the TPM signed.
+    pub attest: Vec<u8>,
+    /// The `TPMT_SIGNATURE` bytes.
+    pub signature: Vec<u8>,
+    pub ak: AkPublic,
+    /// The PCR values the quote covers (read right after quoting; the digest must match).
+    pub pcrs: PcrValues,
+}
+
+impl Quote {
+    /// The PCR values concatenated in selection order (`tpm2_quote -o FILE -F values`).
+    pub fn pcrs_values_bytes(&self) -> Vec<u8> {
+        self.pcrs
+            .iter()
+            .flat_map(|(_, v)| v.iter().flat_map(|(_, d)| d.as_bytes().to_vec()))
+            .collect()
+    }
+
+    /// Whether the attested PCR digest equals the digest of [`Quote::pcrs`].
+    pub fn pcr_digest_matches(&self) -> bool {
+        match Attest::parse(&self.attest) {
+            Ok(a) => {
+                let vals = self.pcrs_values_bytes();
+                a.pcr_digest_algo()
+                    .and_then(|algo| algo.digest(&vals).ok())
+                    .is_some_and(|d| d.as_bytes() == a.pcr_digest.as_slice())
+            }
+            Err(_) => false,
+        }
+    }
+}
+
+/// The fields of a `TPMS_ATTEST` of type quote that a verifier needs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Attest {
+    pub qualified_signer: Vec<u8>,
+    /// The nonce (`qualifyingData` of TPM2_Quote).
+    pub extra_data: Vec<u8>,
+    pub clock: u64,
+    pub reset_count: u32,
+    pub restart_count: u32,
+    pub safe: bool,
+    pub firmware_version: u64,
+    /// (bank, PCR indexes ascending) in selection order.
+    pub selection: Vec<(HashAlgo, Vec<u32>)>,
+    pub pcr_digest: Vec<u8>,
+}
+
+/// A big-endian cursor that names the offset of whatever it fails on.
+struct Be<'a> {
+    buf: &'a [u8],
+    off: usize,
+    what: &'static str,
+}
+
+impl<'a> Be<'a> {
+    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], TpmError> {
+        let s = self
+            .buf
+            .get(self.off..self.off.saturating_add(n))
+            .ok_or_else(|| TpmError::Protocol {
+                what: self.what,
+                detail: format!("{field}: {n} bytes needed at byte offset {}", self.off),
+            })?;
+        self.off += n;
+        Ok(s)
+    }
+    fn u8(&mut self, f: &str) -> Result<u8, TpmError> {
+        Ok(self.take(1, f)?[0])
+    }
+    fn u16(&mut self, f: &str) -> Result<u16, TpmError> {
+        let b = self.take(2, f)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
+    }
+    fn u32(&mut self, f: &str) -> Result<u32, TpmError> {
+        let b = self.take(4, f)?;
+        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+    fn u64(&mut self, f: &str) -> Result<u64, TpmError> {
+        Ok(u64::from(self.u32(f)?) << 32 | u64::from(self.u32(f)?))
+    }
+    fn tpm2b(&mut self, f: &str) -> Result<&'a [u8], TpmError> {
+        let n = self.u16(f)?;
+        self.take(usize::from(n), f)
+    }
+    fn err(&self, detail: String) -> TpmError {
+        TpmError::Protocol {
+            what: self.what,
+            detail: format!("{detail} (byte offset {})", self.off),
+        }
+    }
+    fn finish(&self) -> Result<(), TpmError> {
+        if self.off != self.buf.len() {
+            return Err(self.err(format!("{} trailing bytes", self.buf.len() - self.off)));
+        }
+        Ok(())
+    }
+}
+
+impl Attest {
+    /// Parses a quote's `TPMS_ATTEST`. Fails on anything but a TPM-generated quote.
+    pub fn parse(buf: &[u8]) -> Result<Self, TpmError> {
+        let mut r = Be {
+            buf,
+            off: 0,
+            what: "TPMS_ATTEST",
+        };
+        let magic = r.u32("magic")?;
+        if magic != TPM_GENERATED {
+            return Err(r.err(format!("magic {magic:#010x} is not TPM_GENERATED_VALUE")));
+        }
+        let ty = r.u16("type")?;
+        if ty != ST_ATTEST_QUOTE {
+            return Err(r.err(format!("type {ty:#06x} is not TPM_ST_ATTEST_QUOTE")));
+        }
+        let qualified_signer = r.tpm2b("qualifiedSigner")?.to_vec();
+        let extra_data = r.tpm2b("extraData")?.to_vec();
+        let clock = r.u64("clock")?;
+        let reset_count = r.u32("resetCount")?;
+        let restart_count = r.u32("restartCount")?;
+        let safe = r.u8("safe")? != 0;
+        let firmware_version = r.u64("firmwareVersion")?;
+        let count = r.u32("pcrSelect.count")?;
+        if count > 16 {
+            return Err(r.err(format!("{count} PCR selections")));
+        }
+        let mut selection = Vec::new();
+        for _ in 0..count {
+            let alg = r.u16("pcrSelect.hash")?;
+            let bank = HashAlgo::from_tpm_alg_id(alg)
+                .ok_or_else(|| r.err(format!("unknown PCR bank algorithm {alg:#06x}")))?;
+            let n = r.u8("sizeofSelect")?;
+            let bits = r.take(usize::from(n), "pcrSelect")?;
+            let pcrs: Vec<u32> = (0..u32::from(n) * 8)
+                .filter(|i| bits[(i / 8) as usize] & (1 << (i % 8)) != 0)
+                .collect();
+            selection.push((bank, pcrs));
+        }
+        let pcr_digest = r.tpm2b("pcrDigest")?.to_vec();
+        r.finish()?;
+        Ok(Self {
+            qualified_signer,
+            extra_data,
+            clock,
+            reset_count,
+            restart_count,
+            safe,
+            firmware_version,
+            selection,
+            pcr_digest,
+        })
+    }
+
+    /// The algorithm of `pcrDigest`, told by its size (the signing scheme's hash).
+    pub fn pcr_digest_algo(&self) -> Option<HashAlgo> {
+        match self.pcr_digest.len() {
+            20 => Some(HashAlgo::SHA1),
+            32 => Some(HashAlgo::SHA256),
+            48 => Some(HashAlgo::SHA384),
+            64 => Some(HashAlgo::SHA512),
+            _ => None,
+        }
+    }
+
+    /// Splits a `values`-format PCR file (digests concatenated in selection order) by this
+    /// quote's selection.
+    pub fn split_pcr_values(&self, values: &[u8]) -> Result<PcrValues, TpmError> {
+        let mut off = 0;
+        let mut out = PcrValues::new();
+        for (bank, pcrs) in &self.selection {
+            let n = bank.digest_len().unwrap_or(0);
+            let mut v = Vec::new();
+            for &p in pcrs {
+                let d = values
+                    .get(off..off + n)
+                    .and_then(|b| Digest::new(*bank, b))
+                    .ok_or_else(|| TpmError::Protocol {
+                        what: "PCR values file",
+                        detail: format!("{bank} PCR {p}: {n} bytes needed at byte offset {off}"),
+                    })?;
+                v.push((p, d));
+                off += n;
+            }
+            out.push((*bank, v));
+        }
+        if off != values.len() {
+            return Err(TpmError::Protocol {
+                what: "PCR values file",
+                detail: format!("{} trailing bytes at byte offset {off}", values.len() - off),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// What checking a quote found. Every field must be true for the quote to be good.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct QuoteCheck {
+    pub attest: Attest,
+    /// The signature verifies over the attest bytes with the AK.
+    pub signature_ok: bool,
+    /// `extraData` equals the expected nonce.
+    pub nonce_ok: bool,
+    /// The PCR values given hash to `pcrDigest` and cover exactly the quoted selection
+    /// (`None` when no PCR values were given).
+    pub pcrs_ok: Option<bool>,
+}
+
+impl QuoteCheck {
+    /// Whether everything checked passed.
+    pub fn ok(&self) -> bool {
+        self.signature_ok && self.nonce_ok && self.pcrs_ok != Some(false)
+    }
+}
+
+/// Checks a quote: signature with `ak`, nonce, and (if given) the PCR values.
+pub fn verify(
+    ak: &AkPublic,
+    attest: &[u8],
+    signature: &[u8],
+    nonce: &[u8],
+    pcrs: Option<&PcrValues>,
+) -> Result<QuoteCheck, TpmError> {
+    let a = Attest::parse(attest)?;
+    let signature_ok = verify_signature(ak, attest, signature)?;
+    let nonce_ok = a.extra_data == nonce;
+    let pcrs_ok = pcrs.map(|p| {
+        let same_selection = p.len() == a.selection.len()
+            && p.iter().zip(&a.selection).all(|((b1, v), (b2, idx))| {
+                b1 == b2 && v.iter().map(|(i, _)| *i).eq(idx.iter().copied())
+            });
+        let vals: Vec<u8> = p
+            .iter()
+            .flat_map(|(_, v)| v.iter().flat_map(|(_, d)| d.as_bytes().to_vec()))
+            .collect();
+        same_selection
+            && a.pcr_digest_algo()
+                .and_then(|algo| algo.digest(&vals).ok())
+                .is_some_and(|d| d.as_bytes() == a.pcr_digest.as_slice())
+    });
+    Ok(QuoteCheck {
+        attest: a,
+        signature_ok,
+        nonce_ok,
+        pcrs_ok,
+    })
+}
+
+/// Verifies a `TPMT_SIGNATURE` (ECDSA, RSASSA or RSAPSS) over `msg` with `ak`.
+/// `Ok(false)` means "verified and wrong"; `Err` means the inputs are malformed or unsupported.
+pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, TpmError> {
+    let mut r = Be {
+        buf: sig,
+        off: 0,
+        what: "TPMT_SIGNATURE",
+    };
+    let sig_alg = r.u16("sigAlg")?;
+    let hash = r.u16("hash")?;
+    let hash = HashAlgo::from_tpm_alg_id(hash)
+        .ok_or_else(|| r.err(format!("unknown hash algorithm {hash:#06x}")))?;
+    let key = ak.key_type();
+    let unsupported = || {
+        TpmError::Unsupported(format!(
+            "signature algorithm {sig_alg:#06x} with {hash} and a {key:?} key"
+        ))
+    };
+    let (alg, raw): (&'static dyn VerificationAlgorithm, Vec<u8>) = match sig_alg {
+        ALG_ECDSA => {
+            let (alg, n): (&'static dyn VerificationAlgorithm, usize) = match (key, hash) {
+                (KeyType::P256, HashAlgo::SHA256) => (&signature::ECDSA_P256_SHA256_FIXED, 32),
+                (KeyType::P384, HashAlgo::SHA384) => (&signature::ECDSA_P384_SHA384_FIXED, 48),
+                _ => return Err(unsupported()),
+            };
+            let rr = r.tpm2b("signatureR")?;
+            let ss = r.tpm2b("signatureS")?;
+            if rr.len() > n || ss.len() > n {
+                return Ok(false);
+            }
+            let mut raw = Vec::with_capacity(2 * n);
+            for c in [rr, ss] {
+                raw.extend(std::iter::repeat_n(0, n - c.len()));
+                raw.extend_from_slice(c);
+            }
+            (alg, raw)
+        }
+        ALG_RSASSA | ALG_RSAPSS => {
+            let alg: &'static dyn VerificationAlgorithm = match (key, sig_alg, hash) {
+                (KeyType::Rsa, ALG_RSASSA, HashAlgo::SHA256) => {
+                    &signature::RSA_PKCS1_2048_8192_SHA256
+                }
+                (KeyType::Rsa, ALG_RSASSA, HashAlgo::SHA384) => {
+                    &signature::RSA_PKCS1_2048_8192_SHA384
+                }
+                (KeyType::Rsa, ALG_RSASSA, HashAlgo::SHA1) => {
+                    &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY
+                }
+                (KeyType::Rsa, ALG_RSAPSS, HashAlgo::SHA256) => {
+                    &signature::RSA_PSS_2048_8192_SHA256
+                }
+                (KeyType::Rsa, ALG_RSAPSS, HashAlgo::SHA384) => {
+                    &signature::RSA_PSS_2048_8192_SHA384
+                }
+                _ => return Err(unsupported()),
+            };
+            (alg, r.tpm2b("sig")?.to_vec())
+        }
+        _ => return Err(unsupported()),
+    };
+    r.finish()?;
+    Ok(UnparsedPublicKey::new(alg, ak.der())
+        .verify(msg, &raw)
+        .is_ok())
+}
+
+/// Parses `ALG:PCR[,PCR...]` selections joined by `+` (tpm2-tools' `-l sha256:10+sha1:10`).
+pub fn parse_selection(s: &str) -> Result<Vec<(HashAlgo, Vec<u32>)>, TpmError> {
+    let bad = |why: String| TpmError::Unsupported(format!("PCR selection {s:?}: {why}"));
+    let mut out = Vec::new();
+    for part in s.split('+') {
+        let (alg, list) = part
+            .split_once(':')
+            .ok_or_else(|| bad("expected ALG:PCR[,PCR...]".into()))?;
+        let bank: HashAlgo = alg
+            .parse()
+            .map_err(|_| bad(format!("unknown bank {alg:?}")))?;
+        let mut pcrs = Vec::new();
+        for p in list.split(',') {
+            let n: u32 = p.parse().map_err(|_| bad(format!("bad PCR index {p:?}")))?;
+            if n >= NUM_PCRS {
+                return Err(bad(format!("PCR {n} out of range")));
+            }
+            pcrs.push(n);
+        }
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        out.push((bank, pcrs));
+    }
+    Ok(out)
+}
+
+fn hex_str(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
