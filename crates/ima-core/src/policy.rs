@@ -400,6 +400,12 @@ impl Rule {
         !self.ext.is_empty()
     }
 
+    /// The kernel's exact read-back line for this rule (without the newline); differs from
+    /// `Display` only for ids above `i32::MAX` and for `digest_type=verity` with a signature.
+    pub fn readback(&self) -> ReadBack<'_> {
+        ReadBack(self)
+    }
+
     /// The `appraise_type=` this rule's flags read back as, if any.
     pub fn appraise_type(&self) -> Option<&'static str> {
         if !self.flags.contains(RuleFlags::DIGSIG_REQUIRED) {
@@ -414,20 +420,49 @@ impl Rule {
     }
 }
 
-fn write_id(f: &mut fmt::Formatter<'_>, name: &str, c: &IdCond) -> fmt::Result {
-    write!(f, "{name}{}{} ", c.op.symbol(), c.id)
+fn write_id(f: &mut fmt::Formatter<'_>, name: &str, c: &IdCond, kernel_exact: bool) -> fmt::Result {
+    if kernel_exact {
+        // The kernel prints the uid_t with `%d`.
+        write!(
+            f,
+            "{name}{}{} ",
+            c.op.symbol(),
+            i32::from_ne_bytes(c.id.to_ne_bytes())
+        )
+    } else {
+        write!(f, "{name}{}{} ", c.op.symbol(), c.id)
+    }
 }
 
 impl fmt::Display for Rule {
     /// The kernel's read-back format (`ima_policy_show`): every element followed by one
-    /// space, in the kernel's fixed order (not the order written). Extensions follow.
-    /// Deviation: ids print unsigned (the kernel prints them with `%d`).
+    /// space, in the kernel's fixed order (not the order written); extensions follow. Two
+    /// deviations keep the output re-parseable: ids print unsigned (the kernel uses `%d`),
+    /// and `digest_type=verity` precedes `appraise_type=sigv3` (the kernel prints them the
+    /// other way round, which its own parser rejects). [`Rule::readback`] is byte-exact.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} ", self.action)?;
-        if let Some(func) = self.func {
+        fmt_rule(self, f, false)
+    }
+}
+
+/// [`Rule::readback`]: the kernel's exact read-back line (without the newline).
+#[derive(Clone, Copy, Debug)]
+pub struct ReadBack<'a>(&'a Rule);
+
+impl fmt::Display for ReadBack<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt_rule(self.0, f, true)
+    }
+}
+
+fn fmt_rule(r: &Rule, f: &mut fmt::Formatter<'_>, kernel_exact: bool) -> fmt::Result {
+    {
+        let this = r;
+        write!(f, "{} ", this.action)?;
+        if let Some(func) = this.func {
             write!(f, "func={func} ")?;
         }
-        if let Some(m) = self.mask {
+        if let Some(m) = this.mask {
             for bit in Mask::RULE_BITS {
                 if m.mask.intersects(bit) {
                     let caret = if m.in_mask { "^" } else { "" };
@@ -436,69 +471,73 @@ impl fmt::Display for Rule {
             }
             f.write_str(" ")?;
         }
-        if let Some(m) = self.fsmagic {
+        if let Some(m) = this.fsmagic {
             write!(f, "fsmagic={m:#x} ")?;
         }
-        if let Some(n) = &self.fsname {
+        if let Some(n) = &this.fsname {
             write!(f, "fsname={n} ")?;
         }
-        if let Some(k) = &self.keyrings {
+        if let Some(k) = &this.keyrings {
             write!(f, "keyrings={} ", k.join("|"))?;
         }
-        if let Some(l) = &self.label {
+        if let Some(l) = &this.label {
             write!(f, "label={} ", l.join("|"))?;
         }
-        if let Some(p) = self.pcr {
+        if let Some(p) = this.pcr {
             write!(f, "pcr={p} ")?;
         }
-        if let Some(u) = self.fsuuid {
+        if let Some(u) = this.fsuuid {
             write!(f, "fsuuid={u} ")?;
         }
-        if let Some(c) = &self.uid {
-            write_id(f, if c.effective { "euid" } else { "uid" }, c)?;
+        if let Some(c) = &this.uid {
+            write_id(f, if c.effective { "euid" } else { "uid" }, c, kernel_exact)?;
         }
-        if let Some(c) = &self.gid {
-            write_id(f, if c.effective { "egid" } else { "gid" }, c)?;
+        if let Some(c) = &this.gid {
+            write_id(f, if c.effective { "egid" } else { "gid" }, c, kernel_exact)?;
         }
-        if let Some(c) = &self.fowner {
-            write_id(f, "fowner", c)?;
+        if let Some(c) = &this.fowner {
+            write_id(f, "fowner", c, kernel_exact)?;
         }
-        if let Some(c) = &self.fgroup {
-            write_id(f, "fgroup", c)?;
+        if let Some(c) = &this.fgroup {
+            write_id(f, "fgroup", c, kernel_exact)?;
         }
-        if let Some(a) = self.appraise_algos {
+        if let Some(a) = this.appraise_algos {
             write!(f, "appraise_algos={a} ")?;
         }
         for field in LsmField::ALL {
-            if let Some(v) = &self.lsm[field.index()] {
+            if let Some(v) = &this.lsm[field.index()] {
                 write!(f, "{}={v} ", field.name())?;
             }
         }
-        if let Some(t) = &self.template {
+        if let Some(t) = &this.template {
             write!(f, "template={t} ")?;
         }
-        if let Some(t) = self.appraise_type() {
-            write!(f, "appraise_type={t} ")?;
-        }
-        if self.flags.contains(RuleFlags::VERITY_REQUIRED) {
+        let verity = this.flags.contains(RuleFlags::VERITY_REQUIRED);
+        if verity && !kernel_exact {
             f.write_str("digest_type=verity ")?;
         }
-        if self.flags.contains(RuleFlags::PERMIT_DIRECTIO) {
+        if let Some(t) = this.appraise_type() {
+            write!(f, "appraise_type={t} ")?;
+        }
+        if verity && kernel_exact {
+            f.write_str("digest_type=verity ")?;
+        }
+        if this.flags.contains(RuleFlags::PERMIT_DIRECTIO) {
             f.write_str("permit_directio ")?;
         }
-        if let Some(p) = &self.ext.path {
+        if let Some(p) = &this.ext.path {
             write!(f, "path={p} ")?;
         }
-        if let Some(p) = &self.ext.path_prefix {
+        if let Some(p) = &this.ext.path_prefix {
             write!(f, "path_prefix={p} ")?;
         }
-        if let Some(g) = &self.ext.glob {
+        if let Some(g) = &this.ext.glob {
             write!(f, "glob={} ", g.0)?;
         }
-        if let Some(p) = &self.ext.exe {
+        if let Some(p) = &this.ext.exe {
             write!(f, "exe={p} ")?;
         }
-        if let Some(p) = &self.ext.cgroup {
+        if let Some(p) = &this.ext.cgroup {
             write!(f, "cgroup={p} ")?;
         }
         Ok(())
@@ -573,7 +612,7 @@ impl Policy {
     pub fn readback(&self) -> String {
         let mut s = String::new();
         for r in &self.rules {
-            s.push_str(&r.rule.to_string());
+            s.push_str(&r.rule.readback().to_string());
             s.push('\n');
         }
         s

@@ -163,9 +163,23 @@ fn parse_reads_every_option() {
         "measure func=KEY_CHECK keyrings=.ima|.evm pcr=11 uid=0 template=ima-buf "
     );
     let v = rule("appraise func=BPRM_CHECK digest_type=verity appraise_type=sigv3");
+    // The kernel reads this back in an order its own parser rejects; Display does not.
+    assert_eq!(
+        v.readback().to_string(),
+        "appraise func=BPRM_CHECK appraise_type=sigv3 digest_type=verity "
+    );
     assert_eq!(
         v.to_string(),
-        "appraise func=BPRM_CHECK appraise_type=sigv3 digest_type=verity "
+        "appraise func=BPRM_CHECK digest_type=verity appraise_type=sigv3 "
+    );
+    assert_eq!(Rule::parse(&v.to_string()), Ok(v));
+    assert_eq!(
+        rule("measure uid>4294967294").readback().to_string(),
+        "measure uid>-2 "
+    );
+    assert_eq!(
+        rule("measure uid>4294967294").to_string(),
+        "measure uid>4294967294 "
     );
     let t = rule("measure template=d-ng|n-ng");
     assert_eq!(t.to_string(), "measure template=ima-ng ");
@@ -553,4 +567,168 @@ fn signed_policy_requirement_and_loading() {
         vec!["appraise func=MODULE_CHECK appraise_type=imasig", "audit"]
     );
     assert_eq!(st.version(), Some(3));
+}
+
+mod props {
+    use proptest::prelude::*;
+
+    use super::super::matcher::{ALL_CLASSES, IndexedMatcher, evaluate_linear};
+    use super::super::*;
+
+    const FUNCS: [&str; 15] = [
+        "FILE_CHECK",
+        "MMAP_CHECK",
+        "MMAP_CHECK_REQPROT",
+        "BPRM_CHECK",
+        "CREDS_CHECK",
+        "MODULE_CHECK",
+        "FIRMWARE_CHECK",
+        "KEXEC_KERNEL_CHECK",
+        "KEXEC_INITRAMFS_CHECK",
+        "POLICY_CHECK",
+        "KEXEC_CMDLINE",
+        "KEY_CHECK",
+        "CRITICAL_DATA",
+        "SETXATTR_CHECK",
+        "PATH_CHECK",
+    ];
+    const MAGICS: [u64; 4] = [0x9fa0, 0xef53, 0x1021994, 0];
+
+    fn token() -> impl Strategy<Value = String> {
+        let op = prop::sample::select(vec!["=", "<", ">"]);
+        prop_oneof![
+            prop::sample::select(FUNCS.to_vec()).prop_map(|f| format!("func={f}")),
+            (
+                any::<bool>(),
+                prop::sample::select(vec!["MAY_EXEC", "MAY_WRITE", "MAY_READ", "MAY_APPEND"])
+            )
+                .prop_map(|(c, m)| format!("mask={}{m}", if c { "^" } else { "" })),
+            prop::sample::select(MAGICS.to_vec()).prop_map(|m| format!("fsmagic={m:#x}")),
+            prop::sample::select(vec!["ext4", "tmpfs"]).prop_map(|n| format!("fsname={n}")),
+            Just("fsuuid=8f3c5b0e-1d2a-4c3b-9e4f-5a6b7c8d9e0f".to_owned()),
+            (
+                prop::sample::select(vec!["uid", "euid", "gid", "egid", "fowner", "fgroup"]),
+                op,
+                0u32..3
+            )
+                .prop_map(|(k, o, v)| format!("{k}{o}{}", v * 500)),
+            prop::sample::select(vec!["obj_type=bin_t", "subj_user=u", "obj_role=r"])
+                .prop_map(str::to_owned),
+            prop::sample::select(vec![
+                "keyrings=.ima",
+                "keyrings=.ima|.evm",
+                "label=kernel_info"
+            ])
+            .prop_map(str::to_owned),
+            (0u32..13).prop_map(|p| format!("pcr={p}")),
+            prop::sample::select(vec![
+                "template=ima-sig",
+                "template=ima-buf",
+                "template=d-ng|n-ng"
+            ])
+            .prop_map(str::to_owned),
+            prop::sample::select(vec![
+                "appraise_type=imasig",
+                "appraise_type=imasig|modsig",
+                "digest_type=verity",
+                "appraise_type=sigv3",
+                "digest_type=verity appraise_type=sigv3",
+                "permit_directio",
+                "appraise_algos=sha256,sha1",
+                "appraise_algos=sha512"
+            ])
+            .prop_map(str::to_owned),
+            prop::sample::select(vec![
+                "path=/a/x",
+                "path_prefix=/a",
+                "glob=/a/*",
+                "exe=/bin/sh",
+                "cgroup=/c"
+            ])
+            .prop_map(str::to_owned),
+        ]
+    }
+
+    fn rule_text() -> impl Strategy<Value = String> {
+        (
+            prop::sample::select(Action::ALL.to_vec()),
+            prop::collection::vec(token(), 0..5),
+        )
+            .prop_map(|(a, toks)| format!("{a} {}", toks.join(" ")))
+    }
+
+    fn valid_rule() -> impl Strategy<Value = Rule> {
+        rule_text().prop_filter_map("kernel rejects it", |t| Rule::parse(&t).ok())
+    }
+
+    fn event() -> impl Strategy<Value = (usize, u32, [u32; 6], u32, u32, usize, bool, usize, usize)>
+    {
+        (
+            0usize..Func::ALL.len(),
+            0u32..16,
+            prop::array::uniform6(prop::sample::select(vec![0u32, 500, 1000, 1500])),
+            prop::sample::select(vec![0u32, 500, 1000]),
+            prop::sample::select(vec![0u32, 500, 1000]),
+            0usize..MAGICS.len(),
+            any::<bool>(),
+            0usize..3,
+            0usize..4,
+        )
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(400))]
+
+        #[test]
+        fn display_parse_round_trip(r in valid_rule()) {
+            let text = r.to_string();
+            prop_assert_eq!(Rule::parse(&text), Ok(r), "{}", text);
+        }
+
+        #[test]
+        fn parser_never_panics(s in "\\PC{0,80}") {
+            let _ = Policy::parse(&s);
+            let _ = Policy::parse_bytes(s.as_bytes(), &ParseOptions::strict());
+        }
+
+        #[test]
+        fn indexed_matches_linear(
+            rules in prop::collection::vec(valid_rule(), 0..40),
+            events in prop::collection::vec(event(), 1..20),
+            classes in 0u32..16,
+        ) {
+            let policy = Policy::from_rules(rules);
+            let m = IndexedMatcher::new(policy.clone());
+            let class_bits = [0x1u32, 0x4, 0x40, 0x100]
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| classes & (1 << i) != 0)
+                .fold(0, |a, (_, b)| a | b);
+            let uuid = "8f3c5b0e-1d2a-4c3b-9e4f-5a6b7c8d9e0f".parse::<Uuid>().unwrap();
+            let paths: [&[u8]; 3] = [b"/a/x", b"/a/y/z", b"/b"];
+            let datas = [Some(".ima"), Some(".evm"), Some("kernel_info"), None];
+            for (f, mask, ids, fo, fg, mg, flag, p, d) in events {
+                let mut ev = Event::new(Func::ALL[f], Mask(mask));
+                (ev.uid, ev.euid, ev.suid, ev.gid, ev.egid, ev.sgid) =
+                    (ids[0], ids[1], ids[2], ids[3], ids[4], ids[5]);
+                ev.cap_setuid = flag;
+                ev.cap_setgid = !flag;
+                ev.fowner = fo;
+                ev.fgroup = fg;
+                ev.fsmagic = MAGICS[mg];
+                ev.fsname = if flag { "ext4" } else { "tmpfs" };
+                ev.fsuuid = if flag { uuid } else { Uuid::NIL };
+                ev.lsm[LsmField::ObjType.index()] = flag.then_some("bin_t");
+                ev.path = Some(paths[p]);
+                ev.exe = flag.then_some(b"/bin/sh".as_slice());
+                ev.cgroup = Some(b"/c/d");
+                ev.func_data = datas[d];
+                for cl in [ALL_CLASSES, class_bits] {
+                    let a = evaluate_linear(&policy, &ev, cl);
+                    let b = m.evaluate_classes(&ev, cl);
+                    prop_assert_eq!(a, b, "{:?}", ev);
+                }
+            }
+        }
+    }
 }
