@@ -2,6 +2,8 @@
 
 pub mod hash;
 pub mod log;
+pub mod measure;
 pub mod policy;
 pub mod sign;
+pub mod tpm;
 pub mod verify;

@@ -30,6 +30,11 @@ enum Command {
     Sign(cmd::sign::SignArgs),
     /// Verify security.ima signatures against certificates, as `evmctl ima_verify`.
     Verify(cmd::verify::VerifyArgs),
+    /// Measure files into the runtime measurement list, extending the PCR (TPM or software bank).
+    Measure(Box<cmd::measure::MeasureArgs>),
+    /// Read PCRs, quote, and verify quotes.
+    #[command(subcommand)]
+    Tpm(cmd::tpm::TpmCommand),
 }
 
 fn main() -> ExitCode {
@@ -50,5 +55,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Hash(a) => cmd::hash::run(a),
         Command::Sign(a) => cmd::sign::run(a),
         Command::Verify(a) => cmd::verify::run(a),
+        Command::Measure(a) => cmd::measure::run(*a),
+        Command::Tpm(c) => cmd::tpm::run(c),
     }
 }

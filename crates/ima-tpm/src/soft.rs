@@ -10,11 +10,12 @@
 //! on exactly that (ARCHITECTURE.md, "crash consistency").
 //!
 //! ```text
-//! file = "ima-soft-pcrs v1\n" || for bank in [sha1, sha256]: 24 × digest   (1268 bytes)
+//! file = "ima-soft-pcrs v1\n" || for bank in [sha1, sha256]: 24 × digest   (1265 bytes)
 //! ```
 
 use std::fs::{self, File, OpenOptions};
 use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ima_core::hash::{Digest, HashAlgo};
@@ -160,6 +161,7 @@ impl Tpm for SoftPcrs {
             .write(true)
             .create(true)
             .truncate(true)
+            .mode(0o600)
             .open(&tmp)
             .map_err(|e| io("create", e))?;
         f.write_all(&bytes).map_err(|e| io("write", e))?;

@@ -54,8 +54,16 @@ pub enum LogCommand {
         log: PathBuf,
         /// PCR values of one bank: ALG:FILE, FILE in evmctl's `PCR-NN: hex` form or
         /// `INDEX HEX` per line. Repeat for each bank.
-        #[arg(long = "pcrs", value_name = "ALG:FILE", required = true)]
+        #[arg(
+            long = "pcrs",
+            value_name = "ALG:FILE",
+            required_unless_present = "tpm"
+        )]
         pcrs: Vec<PcrsArg>,
+        /// Compare with the live PCRs of every allocated bank of this TPM instead
+        /// (swtpm:host=H,port=P, device:/dev/tpmrm0, soft:FILE).
+        #[arg(long, conflicts_with = "pcrs")]
+        tpm: Option<String>,
         #[command(flatten)]
         input: InputOpts,
     },
@@ -151,7 +159,12 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<ExitCode> {
             write_out(output.as_deref(), &out)?;
             Ok(ExitCode::SUCCESS)
         }
-        LogCommand::Verify { log, pcrs, input } => verify(&log, &pcrs, &input),
+        LogCommand::Verify {
+            log,
+            pcrs,
+            tpm,
+            input,
+        } => verify(&log, &pcrs, tpm.as_deref(), &input),
         LogCommand::BootAggregate { pcrs, ima_hash } => {
             let banks = load_pcrs(&pcrs)?;
             let algos: Vec<HashAlgo> = banks.iter().map(PcrBank::algo).collect();
@@ -180,6 +193,26 @@ fn write_out(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
             }
         }
     }
+}
+
+/// Every PCR of every allocated bank (that we can replay) of the TPM `tcti` names.
+fn live_pcrs(tcti: &str) -> anyhow::Result<Vec<PcrBank>> {
+    let t: ima_tpm::Tcti = tcti.parse()?;
+    let mut tpm = t.open().with_context(|| format!("--tpm {tcti}"))?;
+    eprintln!("imactl: PCRs from {}", tpm.kind());
+    let all: Vec<u32> = (0..ima_tpm::NUM_PCRS).collect();
+    let mut banks = Vec::new();
+    for algo in tpm.banks().to_vec() {
+        if !algo.is_supported() {
+            continue;
+        }
+        let mut b = PcrBank::new(algo);
+        for (i, v) in all.iter().zip(tpm.pcr_read(algo, &all)?) {
+            b.set(*i, v);
+        }
+        banks.push(b);
+    }
+    Ok(banks)
 }
 
 fn load_pcrs(args: &[PcrsArg]) -> anyhow::Result<Vec<PcrBank>> {
@@ -385,8 +418,16 @@ fn signature_json(v: &[u8]) -> Option<Value> {
     }))
 }
 
-fn verify(log: &Path, pcrs: &[PcrsArg], opts: &InputOpts) -> anyhow::Result<ExitCode> {
-    let banks = load_pcrs(pcrs)?;
+fn verify(
+    log: &Path,
+    pcrs: &[PcrsArg],
+    tpm: Option<&str>,
+    opts: &InputOpts,
+) -> anyhow::Result<ExitCode> {
+    let banks = match tpm {
+        Some(t) => live_pcrs(t)?,
+        None => load_pcrs(pcrs)?,
+    };
     let input = Input::load(log, opts)?;
     let algos: Vec<HashAlgo> = banks.iter().map(PcrBank::algo).collect();
     let expected: Vec<Option<&PcrBank>> = banks.iter().map(Some).collect();

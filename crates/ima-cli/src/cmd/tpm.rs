@@ -1,0 +1,180 @@
+//! `imactl tpm pcrread|quote|verify-quote`: the TPM as tpm2-tools shows it, and quotes whose
+//! files tpm2-tools reads (`tpm2_checkquote`) and writes (`tpm2_quote`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use ima_core::hash::HashAlgo;
+use ima_tpm::quote::{self, AkPublic, Attest};
+
+#[derive(Debug, Subcommand)]
+pub enum TpmCommand {
+    /// Print PCR values (`tpm2_pcrread` layout).
+    Pcrread {
+        /// swtpm:host=H,port=P, device:/dev/tpmrm0, or soft:FILE. Default: the software bank
+        /// of the state directory.
+        #[arg(long)]
+        tpm: Option<String>,
+        /// State directory whose software bank is read when --tpm is not given.
+        #[arg(long)]
+        state: Option<PathBuf>,
+        /// Only this bank (default: every allocated bank).
+        #[arg(long)]
+        bank: Option<HashAlgo>,
+        /// PCR indexes (default: 0-23).
+        pcrs: Vec<u32>,
+    },
+    /// Quote PCRs with the attestation key (ECDSA P-256, a primary key of the endorsement
+    /// hierarchy). Writes quote.msg, quote.sig, quote.pcrs (values) and ak.pem into --out.
+    Quote {
+        #[arg(long, required = true)]
+        tpm: String,
+        /// Nonce (qualifying data), hex, at most 64 bytes.
+        #[arg(long)]
+        nonce: String,
+        /// PCR selection, tpm2-tools syntax.
+        #[arg(long, default_value = "sha1:10+sha256:10")]
+        pcrs: String,
+        /// Output directory.
+        #[arg(long, default_value = ".")]
+        out: PathBuf,
+    },
+    /// Verify a quote (ours or `tpm2_quote`'s): signature with the AK public key (PEM),
+    /// nonce, and the PCR values file (`-F values` layout) against the quoted digest.
+    VerifyQuote {
+        /// AK public key, PEM (`tpm2_readpublic -f pem`, or our ak.pem).
+        #[arg(long)]
+        ak: PathBuf,
+        /// TPMS_ATTEST (`tpm2_quote -m`).
+        #[arg(long)]
+        msg: PathBuf,
+        /// TPMT_SIGNATURE (`tpm2_quote -s`).
+        #[arg(long)]
+        sig: PathBuf,
+        /// The expected nonce, hex.
+        #[arg(long)]
+        nonce: String,
+        /// PCR values (`tpm2_quote -o FILE -F values`).
+        #[arg(long = "pcrs-file")]
+        pcrs_file: Option<PathBuf>,
+    },
+}
+
+pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        TpmCommand::Pcrread {
+            tpm,
+            state,
+            bank,
+            pcrs,
+        } => {
+            let dir = state.unwrap_or_else(ima_engine::default_dir);
+            let soft = ima_engine::soft_pcrs_path(&dir);
+            if tpm.is_none() && !soft.exists() {
+                bail!(
+                    "no --tpm and no software PCR bank at {} (run imactl measure first)",
+                    soft.display()
+                );
+            }
+            let mut t = ima_tpm::open(tpm.as_deref(), &soft)?;
+            eprintln!("imactl: {}", t.kind());
+            let banks: Vec<HashAlgo> = match bank {
+                Some(b) => vec![b],
+                None => t.banks().to_vec(),
+            };
+            let pcrs: Vec<u32> = if pcrs.is_empty() {
+                (0..ima_tpm::NUM_PCRS).collect()
+            } else {
+                pcrs
+            };
+            for b in banks {
+                let vals = t.pcr_read(b, &pcrs)?;
+                println!("  {b}:");
+                for (i, v) in pcrs.iter().zip(vals) {
+                    println!("    {i:<2}: 0x{}", v.to_hex().to_uppercase());
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TpmCommand::Quote {
+            tpm,
+            nonce,
+            pcrs,
+            out,
+        } => {
+            let nonce = hex::decode(&nonce).context("--nonce: not hex")?;
+            let sel = quote::parse_selection(&pcrs)?;
+            let mut t = ima_tpm::open(Some(&tpm), &out)?;
+            let q = t.quote(&nonce, &sel)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
+            for (name, bytes) in [
+                ("quote.msg", q.attest.clone()),
+                ("quote.sig", q.signature.clone()),
+                ("quote.pcrs", q.pcrs_values_bytes()),
+                ("ak.pem", q.ak.to_pem().into_bytes()),
+            ] {
+                let p = out.join(name);
+                std::fs::write(&p, bytes).with_context(|| format!("{}: write", p.display()))?;
+                println!("{}", p.display());
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        TpmCommand::VerifyQuote {
+            ak,
+            msg,
+            sig,
+            nonce,
+            pcrs_file,
+        } => {
+            let read =
+                |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}: read", p.display()));
+            let ak_text = String::from_utf8(read(&ak)?)
+                .with_context(|| format!("{}: not PEM text", ak.display()))?;
+            let ak_pub = AkPublic::from_pem(&ak_text).with_context(|| ak.display().to_string())?;
+            let attest = read(&msg)?;
+            let signature = read(&sig)?;
+            let nonce = hex::decode(&nonce).context("--nonce: not hex")?;
+            let a = Attest::parse(&attest).with_context(|| msg.display().to_string())?;
+            let pcrs = match &pcrs_file {
+                Some(p) => Some(
+                    a.split_pcr_values(&read(p)?)
+                        .with_context(|| p.display().to_string())?,
+                ),
+                None => None,
+            };
+            let c = quote::verify(&ak_pub, &attest, &signature, &nonce, pcrs.as_ref())
+                .with_context(|| sig.display().to_string())?;
+            let yes = |b: bool| if b { "ok" } else { "FAILED" };
+            println!("signature: {}", yes(c.signature_ok));
+            println!("nonce: {}", yes(c.nonce_ok));
+            match c.pcrs_ok {
+                Some(ok) => println!("pcr digest: {}", yes(ok)),
+                None => println!("pcr digest: not checked (no --pcrs-file)"),
+            }
+            for (b, idx) in &c.attest.selection {
+                println!(
+                    "quoted: {b}:{}",
+                    idx.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+                );
+            }
+            if let Some(p) = &pcrs {
+                for (b, v) in p {
+                    for (i, d) in v {
+                        println!("  {b} {i:2}: {}", d.to_hex());
+                    }
+                }
+            }
+            println!(
+                "clock {} resets {} restarts {} safe {}",
+                c.attest.clock, c.attest.reset_count, c.attest.restart_count, c.attest.safe
+            );
+            Ok(if c.ok() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
+    }
+}

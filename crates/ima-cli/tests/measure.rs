@@ -1,0 +1,404 @@
+//! `imactl measure` / `imactl tpm` end to end, against a real swtpm, with tpm2-tools and
+//! evmctl as the independent judges.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Std;
+
+use assert_cmd::Command;
+use ima_core::hash::{Digest, HashAlgo};
+use ima_core::log::{ListFormat, binary};
+use ima_test::Swtpm;
+
+fn imactl() -> Command {
+    Command::cargo_bin("imactl").unwrap()
+}
+
+fn run_ok(cmd: &mut Std) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// PCR 0..=23 of `bank` as tpm2_pcrread sees them.
+fn tpm2_pcrread(tcti: &str, bank: &str, dir: &Path) -> Vec<Vec<u8>> {
+    let all: Vec<String> = (0..24).map(|i| i.to_string()).collect();
+    let out = dir.join(format!("pcrs-{bank}.bin"));
+    run_ok(
+        Std::new("tpm2_pcrread")
+            .arg(format!("{bank}:{}", all.join(",")))
+            .arg("-o")
+            .arg(&out)
+            .arg("-T")
+            .arg(tcti),
+    );
+    let bytes = std::fs::read(&out).unwrap();
+    bytes.chunks(bytes.len() / 24).map(<[u8]>::to_vec).collect()
+}
+
+/// Replays the sha1 binary list (the kernel's `binary_runtime_measurements`) into `bank`.
+fn replay(list: &Path, bank: HashAlgo, pcr: u32) -> Vec<u8> {
+    let entries = binary::decode(&std::fs::read(list).unwrap(), ListFormat::default()).unwrap();
+    let mut v = Digest::zero(bank).unwrap();
+    for e in entries.iter().filter(|e| e.pcr == pcr) {
+        let d = e
+            .extend_value(bank, ima_core::codec::Endian::Little)
+            .unwrap();
+        v = bank
+            .hasher()
+            .unwrap()
+            .chain(v.as_bytes())
+            .chain(d.as_bytes())
+            .finalize();
+    }
+    v.as_bytes().to_vec()
+}
+
+fn tree(dir: &Path) -> PathBuf {
+    let t = dir.join("tree");
+    std::fs::create_dir_all(t.join("sub dir")).unwrap();
+    for i in 0..20 {
+        std::fs::write(
+            t.join(format!("f{i}")),
+            format!("file {i}\n").repeat(i * 100),
+        )
+        .unwrap();
+    }
+    std::fs::write(t.join("sub dir/dup"), b"file 1\n".repeat(100)).unwrap(); // same as f1
+    std::fs::copy("/usr/bin/true", t.join("sub dir/true")).unwrap();
+    t
+}
+
+fn evmctl_pcrs(pcrs: &[Vec<u8>], path: &Path) {
+    let mut s = String::new();
+    for (i, v) in pcrs.iter().enumerate() {
+        s.push_str(&format!("PCR-{i:02}: {}\n", hex::encode(v)));
+    }
+    std::fs::write(path, s).unwrap();
+}
+
+#[test]
+fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path());
+    let state = d.path().join("state");
+    let out = imactl()
+        .args(["measure", "--tpm", &tcti, "--state"])
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    // 21 distinct contents at 22 paths... but the template covers the path: all 22 are new.
+    assert_eq!(stdout.lines().count(), 22, "{stdout}");
+    assert!(
+        stdout.contains(&format!("{}/sub_dir/true", t.display())),
+        "{stdout}"
+    );
+    assert!(stderr.contains("swtpm at"), "{stderr}");
+
+    let list = state.join("binary_runtime_measurements");
+    let sha1 = tpm2_pcrread(&tcti, "sha1", d.path());
+    let sha256 = tpm2_pcrread(&tcti, "sha256", d.path());
+    assert_eq!(sha1[10], replay(&list, HashAlgo::SHA1, 10));
+    assert_eq!(sha256[10], replay(&list, HashAlgo::SHA256, 10));
+    // The first entry is boot_aggregate from PCRs 0-9 (all zero in a fresh swtpm, but read).
+    let first = std::fs::read_to_string(state.join("ascii_runtime_measurements_sha256")).unwrap();
+    let agg = HashAlgo::SHA256.digest(&[0u8; 320]).unwrap().to_hex();
+    assert!(
+        first
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("sha256:{agg} boot_aggregate")),
+        "{first}"
+    );
+
+    // evmctl accepts the list against the TPM's values, in both banks.
+    let p1 = d.path().join("sha1.pcrs");
+    let p256 = d.path().join("sha256.pcrs");
+    evmctl_pcrs(&sha1, &p1);
+    evmctl_pcrs(&sha256, &p256);
+    let out = Std::new("evmctl")
+        .args(["ima_measurement", "-v", "--pcrs"])
+        .arg(format!("sha1,{}", p1.display()))
+        .arg("--pcrs")
+        .arg(format!("sha256,{}", p256.display()))
+        .arg(&list)
+        .output()
+        .expect("run evmctl (install ima-evm-utils)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "evmctl: {err}");
+    assert!(
+        err.contains("Matched per TPM bank calculated digest(s)"),
+        "{err}"
+    );
+
+    // Our own replay against the live TPM agrees.
+    imactl()
+        .args(["log", "verify", "--tpm", &tcti])
+        .arg(&list)
+        .assert()
+        .success();
+
+    // Second run: nothing changed, nothing added, nothing re-hashed.
+    let out = imactl()
+        .args(["measure", "--tpm", &tcti, "--state"])
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    assert!(out.stdout.is_empty());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("22 unchanged since measured"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // A changed file is measured again (a new entry); changing it back is a duplicate.
+    std::thread::sleep(std::time::Duration::from_millis(20));
+    std::fs::write(t.join("f3"), b"changed").unwrap();
+    let out = imactl()
+        .args(["measure", "--tpm", &tcti, "--state"])
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(s.lines().count(), 1, "{s}");
+    assert!(s.contains("/f3"));
+    std::fs::write(t.join("f3"), "file 3\n".repeat(300)).unwrap();
+    imactl()
+        .args(["measure", "--tpm", &tcti, "--state"])
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("1 already in the list"));
+    assert_eq!(
+        std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
+        "24\n"
+    );
+    let sha256 = tpm2_pcrread(&tcti, "sha256", d.path());
+    assert_eq!(sha256[10], replay(&list, HashAlgo::SHA256, 10));
+    // The per-bank binary list carries the sha256 template digests of the same entries.
+    let l256 = binary::decode(
+        &std::fs::read(state.join("binary_runtime_measurements_sha256")).unwrap(),
+        ListFormat::new(HashAlgo::SHA256),
+    )
+    .unwrap();
+    assert_eq!(l256.len(), 24);
+}
+
+#[test]
+fn bprm_check_and_policy_selection() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path());
+    let state = d.path().join("state");
+    let pol = d.path().join("policy");
+    std::fs::write(&pol, "measure func=BPRM_CHECK\n").unwrap();
+    // FILE_CHECK is not in this policy: nothing but boot_aggregate.
+    imactl()
+        .args(["measure", "--policy"])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicates::str::contains("22 not measured"));
+    let out = imactl()
+        .args([
+            "measure",
+            "--func",
+            "BPRM_CHECK",
+            "--template",
+            "ima-sig",
+            "--policy",
+        ])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg(t.join("sub dir/true"))
+        .assert()
+        .success()
+        .get_output()
+        .clone();
+    let s = String::from_utf8_lossy(&out.stdout);
+    assert!(s.contains(" ima-sig sha256:"), "{s}");
+    // No TPM: boot_aggregate is zero and the software bank says it is not hardware-rooted.
+    let first = std::fs::read_to_string(state.join("ascii_runtime_measurements")).unwrap();
+    assert!(first.starts_with("10 "), "{first}");
+    assert!(
+        first
+            .lines()
+            .next()
+            .unwrap()
+            .ends_with(&format!("ima-ng sha256:{} boot_aggregate", "0".repeat(64))),
+        "{first}"
+    );
+    imactl()
+        .args(["tpm", "pcrread", "--state"])
+        .arg(&state)
+        .arg("10")
+        .assert()
+        .success()
+        .stderr(predicates::str::contains("NOT hardware-rooted"));
+    imactl()
+        .args(["log", "verify", "--tpm"])
+        .arg(format!(
+            "soft:{}",
+            state.join(".engine/soft-pcrs").display()
+        ))
+        .arg(state.join("binary_runtime_measurements"))
+        .assert()
+        .success();
+    // A directory without -r is an error naming it.
+    imactl()
+        .args(["measure", "--state"])
+        .arg(&state)
+        .arg(&t)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("is a directory (use -r)"));
+}
+
+#[test]
+fn quotes_interoperate_with_tpm2_tools() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path());
+    imactl()
+        .args(["measure", "-q", "--tpm", &tcti, "--state"])
+        .arg(d.path().join("state"))
+        .arg("-r")
+        .arg(&t)
+        .assert()
+        .success();
+    // Ours, checked by tpm2_checkquote.
+    let q = d.path().join("q");
+    imactl()
+        .args([
+            "tpm",
+            "quote",
+            "--tpm",
+            &tcti,
+            "--nonce",
+            "abcdef0123",
+            "--out",
+        ])
+        .arg(&q)
+        .assert()
+        .success();
+    let p = |n: &str| q.join(n);
+    run_ok(
+        Std::new("tpm2_checkquote")
+            .arg("-u")
+            .arg(p("ak.pem"))
+            .arg("-m")
+            .arg(p("quote.msg"))
+            .arg("-s")
+            .arg(p("quote.sig"))
+            .arg("-f")
+            .arg(p("quote.pcrs"))
+            .args([
+                "-l",
+                "sha1:10+sha256:10",
+                "-g",
+                "sha256",
+                "-q",
+                "abcdef0123",
+            ]),
+    );
+    imactl()
+        .args(["tpm", "verify-quote", "--nonce", "abcdef0123", "--ak"])
+        .arg(p("ak.pem"))
+        .arg("--msg")
+        .arg(p("quote.msg"))
+        .arg("--sig")
+        .arg(p("quote.sig"))
+        .arg("--pcrs-file")
+        .arg(p("quote.pcrs"))
+        .assert()
+        .success();
+    imactl()
+        .args(["tpm", "verify-quote", "--nonce", "00", "--ak"])
+        .arg(p("ak.pem"))
+        .arg("--msg")
+        .arg(p("quote.msg"))
+        .arg("--sig")
+        .arg(p("quote.sig"))
+        .assert()
+        .code(1)
+        .stdout(predicates::str::contains("nonce: FAILED"));
+
+    // tpm2_quote's, checked by us.
+    let c = |n: &str| d.path().join(n);
+    run_ok(
+        Std::new("tpm2_createek")
+            .args(["-c"])
+            .arg(c("ek.ctx"))
+            .args(["-G", "rsa", "-T", &tcti]),
+    );
+    // swtpm has no resource manager: free the transient objects each tool leaves behind.
+    let flush = || run_ok(Std::new("tpm2_flushcontext").args(["-t", "-T", &tcti]));
+    flush();
+    run_ok(
+        Std::new("tpm2_createak")
+            .arg("-C")
+            .arg(c("ek.ctx"))
+            .arg("-c")
+            .arg(c("ak.ctx"))
+            .args([
+                "-G", "rsa", "-g", "sha256", "-s", "rsassa", "-f", "pem", "-u",
+            ])
+            .arg(c("tak.pem"))
+            .args(["-T", &tcti]),
+    );
+    flush();
+    run_ok(
+        Std::new("tpm2_quote")
+            .arg("-c")
+            .arg(c("ak.ctx"))
+            .args(["-l", "sha256:10", "-q", "1234", "-m"])
+            .arg(c("t.msg"))
+            .arg("-s")
+            .arg(c("t.sig"))
+            .arg("-o")
+            .arg(c("t.pcrs"))
+            .args(["-F", "values", "-g", "sha256", "-T", &tcti]),
+    );
+    imactl()
+        .args(["tpm", "verify-quote", "--nonce", "1234", "--ak"])
+        .arg(c("tak.pem"))
+        .arg("--msg")
+        .arg(c("t.msg"))
+        .arg("--sig")
+        .arg(c("t.sig"))
+        .arg("--pcrs-file")
+        .arg(c("t.pcrs"))
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("signature: ok"));
+}

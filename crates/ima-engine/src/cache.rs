@@ -1,0 +1,214 @@
+//! The re-measurement cache: what the kernel keeps in `struct ima_iint_cache` per inode,
+//! persisted between runs so that unchanged files are neither re-hashed nor re-measured.
+//!
+//! Key: (device, inode). Value: the change cookie seen when the file was hashed (ctime,
+//! mtime — the closest a userspace reader has to `i_version` — and size), the digest and the
+//! PCRs it was measured into (`measured_pcrs`). A file whose cookie differs is hashed and
+//! measured again, as the kernel does after the last writer closes.
+//!
+//! ```text
+//! file = "ima-engine-cache v1\n" || records: u64 dev, u64 ino, i64 mtime_ns, i64 ctime_ns,
+//!        u64 size, u8 algo, u8 len, digest[len], u32 measured_pcrs   (little-endian)
+//! ```
+//! A cache that cannot be read is discarded (it is only a cache: everything is re-hashed and
+//! duplicates are suppressed by the list).
+
+use std::collections::HashMap;
+use std::fs::{self, Metadata, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::Path;
+
+use ima_core::hash::{Digest, HashAlgo};
+
+const MAGIC: &[u8] = b"ima-engine-cache v1\n";
+
+/// A file's change cookie.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Cookie {
+    pub mtime_ns: i64,
+    pub ctime_ns: i64,
+    pub size: u64,
+}
+
+impl Cookie {
+    pub fn of(m: &Metadata) -> Self {
+        Self {
+            mtime_ns: m
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.mtime_nsec()),
+            ctime_ns: m
+                .ctime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(m.ctime_nsec()),
+            size: m.size(),
+        }
+    }
+}
+
+/// One inode's cached state.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheEntry {
+    pub cookie: Cookie,
+    pub digest: Digest,
+    /// Bit `n` set: measured into PCR `n`.
+    pub measured_pcrs: u32,
+}
+
+/// The cache, keyed by (st_dev, st_ino).
+#[derive(Debug, Default)]
+pub struct Cache {
+    map: HashMap<(u64, u64), CacheEntry>,
+    dirty: bool,
+}
+
+impl Cache {
+    /// Loads `path`; a missing or unreadable cache is an empty one.
+    pub fn load(path: &Path) -> Self {
+        let Ok(bytes) = fs::read(path) else {
+            return Self::default();
+        };
+        match Self::parse(&bytes) {
+            Some(map) => Self { map, dirty: false },
+            None => {
+                tracing::debug!("discarding unreadable cache {}", path.display());
+                Self::default()
+            }
+        }
+    }
+
+    fn parse(bytes: &[u8]) -> Option<HashMap<(u64, u64), CacheEntry>> {
+        let mut b = bytes.strip_prefix(MAGIC)?;
+        let mut map = HashMap::new();
+        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+            let (h, t) = b.split_at_checked(n)?;
+            *b = t;
+            Some(h)
+        }
+        fn u64_(b: &mut &[u8]) -> Option<u64> {
+            Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
+        }
+        while !b.is_empty() {
+            let dev = u64_(&mut b)?;
+            let ino = u64_(&mut b)?;
+            let mtime_ns = u64_(&mut b)? as i64;
+            let ctime_ns = u64_(&mut b)? as i64;
+            let size = u64_(&mut b)?;
+            let algo = HashAlgo(take(&mut b, 1)?[0]);
+            let len = usize::from(take(&mut b, 1)?[0]);
+            let digest = Digest::new(algo, take(&mut b, len)?)?;
+            let measured_pcrs = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?);
+            map.insert(
+                (dev, ino),
+                CacheEntry {
+                    cookie: Cookie {
+                        mtime_ns,
+                        ctime_ns,
+                        size,
+                    },
+                    digest,
+                    measured_pcrs,
+                },
+            );
+        }
+        Some(map)
+    }
+
+    /// Writes the cache atomically if it changed.
+    pub fn save(&mut self, path: &Path) -> io::Result<()> {
+        if !self.dirty {
+            return Ok(());
+        }
+        let mut out = MAGIC.to_vec();
+        for ((dev, ino), e) in &self.map {
+            out.extend_from_slice(&dev.to_le_bytes());
+            out.extend_from_slice(&ino.to_le_bytes());
+            out.extend_from_slice(&e.cookie.mtime_ns.to_le_bytes());
+            out.extend_from_slice(&e.cookie.ctime_ns.to_le_bytes());
+            out.extend_from_slice(&e.cookie.size.to_le_bytes());
+            out.push(e.digest.algo().0);
+            out.push(e.digest.len() as u8); // at most MAX_DIGEST_SIZE (64)
+            out.extend_from_slice(e.digest.as_bytes());
+            out.extend_from_slice(&e.measured_pcrs.to_le_bytes());
+        }
+        let tmp = path.with_extension("tmp");
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(&out)?;
+        fs::rename(&tmp, path)?;
+        self.dirty = false;
+        Ok(())
+    }
+
+    /// The cached digest of `algo` if the file is unchanged, and whether it is already
+    /// measured into `pcr`.
+    pub fn lookup(&self, m: &Metadata, algo: HashAlgo, pcr: u32) -> Option<(Digest, bool)> {
+        let e = self.map.get(&(m.dev(), m.ino()))?;
+        (e.cookie == Cookie::of(m) && e.digest.algo() == algo)
+            .then(|| (e.digest, e.measured_pcrs & pcr_bit(pcr) != 0))
+    }
+
+    /// Records that the file with cookie `cookie` (taken before hashing) has `digest` and
+    /// was measured into `pcr`.
+    pub fn record(&mut self, dev: u64, ino: u64, cookie: Cookie, digest: Digest, pcr: u32) {
+        let e = self.map.entry((dev, ino)).or_insert(CacheEntry {
+            cookie,
+            digest,
+            measured_pcrs: 0,
+        });
+        if e.cookie != cookie || e.digest != digest {
+            *e = CacheEntry {
+                cookie,
+                digest,
+                measured_pcrs: 0,
+            };
+        }
+        e.measured_pcrs |= pcr_bit(pcr);
+        self.dirty = true;
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+}
+
+fn pcr_bit(pcr: u32) -> u32 {
+    1u32.checked_shl(pcr).unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_detects_changes() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("f");
+        fs::write(&f, b"one").unwrap();
+        let m = fs::metadata(&f).unwrap();
+        let dg = HashAlgo::SHA256.digest(b"one").unwrap();
+        let mut c = Cache::default();
+        c.record(m.dev(), m.ino(), Cookie::of(&m), dg, 10);
+        let p = d.path().join("cache");
+        c.save(&p).unwrap();
+        let c = Cache::load(&p);
+        assert_eq!(c.lookup(&m, HashAlgo::SHA256, 10), Some((dg, true)));
+        assert_eq!(c.lookup(&m, HashAlgo::SHA256, 11), Some((dg, false)));
+        assert_eq!(c.lookup(&m, HashAlgo::SHA1, 10), None);
+        std::thread::sleep(std::time::Duration::from_millis(10));
+        fs::write(&f, b"two").unwrap();
+        let m2 = fs::metadata(&f).unwrap();
+        assert_eq!(c.lookup(&m2, HashAlgo::SHA256, 10), None);
+        fs::write(&p, b"garbage").unwrap();
+        assert!(Cache::load(&p).is_empty());
+    }
+}

@@ -1,0 +1,745 @@
+//! The measurement engine: appends entries to a runtime measurement list anchored in a TPM
+//! (or the software PCR bank), keeps list and PCRs consistent across a crash at any instant,
+//! suppresses duplicates as the kernel does, and exposes the list like securityfs.
+//!
+//! Mirrors `security/integrity/ima/ima_queue.c` (`ima_add_template_entry`,
+//! `ima_lookup_digest_entry`, `ima_pcr_extend`), `ima_init.c` (`ima_add_boot_aggregate`) and
+//! the list files of `ima_fs.c`.
+//!
+//! # Crash consistency (the protocol; ARCHITECTURE.md has the argument)
+//! The journal is `binary_runtime_measurements_sha1` itself. Entries are appended in
+//! batches: (1) write the batch to the journal and `fdatasync` it; (2) only then extend each
+//! entry into the TPM, in list order; (3) flush the TPM (the software bank renames its file
+//! into place); (4) append the derived files (per-bank binary and ascii lists, counts).
+//! Hence at every instant the TPM holds the replay of some prefix of the durable journal.
+//! On open, [`Engine::open`] finds that prefix (truncating only an unparseable torn tail),
+//! extends the rest (roll forward), and regenerates the derived files if they lag.
+
+use std::collections::HashSet;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+use ima_core::codec::{Endian, Reader};
+use ima_core::hash::{Digest, HashAlgo};
+use ima_core::log::binary::{RawEntry, encode_entry};
+use ima_core::log::replay::{PcrBank, boot_aggregate, boot_aggregate_bank};
+use ima_core::log::{Entry, ListFormat, ascii};
+use ima_core::template::{Event, TemplateDesc};
+use ima_tpm::Tpm;
+
+pub mod cache;
+pub mod measure;
+
+pub use cache::Cache;
+
+/// `CONFIG_IMA_MEASURE_PCR_IDX`.
+pub const DEFAULT_PCR: u32 = 10;
+/// Entries appended per fdatasync of the journal.
+pub const BATCH: usize = 512;
+
+const ENDIAN: Endian = Endian::Little;
+const JOURNAL: &str = "binary_runtime_measurements_sha1";
+const FILE_MODE: u32 = 0o640;
+const DIR_MODE: u32 = 0o750;
+
+/// What the engine is configured with (the kernel's boot parameters).
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The runtime directory (lists, counts) — also holds `.engine/` (cache, lock, software
+    /// PCR bank).
+    pub dir: PathBuf,
+    /// The boot template (`ima_template=`), used for boot_aggregate and by default.
+    pub template: TemplateDesc,
+    /// `ima_hash=`: the file hash algorithm and the duplicate-suppression slot.
+    pub ima_hash: HashAlgo,
+    /// `CONFIG_IMA_MEASURE_PCR_IDX`.
+    pub pcr: u32,
+}
+
+impl Config {
+    /// ima-ng, sha256, PCR 10, in `dir`.
+    pub fn new(dir: PathBuf) -> Result<Self, EngineError> {
+        Ok(Self {
+            dir,
+            template: TemplateDesc::lookup("ima-ng")
+                .map_err(|e| EngineError::Template(e.to_string()))?,
+            ima_hash: HashAlgo::SHA256,
+            pcr: DEFAULT_PCR,
+        })
+    }
+}
+
+/// The default runtime directory: `/run/ima` for root, else `$XDG_STATE_HOME/ima` (or
+/// `~/.local/state/ima`).
+pub fn default_dir() -> PathBuf {
+    if measure::Creds::current().euid == 0 {
+        return PathBuf::from("/run/ima");
+    }
+    if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {
+        return PathBuf::from(x).join("ima");
+    }
+    match std::env::var_os("HOME") {
+        Some(h) => PathBuf::from(h).join(".local/state/ima"),
+        None => PathBuf::from(".ima-state"),
+    }
+}
+
+/// The software PCR bank file of a runtime directory.
+pub fn soft_pcrs_path(dir: &Path) -> PathBuf {
+    dir.join(".engine").join("soft-pcrs")
+}
+
+/// Why the engine could not do something.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EngineError {
+    #[error("{what} {path}: {source}")]
+    Io {
+        what: &'static str,
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Tpm(#[from] ima_tpm::TpmError),
+    #[error("template: {0}")]
+    Template(String),
+    #[error("{path}: entry at byte offset {offset}: {why}")]
+    Journal {
+        path: String,
+        offset: usize,
+        why: String,
+    },
+    #[error(
+        "{path} does not replay to the TPM ({tpm}): no prefix of its {entries} entries gives \
+         the PCR values the TPM holds ({detail}); was the TPM reset or extended by someone else?"
+    )]
+    Inconsistent {
+        path: String,
+        tpm: String,
+        entries: usize,
+        detail: String,
+    },
+    #[error("unsupported: {0}")]
+    Unsupported(String),
+}
+
+fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EngineError + use<> {
+    let path = path.to_path_buf();
+    move |source| EngineError::Io {
+        what,
+        path: path.display().to_string(),
+        source,
+    }
+}
+
+/// What crash recovery found when the list was opened.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Recovery {
+    /// Bytes of an unparseable (torn, never extended) journal tail that were cut off.
+    pub truncated_bytes: u64,
+    /// Durable entries that had not been extended yet and were extended now.
+    pub rolled_forward: usize,
+    /// Whether the derived files (per-bank lists, counts) were regenerated.
+    pub regenerated: bool,
+}
+
+impl Recovery {
+    /// Whether the previous run was interrupted.
+    pub fn any(&self) -> bool {
+        self.truncated_bytes > 0 || self.rolled_forward > 0 || self.regenerated
+    }
+}
+
+/// The result of [`Engine::add`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Added {
+    /// A new entry (its sha1-list form, as `ascii_runtime_measurements` shows it).
+    New(Entry),
+    /// Same template digest already on this PCR: not added (`hash_exists`).
+    Duplicate,
+}
+
+struct Pending {
+    entry: Entry,
+    /// Template digest per list bank (zero for a violation), in `Engine::lists` order.
+    list_digests: Vec<Digest>,
+    /// What to extend per TPM bank, in `Engine::banks` order.
+    extend: Vec<Digest>,
+}
+
+/// An open measurement list with its TPM.
+pub struct Engine {
+    cfg: Config,
+    tpm: Box<dyn Tpm>,
+    banks: Vec<HashAlgo>,
+    /// Banks that get a list file: every TPM bank plus sha1 (first).
+    lists: Vec<HashAlgo>,
+    journal: File,
+    journal_len: u64,
+    derived: Vec<(HashAlgo, Option<File>, File)>,
+    seen: HashSet<(u32, Digest)>,
+    entries: u64,
+    violations: u64,
+    pending: Vec<Pending>,
+    jbuf: Vec<u8>,
+    _lock: File,
+    /// The entries found by recovery, until the derived files are checked.
+    recovered: Option<Vec<Entry>>,
+    recovery: Recovery,
+    /// Re-measurement cache (saved by [`Engine::close`]).
+    pub cache: Cache,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("dir", &self.cfg.dir)
+            .field("tpm", &self.tpm.kind())
+            .field("entries", &self.entries)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Engine {
+    /// Opens (or creates) the list in `cfg.dir` anchored in `tpm`: takes the directory lock,
+    /// recovers from any crash, and on a new list adds boot_aggregate.
+    pub fn open(cfg: Config, tpm: Box<dyn Tpm>) -> Result<Self, EngineError> {
+        let dir = cfg.dir.clone();
+        create_dir(&dir, DIR_MODE)?;
+        let internal = dir.join(".engine");
+        create_dir(&internal, 0o700)?;
+        let lock_path = internal.join("lock");
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lock_path)
+            .map_err(io_err("create", &lock_path))?;
+        lock.lock().map_err(io_err("lock", &lock_path))?;
+
+        let banks = tpm.banks().to_vec();
+        let mut lists = vec![HashAlgo::SHA1];
+        lists.extend(banks.iter().copied().filter(|b| *b != HashAlgo::SHA1));
+
+        let jpath = dir.join(JOURNAL);
+        let journal = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .mode(FILE_MODE)
+            .open(&jpath)
+            .map_err(io_err("open", &jpath))?;
+        let cache = Cache::load(&internal.join("cache"));
+        let mut e = Self {
+            cfg,
+            tpm,
+            banks,
+            lists,
+            journal,
+            journal_len: 0,
+            derived: Vec::new(),
+            seen: HashSet::new(),
+            entries: 0,
+            violations: 0,
+            pending: Vec::new(),
+            jbuf: Vec::new(),
+            _lock: lock,
+            recovered: None,
+            recovery: Recovery::default(),
+            cache,
+        };
+        e.recover()?;
+        e.open_derived()?;
+        if e.entries == 0 {
+            e.add_boot_aggregate()?;
+            e.commit()?;
+        }
+        Ok(e)
+    }
+
+    /// Opens the TPM `tcti` names (`None`: the software bank in `cfg.dir/.engine/`), then
+    /// the list ([`Engine::open`]).
+    pub fn open_tcti(cfg: Config, tcti: Option<&str>) -> Result<Self, EngineError> {
+        create_dir(&cfg.dir, DIR_MODE)?;
+        create_dir(&cfg.dir.join(".engine"), 0o700)?;
+        let tpm = ima_tpm::open(tcti, &soft_pcrs_path(&cfg.dir))?;
+        Self::open(cfg, tpm)
+    }
+
+    /// The TPM (for `kind()` and reads).
+    pub fn tpm(&mut self) -> &mut dyn Tpm {
+        self.tpm.as_mut()
+    }
+
+    /// What recovery did when the list was opened.
+    pub fn recovery(&self) -> Recovery {
+        self.recovery
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    /// Entries in the list, including those not yet committed.
+    pub fn len(&self) -> u64 {
+        self.entries
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries == 0
+    }
+
+    pub fn violations(&self) -> u64 {
+        self.violations
+    }
+
+    /// The banks that have list files (sha1 first).
+    pub fn list_banks(&self) -> &[HashAlgo] {
+        &self.lists
+    }
+
+    /// Adds a measurement of `ev` with template `desc` into `pcr`, unless an entry with the
+    /// same template digest (in the `ima_hash` slot) is already on that PCR. The entry is
+    /// durable and extended after the next [`Engine::commit`] (automatic every [`BATCH`]).
+    pub fn add(
+        &mut self,
+        ev: &Event<'_>,
+        desc: &TemplateDesc,
+        pcr: u32,
+    ) -> Result<Added, EngineError> {
+        let data = desc
+            .build(ev, ENDIAN)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        let legacy = desc.is_legacy();
+        let slot = data
+            .digest(legacy, self.cfg.ima_hash, ENDIAN)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        if !self.seen.insert((pcr, slot)) {
+            return Ok(Added::Duplicate);
+        }
+        let entry = Entry::new(pcr, desc, data, HashAlgo::SHA1, ENDIAN)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        self.push(entry)
+    }
+
+    /// Adds a violation (ToMToU / open_writers): zero template digests, 0xff.. extended,
+    /// always added, counted in `violations`.
+    pub fn add_violation(&mut self, name: &[u8]) -> Result<Entry, EngineError> {
+        let desc = self.cfg.template.clone();
+        let zero = Digest::zero(self.cfg.ima_hash)
+            .ok_or_else(|| EngineError::Unsupported(self.cfg.ima_hash.to_string()))?;
+        let ev = Event {
+            digest: Some(zero),
+            legacy_digest: Digest::zero(HashAlgo::SHA1),
+            name,
+            ..Event::default()
+        };
+        let data = desc
+            .build(&ev, ENDIAN)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        let entry = Entry::violation(self.cfg.pcr, &desc, data, HashAlgo::SHA1)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        match self.push(entry)? {
+            Added::New(e) => Ok(e),
+            Added::Duplicate => Err(EngineError::Unsupported("violation deduplicated".into())),
+        }
+    }
+
+    fn push(&mut self, entry: Entry) -> Result<Added, EngineError> {
+        let unsupported =
+            |e: ima_core::hash::UnsupportedAlgo| EngineError::Unsupported(e.to_string());
+        let list_digests = self
+            .lists
+            .iter()
+            .map(|b| entry.template_digest_in(*b, ENDIAN))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unsupported)?;
+        let extend = self
+            .banks
+            .iter()
+            .map(|b| entry.extend_value(*b, ENDIAN))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(unsupported)?;
+        encode_entry(&entry, ListFormat::new(HashAlgo::SHA1), &mut self.jbuf);
+        if entry.is_violation() {
+            self.violations += 1;
+        }
+        self.entries += 1;
+        self.pending.push(Pending {
+            entry: entry.clone(),
+            list_digests,
+            extend,
+        });
+        if self.pending.len() >= BATCH {
+            self.commit()?;
+        }
+        Ok(Added::New(entry))
+    }
+
+    /// Makes every added entry durable, then extends it, then updates the derived files.
+    pub fn commit(&mut self) -> Result<(), EngineError> {
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let jpath = self.cfg.dir.join(JOURNAL);
+        // (1) durable in the journal first ...
+        self.journal
+            .write_all(&self.jbuf)
+            .map_err(io_err("append", &jpath))?;
+        self.journal
+            .sync_data()
+            .map_err(io_err("fdatasync", &jpath))?;
+        self.journal_len += self.jbuf.len() as u64;
+        self.jbuf.clear();
+        // (2) ... then anchored, in list order ...
+        for p in &self.pending {
+            self.tpm.extend(p.entry.pcr, &p.extend)?;
+        }
+        // (3) ... made durable in the software bank ...
+        self.tpm.flush()?;
+        // (4) ... and shown in the derived files.
+        let pending = std::mem::take(&mut self.pending);
+        self.append_derived(&pending)?;
+        self.write_counts()?;
+        Ok(())
+    }
+
+    /// Commits and saves the cache.
+    pub fn close(mut self) -> Result<(), EngineError> {
+        self.commit()?;
+        let p = self.cfg.dir.join(".engine").join("cache");
+        self.cache.save(&p).map_err(io_err("write", &p))
+    }
+
+    fn add_boot_aggregate(&mut self) -> Result<(), EngineError> {
+        let ima_hash = self.cfg.ima_hash;
+        let (digest, sha1) = if self.tpm.kind().is_tpm() {
+            let bank = boot_aggregate_bank(&self.banks, ima_hash);
+            let agg = |tpm: &mut dyn Tpm, b: HashAlgo| -> Result<Digest, EngineError> {
+                let vals = tpm.pcr_read(b, &(0..10).collect::<Vec<_>>())?;
+                let mut pb = PcrBank::new(b);
+                for (i, v) in vals.into_iter().enumerate() {
+                    pb.set(i as u32, v);
+                }
+                boot_aggregate(&pb).map_err(|e| EngineError::Unsupported(e.to_string()))
+            };
+            let d = match bank {
+                Some(b) => agg(self.tpm.as_mut(), b)?,
+                None => zero(ima_hash)?,
+            };
+            let s = if self.banks.contains(&HashAlgo::SHA1) {
+                agg(self.tpm.as_mut(), HashAlgo::SHA1)?
+            } else {
+                zero(HashAlgo::SHA1)?
+            };
+            (d, s)
+        } else {
+            // No TPM: zeros of ima_hash, as the kernel does (TPM-bypass mode).
+            (zero(ima_hash)?, zero(HashAlgo::SHA1)?)
+        };
+        let ev = Event {
+            digest: Some(digest),
+            legacy_digest: Some(sha1),
+            name: b"boot_aggregate",
+            ..Event::default()
+        };
+        let desc = self.cfg.template.clone();
+        let pcr = self.cfg.pcr;
+        self.add(&ev, &desc, pcr)?;
+        Ok(())
+    }
+
+    /// Crash recovery (see the module docs).
+    fn recover(&mut self) -> Result<(), EngineError> {
+        let jpath = self.cfg.dir.join(JOURNAL);
+        let bytes = fs::read(&jpath).map_err(io_err("read", &jpath))?;
+        let f = ListFormat::new(HashAlgo::SHA1);
+        let mut r = Reader::new(&bytes);
+        let mut entries = Vec::new();
+        let mut good_end = 0;
+        while !r.is_empty() {
+            match RawEntry::decode(&mut r, f).and_then(|raw| raw.to_entry(f).map(|e| (raw, e))) {
+                Ok((raw, e)) => {
+                    if !raw.is_violation() {
+                        let mut h = HashAlgo::SHA1
+                            .hasher()
+                            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                        raw.hash_into(&mut h);
+                        if h.finalize().as_bytes() != raw.digest {
+                            return Err(EngineError::Journal {
+                                path: jpath.display().to_string(),
+                                offset: raw.offset,
+                                why: "template digest does not match the template data".into(),
+                            });
+                        }
+                    }
+                    entries.push(e);
+                    good_end = r.offset();
+                }
+                Err(_) => break, // torn tail: never fdatasync'ed, so never extended
+            }
+        }
+
+        // Per entry and TPM bank, the value extended.
+        let mut ext: Vec<Vec<Digest>> = Vec::with_capacity(entries.len());
+        for e in &entries {
+            ext.push(
+                self.banks
+                    .iter()
+                    .map(|b| e.extend_value(*b, ENDIAN))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| EngineError::Unsupported(e.to_string()))?,
+            );
+        }
+        let mut pcrs: Vec<u32> = entries.iter().map(|e| e.pcr).collect();
+        pcrs.push(self.cfg.pcr);
+        pcrs.sort_unstable();
+        pcrs.dedup();
+        // What the TPM holds for every PCR the list uses, per bank.
+        let mut tpm_vals: Vec<Vec<Digest>> = Vec::new();
+        for b in &self.banks {
+            tpm_vals.push(self.tpm.pcr_read(*b, &pcrs)?);
+        }
+        // Replay, comparing after every prefix; the TPM must equal exactly one of them.
+        let mut state: Vec<Vec<Digest>> = self
+            .banks
+            .iter()
+            .map(|b| zero(*b).map(|z| vec![z; pcrs.len()]))
+            .collect::<Result<_, _>>()?;
+        let mut matched = (state == tpm_vals).then_some(0usize);
+        for (k, e) in entries.iter().enumerate() {
+            let pi = pcrs.binary_search(&e.pcr).unwrap_or(0);
+            for (bi, d) in ext[k].iter().enumerate() {
+                state[bi][pi] = ima_tpm::extend_value(&state[bi][pi], d);
+            }
+            if state == tpm_vals {
+                matched = Some(k + 1);
+            }
+        }
+        let Some(k) = matched else {
+            let detail = self
+                .banks
+                .iter()
+                .zip(&tpm_vals)
+                .zip(&state)
+                .map(|((b, t), s)| {
+                    format!(
+                        "{b}: TPM {} vs list {}",
+                        t.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(","),
+                        s.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(",")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Err(EngineError::Inconsistent {
+                path: jpath.display().to_string(),
+                tpm: self.tpm.kind().to_string(),
+                entries: entries.len(),
+                detail,
+            });
+        };
+        if good_end < bytes.len() {
+            tracing::debug!(
+                "truncating torn tail of {} at byte {good_end} ({} bytes)",
+                jpath.display(),
+                bytes.len() - good_end
+            );
+            self.recovery.truncated_bytes = (bytes.len() - good_end) as u64;
+            self.journal
+                .set_len(good_end as u64)
+                .and_then(|()| self.journal.sync_data())
+                .map_err(io_err("truncate", &jpath))?;
+        }
+        // Roll forward: entries durable in the journal but not yet extended.
+        for (e, x) in entries.iter().zip(&ext).skip(k) {
+            self.tpm.extend(e.pcr, x)?;
+            self.recovery.rolled_forward += 1;
+        }
+        self.tpm.flush()?;
+        self.journal_len = good_end as u64;
+        for e in &entries {
+            let slot = e
+                .data
+                .digest(e.is_legacy(), self.cfg.ima_hash, ENDIAN)
+                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            if !e.is_violation() {
+                self.seen.insert((e.pcr, slot));
+            } else {
+                self.violations += 1;
+            }
+        }
+        self.entries = entries.len() as u64;
+        self.recovered = Some(entries);
+        Ok(())
+    }
+}
+
+impl Engine {
+    fn derived_paths(&self) -> Vec<(HashAlgo, Option<PathBuf>, PathBuf)> {
+        self.lists
+            .iter()
+            .map(|b| {
+                let bin = (*b != HashAlgo::SHA1).then(|| {
+                    self.cfg
+                        .dir
+                        .join(format!("binary_runtime_measurements_{b}"))
+                });
+                (
+                    *b,
+                    bin,
+                    self.cfg.dir.join(format!("ascii_runtime_measurements_{b}")),
+                )
+            })
+            .collect()
+    }
+
+    fn marker(&self) -> Result<String, EngineError> {
+        let mut m = format!("{}\n", self.journal_len);
+        for (_, bin, asc) in &self.derived {
+            for f in bin.iter().chain(std::iter::once(asc)) {
+                let len = f.metadata().map_err(io_err("stat", &self.cfg.dir))?.len();
+                m.push_str(&format!("{len}\n"));
+            }
+        }
+        Ok(m)
+    }
+
+    /// Opens the per-bank list files (and the kernel's compatibility symlinks); regenerates
+    /// them from the journal when the marker shows they lag behind it.
+    fn open_derived(&mut self) -> Result<(), EngineError> {
+        let open = |p: &Path| {
+            OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .append(true)
+                .mode(FILE_MODE)
+                .open(p)
+                .map_err(io_err("open", p))
+        };
+        let paths = self.derived_paths();
+        for (b, bin, asc) in &paths {
+            let bin = match bin {
+                Some(p) => Some(open(p)?),
+                None => None,
+            };
+            self.derived.push((*b, bin, open(asc)?));
+        }
+        for (link, target) in [
+            ("binary_runtime_measurements", JOURNAL),
+            (
+                "ascii_runtime_measurements",
+                "ascii_runtime_measurements_sha1",
+            ),
+        ] {
+            let l = self.cfg.dir.join(link);
+            if fs::read_link(&l).is_err() {
+                let _ = fs::remove_file(&l);
+                std::os::unix::fs::symlink(target, &l).map_err(io_err("symlink", &l))?;
+            }
+        }
+        let mpath = self.cfg.dir.join(".engine").join("derived");
+        let have = fs::read_to_string(&mpath).unwrap_or_default();
+        let entries = self.recovered.take().unwrap_or_default();
+        if have != self.marker()? {
+            self.recovery.regenerated = !have.is_empty();
+            for (_, bin, asc) in &self.derived {
+                for f in bin.iter().chain(std::iter::once(asc)) {
+                    f.set_len(0).map_err(io_err("truncate", &self.cfg.dir))?;
+                }
+            }
+            let pending: Vec<Pending> = entries
+                .into_iter()
+                .map(|entry| {
+                    let list_digests = self
+                        .lists
+                        .iter()
+                        .map(|b| entry.template_digest_in(*b, ENDIAN))
+                        .collect::<Result<Vec<_>, _>>()
+                        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                    Ok(Pending {
+                        entry,
+                        list_digests,
+                        extend: Vec::new(),
+                    })
+                })
+                .collect::<Result<_, EngineError>>()?;
+            self.append_derived(&pending)?;
+            self.write_counts()?;
+        }
+        Ok(())
+    }
+
+    fn append_derived(&mut self, pending: &[Pending]) -> Result<(), EngineError> {
+        for (li, (b, bin, asc)) in self.derived.iter_mut().enumerate() {
+            let mut bbuf = Vec::new();
+            let mut abuf = Vec::new();
+            for p in pending {
+                let e = Entry {
+                    template_digest: p.list_digests[li],
+                    ..p.entry.clone()
+                };
+                if bin.is_some() {
+                    encode_entry(&e, ListFormat::new(*b), &mut bbuf);
+                }
+                ascii::render_entry(&e, &[], ENDIAN, &mut abuf)
+                    .map_err(|e| EngineError::Template(e.to_string()))?;
+            }
+            if let Some(f) = bin {
+                f.write_all(&bbuf)
+                    .map_err(io_err("append", &self.cfg.dir))?;
+            }
+            asc.write_all(&abuf)
+                .map_err(io_err("append", &self.cfg.dir))?;
+        }
+        Ok(())
+    }
+
+    /// `runtime_measurements_count`, `violations`, and the marker that says the derived files
+    /// are complete up to the journal's current length.
+    fn write_counts(&mut self) -> Result<(), EngineError> {
+        let dir = self.cfg.dir.clone();
+        write_replace(
+            &dir.join("runtime_measurements_count"),
+            format!("{}\n", self.entries).as_bytes(),
+            FILE_MODE,
+        )?;
+        write_replace(
+            &dir.join("violations"),
+            format!("{}\n", self.violations).as_bytes(),
+            FILE_MODE,
+        )?;
+        let m = self.marker()?;
+        write_replace(&dir.join(".engine").join("derived"), m.as_bytes(), 0o600)
+    }
+}
+
+/// Replaces `path` atomically (write a temporary file, rename it over).
+fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EngineError> {
+    let tmp = path.with_extension("tmp");
+    let mut f = OpenOptions::new()
+        .create(true)
+        .truncate(true)
+        .write(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io_err("create", &tmp))?;
+    f.write_all(bytes).map_err(io_err("write", &tmp))?;
+    fs::rename(&tmp, path).map_err(io_err("rename", path))
+}
+
+fn zero(a: HashAlgo) -> Result<Digest, EngineError> {
+    Digest::zero(a).ok_or_else(|| EngineError::Unsupported(a.to_string()))
+}
+
+fn create_dir(dir: &Path, mode: u32) -> Result<(), EngineError> {
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(mode)
+        .create(dir)
+        .map_err(io_err("create directory", dir))
+}

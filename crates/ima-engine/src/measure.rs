@@ -1,0 +1,384 @@
+//! Measuring files into the list as the kernel's `process_measurement` would for an access
+//! by the invoking user: policy match, per-inode cache, hash, template data, append.
+//!
+//! Files are hashed in parallel (largest first, rayon) and appended by one thread as their
+//! hashes arrive, so the list order is completion order (the kernel's is access order).
+
+use std::collections::HashMap;
+use std::fs::{File, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+
+use ima_core::hash::{Digest, HashAlgo};
+use ima_core::log::Entry;
+use ima_core::policy::{self, Func, Mask, Policy, Uuid};
+use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
+use rayon::prelude::*;
+
+use crate::cache::Cookie;
+use crate::{Added, Engine, EngineError};
+
+/// The invoking process's credentials (from `/proc/self/status`: no syscall needed).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: u32,
+    pub euid: u32,
+    pub suid: u32,
+    pub gid: u32,
+    pub egid: u32,
+    pub sgid: u32,
+}
+
+impl Creds {
+    /// The current process's ids (all 0 if `/proc` cannot be read).
+    pub fn current() -> Self {
+        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let ids = |key: &str| -> [u32; 3] {
+            let mut v = [0; 3];
+            if let Some(l) = text.lines().find_map(|l| l.strip_prefix(key)) {
+                for (slot, n) in v.iter_mut().zip(l.split_whitespace()) {
+                    *slot = n.parse().unwrap_or(0);
+                }
+            }
+            v
+        };
+        let [uid, euid, suid] = ids("Uid:");
+        let [gid, egid, sgid] = ids("Gid:");
+        Self {
+            uid,
+            euid,
+            suid,
+            gid,
+            egid,
+            sgid,
+        }
+    }
+}
+
+/// How to measure.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub policy: Policy,
+    /// The hook the access is treated as (FILE_CHECK: read; BPRM_CHECK: executed).
+    pub func: Func,
+    /// Descend into directories.
+    pub recursive: bool,
+    pub creds: Creds,
+}
+
+impl Options {
+    /// The mask the hook implies: MAY_EXEC for exec/mmap, MAY_READ otherwise.
+    pub fn mask(&self) -> Mask {
+        match self.func {
+            Func::BprmCheck | Func::MmapCheck | Func::MmapCheckReqprot | Func::CredsCheck => {
+                Mask::MAY_EXEC
+            }
+            _ => Mask::MAY_READ,
+        }
+    }
+}
+
+/// What a run did.
+#[derive(Debug, Default)]
+pub struct Summary {
+    /// Regular files looked at.
+    pub files: usize,
+    /// Files the policy does not measure.
+    pub not_measured: usize,
+    /// New list entries.
+    pub added: usize,
+    /// Measured files whose entry already existed (`hash_exists`).
+    pub duplicates: usize,
+    /// Unchanged files already measured into their PCR (cache hit: not even opened).
+    pub cached: usize,
+    /// Files that were hashed.
+    pub hashed: usize,
+    pub bytes_hashed: u64,
+    /// Per-path errors (the run continues).
+    pub errors: Vec<(PathBuf, String)>,
+}
+
+struct Job {
+    path: PathBuf,
+    meta: Metadata,
+    pcr: u32,
+    template: TemplateDesc,
+    /// Digest from the cache (unchanged file, new PCR): no need to hash.
+    known: Option<Digest>,
+}
+
+struct Done {
+    job: Job,
+    result: std::io::Result<Hashed>,
+}
+
+struct Hashed {
+    digest: Digest,
+    cookie: Cookie,
+    ima_xattr: Option<Vec<u8>>,
+    evm_xattr: Option<Vec<u8>>,
+    bytes: u64,
+}
+
+#[derive(Clone)]
+struct FsFacts {
+    fsmagic: u64,
+    fsname: String,
+    fsuuid: Uuid,
+}
+
+/// Measures `paths` (files, or directories with `opts.recursive`) into `engine`, calling
+/// `on_new` for every new entry. Commits before returning.
+pub fn measure(
+    engine: &mut Engine,
+    opts: &Options,
+    paths: &[PathBuf],
+    mut on_new: impl FnMut(&Entry),
+) -> Result<Summary, EngineError> {
+    let mut sum = Summary::default();
+    let files = collect(paths, opts.recursive, &mut sum);
+    sum.files = files.len();
+    let algo = engine.config().ima_hash;
+    let boot = engine.config().template.clone();
+    let mask = opts.mask();
+    let mut fs_facts: HashMap<u64, FsFacts> = HashMap::new();
+    let mut templates: HashMap<String, TemplateDesc> = HashMap::new();
+    let mut jobs = Vec::new();
+    for (path, meta) in files {
+        let facts = match fs_facts.get(&meta.dev()) {
+            Some(f) => f.clone(),
+            None => match ima_sys::fs::file_facts(&path) {
+                Ok(f) => {
+                    let v = FsFacts {
+                        fsmagic: f.fsmagic,
+                        fsname: f.fsname.unwrap_or_default(),
+                        fsuuid: f.fsuuid.unwrap_or(Uuid::NIL),
+                    };
+                    fs_facts.insert(meta.dev(), v.clone());
+                    v
+                }
+                Err(e) => {
+                    sum.errors.push((path, e.to_string()));
+                    continue;
+                }
+            },
+        };
+        let pbytes = path.as_os_str().as_bytes();
+        let c = opts.creds;
+        let ev = policy::Event {
+            uid: c.uid,
+            euid: c.euid,
+            suid: c.suid,
+            gid: c.gid,
+            egid: c.egid,
+            sgid: c.sgid,
+            fowner: meta.uid(),
+            fgroup: meta.gid(),
+            fsmagic: facts.fsmagic,
+            fsname: &facts.fsname,
+            fsuuid: facts.fsuuid,
+            path: Some(pbytes),
+            ..policy::Event::new(opts.func, mask)
+        };
+        let eval = opts.policy.evaluate(&ev);
+        if !eval.measure() {
+            sum.not_measured += 1;
+            continue;
+        }
+        let pcr = eval.pcr();
+        let tname = eval.template_name(boot.name()).to_owned();
+        let template = match templates.get(&tname) {
+            Some(t) => t.clone(),
+            None => {
+                let t = TemplateDesc::lookup(&tname)
+                    .map_err(|e| EngineError::Template(format!("{tname}: {e}")))?;
+                templates.insert(tname, t.clone());
+                t
+            }
+        };
+        let known = match engine.cache.lookup(&meta, algo, pcr) {
+            Some((_, true)) => {
+                sum.cached += 1;
+                continue;
+            }
+            Some((d, false)) => Some(d),
+            None => None,
+        };
+        jobs.push(Job {
+            path,
+            meta,
+            pcr,
+            template,
+            known,
+        });
+    }
+    // Largest first: the long hashes start early and the small ones fill the gaps.
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.meta.size()));
+
+    let (tx, rx) = mpsc::sync_channel::<Done>(256);
+    let mut result = Ok(());
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            jobs.into_par_iter().for_each_with(tx, |tx, job| {
+                let result = hash_job(&job, algo);
+                // The receiver only goes away on an engine error; then stop quietly.
+                let _ = tx.send(Done { job, result });
+            });
+        });
+        for done in rx.iter() {
+            if result.is_err() {
+                continue; // drain so the workers finish
+            }
+            let r = append(engine, done, &mut sum, &mut on_new);
+            if let Err(e) = r {
+                result = Err(e);
+            }
+        }
+    });
+    result?;
+    engine.commit()?;
+    Ok(sum)
+}
+
+fn needs_xattrs(t: &TemplateDesc) -> bool {
+    [Field::Sig, Field::EvmSig].iter().any(|f| t.has(*f))
+}
+
+fn hash_job(job: &Job, algo: HashAlgo) -> std::io::Result<Hashed> {
+    let mut f = File::open(&job.path)?;
+    // The cookie is taken before hashing: a change during the hash shows up next time.
+    let m = f.metadata()?;
+    let cookie = Cookie::of(&m);
+    let (digest, bytes) = match job.known {
+        Some(d) if cookie == Cookie::of(&job.meta) => (d, 0),
+        _ => (ima_sys::file::hash_file(&mut f, algo)?, m.size()),
+    };
+    let (ima_xattr, evm_xattr) = if needs_xattrs(&job.template) {
+        (
+            ima_sys::xattr::get(&f, "security.ima")?,
+            ima_sys::xattr::get(&f, "security.evm")?,
+        )
+    } else {
+        (None, None)
+    };
+    Ok(Hashed {
+        digest,
+        cookie,
+        ima_xattr,
+        evm_xattr,
+        bytes,
+    })
+}
+
+fn append(
+    engine: &mut Engine,
+    done: Done,
+    sum: &mut Summary,
+    on_new: &mut impl FnMut(&Entry),
+) -> Result<(), EngineError> {
+    let Done { job, result } = done;
+    let h = match result {
+        Ok(h) => h,
+        Err(e) => {
+            sum.errors.push((job.path, e.to_string()));
+            return Ok(());
+        }
+    };
+    if h.bytes > 0 {
+        sum.hashed += 1;
+        sum.bytes_hashed += h.bytes;
+    }
+    let legacy_digest = if job.template.has(Field::D)
+        && !matches!(h.digest.algo(), HashAlgo::SHA1 | HashAlgo::MD5)
+    {
+        Some(
+            ima_sys::file::hash_path(&job.path, HashAlgo::SHA1).map_err(|e| EngineError::Io {
+                what: "hash",
+                path: job.path.display().to_string(),
+                source: e,
+            })?,
+        )
+    } else {
+        None
+    };
+    let name = job.path.as_os_str().as_bytes();
+    let basename = job.path.file_name().map(|b| b.as_bytes());
+    let ev = Event {
+        digest: Some(h.digest),
+        legacy_digest,
+        name,
+        basename,
+        ima_xattr: h.ima_xattr.as_deref(),
+        evm_xattr: h.evm_xattr.as_deref(),
+        inode: Some(InodeAttrs {
+            uid: job.meta.uid(),
+            gid: job.meta.gid(),
+            mode: (job.meta.mode() & 0xffff) as u16,
+        }),
+        ..Event::default()
+    };
+    match engine.add(&ev, &job.template, job.pcr)? {
+        Added::New(e) => {
+            sum.added += 1;
+            on_new(&e);
+        }
+        Added::Duplicate => sum.duplicates += 1,
+    }
+    engine
+        .cache
+        .record(job.meta.dev(), job.meta.ino(), h.cookie, h.digest, job.pcr);
+    Ok(())
+}
+
+/// The regular files named by `paths` (directories walked with `recursive`, symlinks inside
+/// them not followed), each with its absolute, symlink-free path.
+fn collect(paths: &[PathBuf], recursive: bool, sum: &mut Summary) -> Vec<(PathBuf, Metadata)> {
+    let mut out = Vec::new();
+    for p in paths {
+        let root = match std::fs::canonicalize(p) {
+            Ok(r) => r,
+            Err(e) => {
+                sum.errors.push((p.clone(), e.to_string()));
+                continue;
+            }
+        };
+        let meta = match std::fs::metadata(&root) {
+            Ok(m) => m,
+            Err(e) => {
+                sum.errors.push((p.clone(), e.to_string()));
+                continue;
+            }
+        };
+        if meta.is_file() {
+            out.push((root, meta));
+            continue;
+        }
+        if !meta.is_dir() {
+            continue; // only regular files are measured
+        }
+        if !recursive {
+            sum.errors
+                .push((p.clone(), "is a directory (use -r)".to_owned()));
+            continue;
+        }
+        for ent in walkdir::WalkDir::new(&root).sort_by_file_name() {
+            match ent {
+                Ok(ent) if ent.file_type().is_file() => match ent.metadata() {
+                    Ok(m) => out.push((ent.into_path(), m)),
+                    Err(e) => sum.errors.push((ent.into_path(), e.to_string())),
+                },
+                Ok(_) => {}
+                Err(e) => {
+                    let path = e
+                        .path()
+                        .map(Path::to_path_buf)
+                        .unwrap_or_else(|| root.clone());
+                    sum.errors.push((path, e.to_string()));
+                }
+            }
+        }
+    }
+    out
+}

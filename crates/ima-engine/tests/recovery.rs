@@ -1,0 +1,141 @@
+//! Crash recovery on the software bank, with the crash states built by hand: a torn journal
+//! tail, durable entries not yet extended, and a TPM that is ahead of the list.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::io::Write;
+use std::path::Path;
+
+use ima_core::hash::HashAlgo;
+use ima_core::log::binary::encode_entry;
+use ima_core::log::{Entry, ListFormat};
+use ima_core::template::{Event, TemplateDesc};
+use ima_engine::{Added, Config, Engine, EngineError};
+use ima_tpm::{SoftPcrs, Tpm};
+
+fn open(dir: &Path) -> Result<Engine, EngineError> {
+    Engine::open_tcti(Config::new(dir.to_path_buf()).unwrap(), None)
+}
+
+fn entry(name: &str) -> (Event<'_>, TemplateDesc) {
+    let ev = Event {
+        digest: Some(HashAlgo::SHA256.digest(name.as_bytes()).unwrap()),
+        name: name.as_bytes(),
+        ..Event::default()
+    };
+    (ev, TemplateDesc::lookup("ima-ng").unwrap())
+}
+
+fn soft(dir: &Path) -> SoftPcrs {
+    SoftPcrs::open(&ima_engine::soft_pcrs_path(dir)).unwrap()
+}
+
+fn replays(dir: &Path) -> bool {
+    let list = std::fs::read(dir.join("binary_runtime_measurements")).unwrap();
+    let entries = ima_core::log::binary::decode(&list, ListFormat::default()).unwrap();
+    let mut s = soft(dir);
+    [HashAlgo::SHA1, HashAlgo::SHA256].iter().all(|b| {
+        let mut v = ima_core::hash::Digest::zero(*b).unwrap();
+        for e in &entries {
+            v = ima_tpm::extend_value(
+                &v,
+                &e.extend_value(*b, ima_core::codec::Endian::Little).unwrap(),
+            );
+        }
+        s.pcr_read(*b, &[10]).unwrap()[0] == v
+    })
+}
+
+#[test]
+fn new_list_starts_with_boot_aggregate_and_suppresses_duplicates() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = open(d.path()).unwrap();
+    assert_eq!(e.len(), 1);
+    let (ev, t) = entry("/a");
+    assert!(matches!(e.add(&ev, &t, 10).unwrap(), Added::New(_)));
+    assert_eq!(e.add(&ev, &t, 10).unwrap(), Added::Duplicate);
+    // Another PCR is independent, as in the kernel.
+    assert!(matches!(e.add(&ev, &t, 11).unwrap(), Added::New(_)));
+    e.add_violation(b"/tomtou").unwrap();
+    assert_eq!(e.violations(), 1);
+    e.close().unwrap();
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("violations")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(d.path().join("runtime_measurements_count")).unwrap(),
+        "4\n"
+    );
+    // Reopening keeps the duplicate table.
+    let mut e = open(d.path()).unwrap();
+    assert_eq!(e.add(&ev, &t, 10).unwrap(), Added::Duplicate);
+    assert!(!e.recovery().any());
+}
+
+#[test]
+fn torn_tail_is_cut_and_unextended_entries_are_rolled_forward() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = open(d.path()).unwrap();
+    let (ev, t) = entry("/a");
+    e.add(&ev, &t, 10).unwrap();
+    e.close().unwrap();
+    // Crash state: two entries durable in the journal but never extended, then half of a
+    // third one.
+    let mut extra = Vec::new();
+    for n in ["/b", "/c"] {
+        let (ev, t) = entry(n);
+        let data = t.build(&ev, ima_core::codec::Endian::Little).unwrap();
+        let en = Entry::new(
+            10,
+            &t,
+            data,
+            HashAlgo::SHA1,
+            ima_core::codec::Endian::Little,
+        )
+        .unwrap();
+        encode_entry(&en, ListFormat::default(), &mut extra);
+    }
+    let full = extra.len();
+    extra.extend_from_slice(&extra.clone()[..full / 3]);
+    let mut j = std::fs::OpenOptions::new()
+        .append(true)
+        .open(d.path().join("binary_runtime_measurements_sha1"))
+        .unwrap();
+    j.write_all(&extra).unwrap();
+    drop(j);
+    let e = open(d.path()).unwrap();
+    let r = e.recovery();
+    assert_eq!(r.rolled_forward, 2);
+    assert_eq!(r.truncated_bytes, (full / 3) as u64);
+    assert!(r.regenerated);
+    assert_eq!(e.len(), 4);
+    drop(e);
+    assert!(replays(d.path()));
+    let ascii =
+        std::fs::read_to_string(d.path().join("ascii_runtime_measurements_sha256")).unwrap();
+    assert_eq!(ascii.lines().count(), 4, "{ascii}");
+    assert!(ascii.lines().last().unwrap().ends_with(" /c"));
+}
+
+#[test]
+fn a_tpm_ahead_of_the_list_is_an_error_not_a_repair() {
+    let d = tempfile::tempdir().unwrap();
+    open(d.path()).unwrap().close().unwrap();
+    let mut s = soft(d.path());
+    let ds = [HashAlgo::SHA1, HashAlgo::SHA256].map(|b| b.digest(b"rogue").unwrap());
+    s.extend(10, &ds).unwrap();
+    s.flush().unwrap();
+    let err = open(d.path()).unwrap_err().to_string();
+    assert!(err.contains("does not replay"), "{err}");
+    // And a tampered journal entry is named by its offset.
+    let d = tempfile::tempdir().unwrap();
+    open(d.path()).unwrap().close().unwrap();
+    let p = d.path().join("binary_runtime_measurements_sha1");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 3] ^= 1;
+    std::fs::write(&p, b).unwrap();
+    let err = open(d.path()).unwrap_err().to_string();
+    assert!(err.contains("byte offset 0"), "{err}");
+}
