@@ -462,21 +462,48 @@ impl Engine {
         let mut r = Reader::new(&bytes);
         let mut entries = Vec::new();
         let mut good_end = 0;
+        // Per entry and TPM bank, the value extended.
+        let mut ext: Vec<Vec<Digest>> = Vec::new();
+        let mut seen = Vec::new();
         while !r.is_empty() {
             match RawEntry::decode(&mut r, f).and_then(|raw| raw.to_entry(f).map(|e| (raw, e))) {
                 Ok((raw, e)) => {
-                    if !raw.is_violation() {
-                        let mut h = HashAlgo::SHA1
-                            .hasher()
-                            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-                        raw.hash_into(&mut h);
-                        if h.finalize().as_bytes() != raw.digest {
+                    // The template digest in every TPM bank: what was extended, the check of
+                    // the logged sha1 digest, and the duplicate-table key, hashed once.
+                    let per_bank: Vec<Digest> = self
+                        .banks
+                        .iter()
+                        .map(|b| e.data.digest(e.is_legacy(), *b, ENDIAN))
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                    let in_bank = |algo: HashAlgo| -> Result<Digest, EngineError> {
+                        match self.banks.iter().position(|b| *b == algo) {
+                            Some(i) => Ok(per_bank[i]),
+                            None => e
+                                .data
+                                .digest(e.is_legacy(), algo, ENDIAN)
+                                .map_err(|e| EngineError::Unsupported(e.to_string())),
+                        }
+                    };
+                    if raw.is_violation() {
+                        self.violations += 1;
+                        ext.push(
+                            self.banks
+                                .iter()
+                                .map(|b| e.extend_value(*b, ENDIAN))
+                                .collect::<Result<_, _>>()
+                                .map_err(|e| EngineError::Unsupported(e.to_string()))?,
+                        );
+                    } else {
+                        if in_bank(HashAlgo::SHA1)?.as_bytes() != raw.digest {
                             return Err(EngineError::Journal {
                                 path: jpath.display().to_string(),
                                 offset: raw.offset,
                                 why: "template digest does not match the template data".into(),
                             });
                         }
+                        seen.push((e.pcr, in_bank(self.cfg.ima_hash)?));
+                        ext.push(per_bank);
                     }
                     entries.push(e);
                     good_end = r.offset();
@@ -485,17 +512,6 @@ impl Engine {
             }
         }
 
-        // Per entry and TPM bank, the value extended.
-        let mut ext: Vec<Vec<Digest>> = Vec::with_capacity(entries.len());
-        for e in &entries {
-            ext.push(
-                self.banks
-                    .iter()
-                    .map(|b| e.extend_value(*b, ENDIAN))
-                    .collect::<Result<_, _>>()
-                    .map_err(|e| EngineError::Unsupported(e.to_string()))?,
-            );
-        }
         let mut pcrs: Vec<u32> = entries.iter().map(|e| e.pcr).collect();
         pcrs.push(self.cfg.pcr);
         pcrs.sort_unstable();
@@ -562,17 +578,7 @@ impl Engine {
         }
         self.tpm.flush()?;
         self.journal_len = good_end as u64;
-        for e in &entries {
-            let slot = e
-                .data
-                .digest(e.is_legacy(), self.cfg.ima_hash, ENDIAN)
-                .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-            if !e.is_violation() {
-                self.seen.insert((e.pcr, slot));
-            } else {
-                self.violations += 1;
-            }
-        }
+        self.seen.extend(seen);
         self.entries = entries.len() as u64;
         self.recovered = Some(entries);
         Ok(())
