@@ -422,7 +422,7 @@ pub enum DigsigError {
 /// A keyring as `integrity_digsig_verify(id, sig, siglen, digest, digestlen)` sees it:
 /// `xattr` is the whole xattr value (type byte included) and `digest` what was signed.
 pub trait DigsigVerifier {
-    fn digsig_verify(&self, xattr: &[u8], digest: &[u8]) -> Result<(), DigsigError>;
+    fn digsig_verify(&self, xattr: &[u8], digest: &Digest) -> Result<(), DigsigError>;
 }
 
 /// What EVM has been initialised with (`evm_initialized`).

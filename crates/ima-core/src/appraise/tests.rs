@@ -10,13 +10,13 @@ struct OneSig<'a> {
 }
 
 impl DigsigVerifier for OneSig<'_> {
-    fn digsig_verify(&self, xattr: &[u8], digest: &[u8]) -> Result<(), DigsigError> {
+    fn digsig_verify(&self, xattr: &[u8], digest: &Digest) -> Result<(), DigsigError> {
         if xattr[3..7] != self.xattr[3..7] {
             return Err(DigsigError::NoKey(u32::from_be_bytes([
                 xattr[3], xattr[4], xattr[5], xattr[6],
             ])));
         }
-        if xattr == self.xattr && digest == self.digest {
+        if xattr == self.xattr && digest.as_bytes() == self.digest {
             Ok(())
         } else {
             Err(DigsigError::Invalid("mismatch".into()))

@@ -181,7 +181,7 @@ fn message_errors() {
 
 struct Ring(Result<(), DigsigError>);
 impl DigsigVerifier for Ring {
-    fn digsig_verify(&self, _xattr: &[u8], _digest: &[u8]) -> Result<(), DigsigError> {
+    fn digsig_verify(&self, _xattr: &[u8], _digest: &Digest) -> Result<(), DigsigError> {
         self.0.clone()
     }
 }
