@@ -17,23 +17,35 @@ use ima_core::evm::InodeMeta;
 /// __u8 uuid[16]; }` (include/uapi/linux/fs.h; not in the libc crate).
 const FS_IOC_GETFSUUID: libc::c_ulong = (2 << 30) | (17 << 16) | (0x15 << 8);
 
-/// The EVM metadata of an open file: `fstat` for ino/uid/gid/mode plus the generation.
-/// Non-regular files get generation 0, as evmctl does (the kernel still uses the inode's).
-pub fn meta(file: &File) -> io::Result<InodeMeta> {
+/// The EVM metadata of an open file from `fstat` (ino, uid, gid, mode), with generation 0;
+/// see [`generation`] for the generation number, which not every filesystem reports.
+pub fn stat(file: &File) -> io::Result<InodeMeta> {
     let md = file.metadata()?;
-    let generation = if md.file_type().is_file() {
-        generation(file.as_fd())?
-    } else {
-        0
-    };
     Ok(InodeMeta {
         ino: md.ino(),
-        generation,
+        generation: 0,
         uid: md.uid(),
         gid: md.gid(),
         // i_mode is 16 bits wide (umode_t); st_mode never has higher bits set.
         mode: md.mode() as u16,
     })
+}
+
+/// [`stat`] plus the generation of regular files (other files get 0, as evmctl does; the
+/// kernel would use the inode's).
+pub fn meta(file: &File) -> io::Result<InodeMeta> {
+    let mut m = stat(file)?;
+    if m.mode & 0o170000 == 0o100000 {
+        m.generation = generation(file.as_fd())?;
+    }
+    Ok(m)
+}
+
+/// The filesystem magic (`statfs.f_type`, `sb->s_magic`) the policy's `fsmagic=` tests.
+pub fn fs_magic(fd: BorrowedFd<'_>) -> io::Result<u64> {
+    let st = rustix::fs::fstatfs(fd)?;
+    // f_type is a signed word on some ABIs; magic numbers are 32-bit patterns.
+    Ok(st.f_type as u64 & 0xffff_ffff)
 }
 
 /// `i_generation` via `FS_IOC_GETVERSION`. Filesystems without generations (tmpfs on older
@@ -139,6 +151,7 @@ mod tests {
             ])
         );
         assert_eq!(parse_uuid("1122"), None);
+        assert_eq!(fs_magic(f.as_fd()).unwrap(), 0xef53, "tests run on ext4");
         assert_eq!(parse_uuid("zz223344-5566-7788-99aa-bbccddeeff00"), None);
     }
 }

@@ -1,0 +1,396 @@
+//! `imactl evm sign|verify|hmac`: `security.evm` as the kernel computes it, with evmctl's
+//! options for overriding what goes into the message (`--uuid`, `--generation`, `--ino`,
+//! `--uid`, `--gid`, `--mode`, `--ima`, `--selinux`, `--caps`, `--m32/--m64`).
+//!
+//! Unlike evmctl 1.4, `hmac` is the kernel's HMAC-SHA1 over a 128-byte zero-padded key with
+//! the fs UUID (evmctl 1.5+ behaviour).
+
+use std::fs::File;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, anyhow, bail};
+use clap::{Args, Subcommand};
+use ima_core::appraise;
+use ima_core::codec::Codec;
+use ima_core::digsig::{Certificate, KeyId, PrivateKey, Signature};
+use ima_core::evm::{self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Inode, XattrList};
+use ima_core::hash::HashAlgo;
+use ima_core::xattr::XattrType;
+use ima_sys::xattr::SetMode;
+
+use super::keys;
+
+#[derive(Debug, Subcommand)]
+pub enum EvmCommand {
+    /// Sign the EVM message: security.evm type 0x03, or 0x05 with --portable.
+    Sign(SignArgs),
+    /// Verify security.evm: signatures with --keys, HMACs with --hmac-key.
+    Verify(VerifyArgs),
+    /// Compute the kernel's HMAC (security.evm type 0x02) with a plain key file.
+    Hmac(HmacArgs),
+}
+
+/// What goes into the EVM message, with evmctl's overrides.
+#[derive(Debug, Args)]
+pub struct MessageArgs {
+    /// Filesystem UUID: `--uuid=U` uses U, a bare `--uuid` leaves it out (a kernel without
+    /// EVM_ATTR_FSUUID), absent reads it from the filesystem (FS_IOC_GETFSUUID).
+    #[arg(short = 'u', long, num_args = 0..=1, require_equals = true, value_name = "UUID")]
+    uuid: Option<Option<String>>,
+    /// Generation number instead of FS_IOC_GETVERSION (a bare `--generation` means 0).
+    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "N")]
+    generation: Option<Option<u32>>,
+    /// Inode number instead of the file's.
+    #[arg(long, value_name = "N")]
+    ino: Option<u64>,
+    /// Owner instead of the file's.
+    #[arg(long, value_name = "N")]
+    uid: Option<u32>,
+    /// Group instead of the file's.
+    #[arg(long, value_name = "N")]
+    gid: Option<u32>,
+    /// Mode (i_mode, decimal as evmctl takes it, or 0o-prefixed octal) instead of the file's.
+    #[arg(long, value_name = "N", value_parser = parse_mode)]
+    mode: Option<u16>,
+    /// security.ima value (hex) instead of the file's.
+    #[arg(long, value_name = "HEX")]
+    ima: Option<String>,
+    /// security.selinux label instead of the file's (a NUL is appended, as evmctl does).
+    #[arg(long, value_name = "LABEL")]
+    selinux: Option<String>,
+    /// security.capability value (raw text) instead of the file's; a bare `--caps` omits it.
+    #[arg(long, num_args = 0..=1, require_equals = true, value_name = "CAPS")]
+    caps: Option<Option<String>>,
+    /// Include the extra SMACK xattrs (evmctl --smack).
+    #[arg(long)]
+    smack: bool,
+    /// Lay out h_misc for a 32-bit kernel.
+    #[arg(long, conflicts_with = "m64")]
+    m32: bool,
+    /// Lay out h_misc for a 64-bit kernel (the default here).
+    #[arg(long)]
+    m64: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SignArgs {
+    /// Private key (PEM: PKCS#8, PKCS#1 or SEC1; a certificate in the same file sets the keyid).
+    #[arg(short = 'k', long, default_value = "/etc/keys/privkey_evm.pem")]
+    key: PathBuf,
+    /// Password of an encrypted key (or EVMCTL_KEY_PASSWORD / IMACTL_KEY_PASSWORD).
+    #[arg(short = 'p', long)]
+    pass: Option<String>,
+    /// Key id to write (8 hex digits) instead of the key's.
+    #[arg(long)]
+    keyid: Option<String>,
+    /// Take the key id from this certificate's subject key identifier.
+    #[arg(long, value_name = "CERT")]
+    keyid_from_cert: Option<PathBuf>,
+    /// Hash algorithm of the signed digest.
+    #[arg(short = 'a', long = "hashalgo", default_value = "sha256")]
+    algo: HashAlgo,
+    /// Portable (immutable) signature: type 0x05, no inode number, generation or UUID.
+    #[arg(short = 'o', long)]
+    portable: bool,
+    /// First write security.ima as a hash (evmctl --imahash).
+    #[arg(short = 'd', long, conflicts_with = "imasig")]
+    imahash: bool,
+    /// First write security.ima as a signature with the same key (evmctl --imasig).
+    #[arg(short = 's', long)]
+    imasig: bool,
+    /// Print the value instead of writing security.evm.
+    #[arg(short = 'n')]
+    no_write: bool,
+    #[command(flatten)]
+    msg: MessageArgs,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Certificates (DER or PEM files, or directories of them) of the .evm keyring.
+    #[arg(short = 'k', long = "keys", num_args = 1.., value_name = "CERT|DIR")]
+    keys: Vec<PathBuf>,
+    /// HMAC key file (enables HMAC verification, EVM_INIT_HMAC).
+    #[arg(long, value_name = "FILE")]
+    hmac_key: Option<PathBuf>,
+    #[command(flatten)]
+    msg: MessageArgs,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct HmacArgs {
+    /// HMAC key file (the plain `evm-key` payload, at most 128 bytes).
+    #[arg(long, value_name = "FILE", default_value = "/etc/keys/evm-key-plain")]
+    hmac_key: PathBuf,
+    /// Print the value instead of writing security.evm.
+    #[arg(short = 'n')]
+    no_write: bool,
+    #[command(flatten)]
+    msg: MessageArgs,
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn parse_mode(s: &str) -> Result<u16, String> {
+    let v = match s.strip_prefix("0o") {
+        Some(oct) => u32::from_str_radix(oct, 8),
+        None => s.parse::<u32>(),
+    }
+    .map_err(|e| format!("invalid mode {s:?}: {e}"))?;
+    u16::try_from(v).map_err(|_| format!("mode {s:?} does not fit i_mode"))
+}
+
+pub fn run(cmd: EvmCommand) -> anyhow::Result<ExitCode> {
+    match cmd {
+        EvmCommand::Sign(a) => sign(&a),
+        EvmCommand::Verify(a) => verify(&a),
+        EvmCommand::Hmac(a) => hmac(&a),
+    }
+}
+
+impl MessageArgs {
+    /// The kernel configuration the message follows.
+    fn config(&self) -> EvmConfig {
+        let mut cfg = EvmConfig::default();
+        if self.smack {
+            cfg.xattrs = XattrList::evmctl(true);
+        }
+        if self.m32 {
+            cfg.layout = HMiscLayout::ILP32_LE;
+        }
+        if matches!(self.uuid, Some(None)) {
+            cfg.fsuuid = false;
+        }
+        cfg
+    }
+
+    /// Reads the file's protected xattrs and metadata, then applies the overrides.
+    fn inode(&self, path: &Path, cfg: &EvmConfig) -> anyhow::Result<Inode> {
+        let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let uuid = match &self.uuid {
+            Some(Some(u)) => {
+                Some(ima_sys::inode::parse_uuid(u).ok_or_else(|| anyhow!("--uuid {u:?}: not a UUID"))?)
+            }
+            _ => None,
+        };
+        let generation = self.generation.map(|g| g.unwrap_or(0));
+        let mut inode = read_inode(&f, path, cfg, generation, uuid)?;
+        if let Some(ino) = self.ino {
+            inode.meta.ino = ino;
+        }
+        if let Some(uid) = self.uid {
+            inode.meta.uid = uid;
+        }
+        if let Some(gid) = self.gid {
+            inode.meta.gid = gid;
+        }
+        if let Some(mode) = self.mode {
+            inode.meta.mode = mode;
+        }
+        if let Some(h) = &self.ima {
+            let v = hex::decode(h).map_err(|e| anyhow!("--ima {h:?}: {e}"))?;
+            inode.xattrs.insert(evm::XATTR_IMA.into(), v);
+        }
+        if let Some(s) = &self.selinux {
+            let mut v = s.as_bytes().to_vec();
+            v.push(0);
+            inode.xattrs.insert(evm::XATTR_SELINUX.into(), v);
+        }
+        match &self.caps {
+            None => {}
+            Some(None) => {
+                inode.xattrs.remove(evm::XATTR_CAPS);
+            }
+            Some(Some(c)) => {
+                inode.xattrs.insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
+            }
+        }
+        Ok(inode)
+    }
+}
+
+/// What EVM reads from an open file: the listed xattrs that exist, `stat`, the generation
+/// (unless given; regular files only) and the fs UUID (unless given, and only when `cfg`
+/// hashes one).
+pub(crate) fn read_inode(
+    f: &File,
+    path: &Path,
+    cfg: &EvmConfig,
+    generation: Option<u32>,
+    uuid: Option<[u8; 16]>,
+) -> anyhow::Result<Inode> {
+    let mut inode = Inode {
+        meta: ima_sys::inode::stat(f).with_context(|| format!("{}: stat", path.display()))?,
+        ..Inode::default()
+    };
+    for x in cfg.xattrs.entries() {
+        if let Some(v) = ima_sys::xattr::get(f, &x.name)
+            .with_context(|| format!("{}: reading {}", path.display(), x.name))?
+        {
+            inode.xattrs.insert(x.name.clone(), v);
+        }
+    }
+    inode.meta.generation = match generation {
+        Some(g) => g,
+        None if inode.meta.mode & 0o170000 == 0o100000 => {
+            ima_sys::inode::generation(f.as_fd()).with_context(|| {
+                format!(
+                    "{}: cannot read the generation (FS_IOC_GETVERSION); pass --generation",
+                    path.display()
+                )
+            })?
+        }
+        None => 0,
+    };
+    if cfg.fsuuid {
+        inode.fs_uuid = match uuid {
+            Some(u) => u,
+            None => ima_sys::inode::fs_uuid(f.as_fd()).with_context(|| {
+                format!(
+                    "{}: cannot read the filesystem UUID (FS_IOC_GETFSUUID); pass --uuid=UUID",
+                    path.display()
+                )
+            })?,
+        };
+    }
+    Ok(inode)
+}
+
+fn key_password(pass: &Option<String>) -> Option<Vec<u8>> {
+    pass.clone()
+        .or_else(|| std::env::var("IMACTL_KEY_PASSWORD").ok())
+        .or_else(|| std::env::var("EVMCTL_KEY_PASSWORD").ok())
+        .map(String::into_bytes)
+}
+
+fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
+    let pem = std::fs::read(&a.key).with_context(|| format!("{}: cannot read key", a.key.display()))?;
+    let key = PrivateKey::from_pem(&pem, key_password(&a.pass).as_deref())
+        .with_context(|| format!("{}: bad private key", a.key.display()))?;
+    let keyid = match (&a.keyid, &a.keyid_from_cert) {
+        (Some(k), _) => k.parse::<KeyId>()?,
+        (None, Some(c)) => {
+            let bytes = std::fs::read(c).with_context(|| format!("{}: cannot read", c.display()))?;
+            Certificate::parse_all(&bytes)
+                .with_context(|| format!("{}: bad certificate", c.display()))?
+                .first()
+                .map(Certificate::keyid)
+                .ok_or_else(|| anyhow!("{}: no certificate", c.display()))?
+        }
+        (None, None) => key.keyid(),
+    };
+    let cfg = a.msg.config();
+    let kind = if a.portable {
+        EvmKind::Portable
+    } else {
+        EvmKind::Signature
+    };
+    let mut failed = false;
+    for path in &a.files {
+        let r = (|| -> anyhow::Result<()> {
+            if a.imahash || a.imasig {
+                let digest = ima_sys::file::hash_path(path, a.algo)
+                    .with_context(|| format!("{}: cannot hash", path.display()))?;
+                let value = if a.imasig {
+                    Signature::sign_v2(&key, keyid, &digest)?.to_vec()
+                } else {
+                    appraise::hash_xattr(&digest)
+                };
+                if !a.no_write {
+                    ima_sys::xattr::set_path(path, evm::XATTR_IMA, &value, SetMode::Any)
+                        .with_context(|| format!("{}: writing security.ima", path.display()))?;
+                }
+            }
+            let inode = a.msg.inode(path, &cfg)?;
+            let digest = evm::signed_digest(&cfg, &inode, kind, a.algo)
+                .with_context(|| format!("{}: building the EVM message", path.display()))?;
+            let sig = Signature::sign_digest(&key, XattrType(kind.type_byte()), 2, keyid, &digest)
+                .with_context(|| format!("{}: signing", path.display()))?;
+            emit(path, &sig.to_vec(), a.no_write)
+        })();
+        if let Err(e) = r {
+            eprintln!("imactl: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn emit(path: &Path, value: &[u8], print_only: bool) -> anyhow::Result<()> {
+    if print_only {
+        println!("{} {}", hex::encode(value), path.display());
+        Ok(())
+    } else {
+        ima_sys::xattr::set_path(path, evm::XATTR_EVM, value, SetMode::Any)
+            .with_context(|| format!("{}: writing security.evm", path.display()))
+    }
+}
+
+fn hmac(a: &HmacArgs) -> anyhow::Result<ExitCode> {
+    let key = read_hmac_key(&a.hmac_key)?;
+    let cfg = a.msg.config();
+    let mut failed = false;
+    for path in &a.files {
+        let r = a.msg.inode(path, &cfg).and_then(|inode| {
+            let v = key
+                .xattr(&cfg, &inode)
+                .with_context(|| format!("{}: building the EVM message", path.display()))?;
+            emit(path, &v, a.no_write)
+        });
+        if let Err(e) = r {
+            eprintln!("imactl: error: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+}
+
+fn read_hmac_key(path: &Path) -> anyhow::Result<HmacKey> {
+    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read HMAC key", path.display()))?;
+    HmacKey::new(&bytes).with_context(|| format!("{}: bad HMAC key", path.display()))
+}
+
+fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    if a.keys.is_empty() && a.hmac_key.is_none() {
+        bail!("nothing to verify with: give --keys and/or --hmac-key");
+    }
+    let ring = keys::load_keyring(&a.keys)?;
+    let hmac_key = a.hmac_key.as_deref().map(read_hmac_key).transpose()?;
+    let ring_ref: &dyn evm::DigsigVerifier = &ring;
+    let evm_keys = EvmKeys {
+        hmac: hmac_key.as_ref(),
+        x509: (!a.keys.is_empty()).then_some(ring_ref),
+    };
+    let cfg = a.msg.config();
+    let (mut failed, mut errors) = (false, false);
+    for path in &a.files {
+        match a.msg.inode(path, &cfg) {
+            Ok(inode) => {
+                let v = evm::verify(&cfg, &evm_keys, &inode);
+                match (&v.detail, v.status.is_pass()) {
+                    (_, true) => println!("{}: {}", path.display(), v.status),
+                    (Some(d), false) => println!("{}: {} ({d})", path.display(), v.status),
+                    (None, false) => println!("{}: {}", path.display(), v.status),
+                }
+                failed |= !v.status.is_pass();
+            }
+            Err(e) => {
+                eprintln!("imactl: error: {e:#}");
+                errors = true;
+            }
+        }
+    }
+    Ok(if errors {
+        ExitCode::from(2)
+    } else if failed {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
