@@ -185,7 +185,7 @@ fn check(file: &Path, strict_kernel: bool) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load_file(file: &Path, opts: &ParseOptions) -> anyhow::Result<Policy> {
+pub(crate) fn load_file(file: &Path, opts: &ParseOptions) -> anyhow::Result<Policy> {
     let bytes = read_limited(file)?;
     match parse_policy_bytes_with_warnings(&bytes, opts) {
         Ok((p, _)) => Ok(p),
@@ -223,7 +223,7 @@ fn tmpfs_all_hooks(kernel: Option<&str>) -> anyhow::Result<bool> {
     Ok((major, minor) < (6, 14))
 }
 
-fn builtin_policy(names: &str, kernel: Option<&str>) -> anyhow::Result<Policy> {
+pub(crate) fn builtin_policy(names: &str, kernel: Option<&str>) -> anyhow::Result<Policy> {
     let mut bp = BootPolicy::default();
     for w in names.split(['|', ' ', ',']).filter(|w| !w.is_empty()) {
         let b: Builtin = w.parse()?;
@@ -233,7 +233,7 @@ fn builtin_policy(names: &str, kernel: Option<&str>) -> anyhow::Result<Policy> {
     Ok(bp.default_policy())
 }
 
-fn default_mask(f: Func) -> Mask {
+pub(crate) fn default_mask(f: Func) -> Mask {
     match f {
         Func::FileCheck => Mask::MAY_READ,
         Func::MmapCheck | Func::MmapCheckReqprot | Func::BprmCheck | Func::CredsCheck => {
