@@ -3,14 +3,14 @@
 //! a label matching the digest; fix mode only ever writes a hash label of the digest.
 
 use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements, Status};
-use ima_core::evm::{DigsigError, DigsigVerifier};
+use ima_core::digsig::{KeyId, Verifier, VerifyError};
 use ima_core::hash::{Digest, HashAlgo};
 use libfuzzer_sys::fuzz_target;
 
 struct Reject;
-impl DigsigVerifier for Reject {
-    fn digsig_verify(&self, _x: &[u8], _d: &Digest) -> Result<(), DigsigError> {
-        Err(DigsigError::Invalid("fuzz".into()))
+impl Verifier for Reject {
+    fn verify_digest(&self, _: KeyId, _: &Digest, _: &[u8]) -> Result<(), VerifyError> {
+        Err(VerifyError::BadSignature)
     }
 }
 

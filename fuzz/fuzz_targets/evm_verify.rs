@@ -3,14 +3,15 @@
 //! and an HMAC value only passes when it is the one we compute.
 
 use ima_core::appraise::Status;
-use ima_core::evm::{self, DigsigError, DigsigVerifier, EvmConfig, EvmKeys, HmacKey, Inode};
+use ima_core::digsig::{KeyId, Verifier, VerifyError};
+use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, Inode};
 use ima_core::hash::Digest;
 use libfuzzer_sys::fuzz_target;
 
 struct Reject;
-impl DigsigVerifier for Reject {
-    fn digsig_verify(&self, _x: &[u8], _d: &Digest) -> Result<(), DigsigError> {
-        Err(DigsigError::Invalid("fuzz".into()))
+impl Verifier for Reject {
+    fn verify_digest(&self, _: KeyId, _: &Digest, _: &[u8]) -> Result<(), VerifyError> {
+        Err(VerifyError::BadSignature)
     }
 }
 

@@ -1,5 +1,7 @@
 //! One module per `imactl` subcommand.
 
+pub mod appraise;
+pub mod evm;
 pub mod hash;
 pub mod log;
 pub mod measure;

@@ -35,6 +35,11 @@ enum Command {
     /// Read PCRs, quote, and verify quotes.
     #[command(subcommand)]
     Tpm(cmd::tpm::TpmCommand),
+    /// The kernel's appraisal decision for files under a policy (fix mode writes labels).
+    Appraise(cmd::appraise::AppraiseArgs),
+    /// EVM: sign, verify and HMAC security.evm as the kernel computes it.
+    #[command(subcommand)]
+    Evm(cmd::evm::EvmCommand),
 }
 
 fn main() -> ExitCode {
@@ -57,5 +62,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => cmd::verify::run(a),
         Command::Measure(a) => cmd::measure::run(*a),
         Command::Tpm(c) => cmd::tpm::run(c),
+        Command::Appraise(a) => cmd::appraise::run(a),
+        Command::Evm(c) => cmd::evm::run(c),
     }
 }

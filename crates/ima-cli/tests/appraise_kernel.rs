@@ -4,14 +4,14 @@
 //! our decision (policy from `policy.written`, keys from `keys/`, digests and
 //! uid:gid:mode from `data-disk-manifest.tsv`, EVM as initialised in `workload.log`) is the
 //! kernel's: OK ⇔ pass, EACCES ⇔ fail with the cause the kernel audited in `dmesg.txt`.
+#![allow(clippy::unwrap_used)] // test helpers: a panic is the failure report
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements, Status};
 use ima_core::codec::Codec;
-use ima_core::digsig::{Keyring, Signature};
-use ima_core::evm::{self, DigsigVerifier, EvmConfig, EvmKeys, Inode, InodeMeta};
+use ima_core::digsig::{Keyring, Signature, Verifier};
+use ima_core::evm::{self, EvmConfig, EvmKeys, Inode, InodeMeta};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags, Uuid};
 
@@ -25,10 +25,13 @@ const EXT4_MAGIC: u64 = 0xef53;
 /// f-appraise-imasig/dmesg.txt `name="/data/bin/busybox" cause=IMA-signature-required`).
 const INTERPRETERS: &[(&str, &str)] = &[("/data/signed/good.sh", "/data/bin/busybox")];
 
+/// sha1, sha256, uid, gid, permission bits.
+type ManifestEntry = (Vec<u8>, Vec<u8>, u32, u32, u16);
+
 struct Capture {
     xattrs: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
     /// path -> (sha1, sha256, uid, gid, permission bits)
-    manifest: BTreeMap<String, (Vec<u8>, Vec<u8>, u32, u32, u16)>,
+    manifest: BTreeMap<String, ManifestEntry>,
     policy: Policy,
     keys: Keyring,
     evm_x509: bool,
@@ -81,8 +84,20 @@ fn load(name: &str) -> Capture {
         if !line.contains("type=1800") || !line.contains("op=appraise_data") {
             continue;
         }
-        let cause = line.split(" cause=").nth(1).unwrap().split(' ').next().unwrap();
-        let file = line.split(" name=\"").nth(1).unwrap().split('"').next().unwrap();
+        let cause = line
+            .split(" cause=")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap();
+        let file = line
+            .split(" name=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
         causes
             .entry(file.to_owned())
             .or_insert_with(|| cause.to_owned());
@@ -145,7 +160,7 @@ impl Capture {
             },
             fs_uuid: DATA_UUID,
         };
-        let ring: &dyn DigsigVerifier = &self.keys;
+        let ring: &(dyn Verifier + Sync) = &self.keys;
         let keys = EvmKeys {
             hmac: None,
             x509: self.evm_x509.then_some(ring),
@@ -215,8 +230,8 @@ fn every_xattr_decodes() {
             for (k, v) in xs {
                 match v[0] {
                     0x03 | 0x05 => {
-                        let s = Signature::from_bytes(v)
-                            .unwrap_or_else(|e| panic!("{path} {k}: {e}"));
+                        let s =
+                            Signature::from_bytes(v).unwrap_or_else(|e| panic!("{path} {k}: {e}"));
                         assert_eq!(s.to_vec(), *v, "{path} {k}: re-encodes");
                     }
                     0x04 => assert_eq!(v.len(), 34, "{path} {k}"),
@@ -257,19 +272,30 @@ fn g_evm_statuses() {
             },
             fs_uuid: DATA_UUID,
         };
-        let ring: &dyn DigsigVerifier = &c.keys;
+        let ring: &(dyn Verifier + Sync) = &c.keys;
         let keys = EvmKeys {
             hmac: None,
             x509: Some(ring),
         };
         evm::verify(&EvmConfig::default(), &keys, &inode).status
     };
-    assert_eq!(status("/data/signed/evm-good.txt", None), Status::PassImmutable);
+    assert_eq!(
+        status("/data/signed/evm-good.txt", None),
+        Status::PassImmutable
+    );
     // Content tampered after signing: EVM still passes (it covers the label, not the data).
-    assert_eq!(status("/data/signed/evm-tampered.txt", None), Status::PassImmutable);
+    assert_eq!(
+        status("/data/signed/evm-tampered.txt", None),
+        Status::PassImmutable
+    );
     // chmod 600 after signing at 644.
-    assert_eq!(status("/data/signed/evm-badmeta.txt", None), Status::FailImmutable);
-    assert_eq!(status("/data/signed/evm-badmeta.txt", Some(0o644)), Status::PassImmutable);
+    assert_eq!(
+        status("/data/signed/evm-badmeta.txt", None),
+        Status::FailImmutable
+    );
+    assert_eq!(
+        status("/data/signed/evm-badmeta.txt", Some(0o644)),
+        Status::PassImmutable
+    );
     assert_eq!(status("/data/signed/good.txt", None), Status::NoLabel);
-    let _ = Path::new("");
 }

@@ -10,8 +10,11 @@
 use std::fmt;
 use std::str::FromStr;
 
-use crate::evm::{DigsigError, DigsigVerifier};
+use crate::codec::Codec;
+use crate::digsig::{Verifier, file_id_hash};
+use crate::evm::{DigsigError, digsig_verify};
 use crate::hash::{Digest, HashAlgo};
+use crate::xattr::{XattrType, XattrValue};
 
 /// `enum integrity_status`, displayed with EVM's audit spelling.
 ///
@@ -261,6 +264,8 @@ impl<'a> ImaXattr<'a> {
 
 /// `ima_get_hash_algo`: the algorithm the file must be hashed with for appraisal and
 /// measurement, from `security.ima` when it names one, else `default` (`ima_hash`).
+/// Byte-level, like the kernel: a signature header whose `sig_size` is wrong still names
+/// its algorithm (unlike [`XattrValue::hash_algo`], which needs a decodable value).
 pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
     let Some(x) = xattr.filter(|x| x.len() >= 2) else {
         return default;
@@ -291,25 +296,7 @@ pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
 /// `ima_fix_xattr`: the `security.ima` value for a collected digest: `01 || digest` for
 /// md4, md5 and sha1, else `04 || algo || digest`.
 pub fn hash_xattr(digest: &Digest) -> Vec<u8> {
-    let mut out = Vec::with_capacity(2 + digest.len());
-    if digest.algo().0 <= HashAlgo::SHA1.0 {
-        out.push(0x01);
-    } else {
-        out.push(0x04);
-        out.push(digest.algo().0);
-    }
-    out.extend_from_slice(digest);
-    out
-}
-
-/// `struct ima_file_id` prefix hashed for signature v3: `{type 0x06, algo, digest}`, then
-/// hashed with the same algorithm.
-pub fn file_id_digest(digest: &Digest) -> Option<Digest> {
-    let mut id = Vec::with_capacity(2 + digest.len());
-    id.push(0x06);
-    id.push(digest.algo().0);
-    id.extend_from_slice(digest);
-    digest.algo().digest(&id).ok()
+    XattrValue::from_digest(digest).to_vec()
 }
 
 /// Proof that a file passed appraisal. Zero-sized; only [`appraise`] (and
@@ -401,7 +388,7 @@ impl Appraisal {
 
 /// `ima_appraise_measurement` + the `appraise_algos` check. `ima_keyring` is the `.ima`
 /// keyring signatures are verified against.
-pub fn appraise(r: &Request<'_>, ima_keyring: &dyn DigsigVerifier) -> Appraisal {
+pub fn appraise(r: &Request<'_>, ima_keyring: &dyn Verifier) -> Appraisal {
     let fail = |status, cause| Failure { status, cause };
     let mut digsig = false;
     let xattr = r.ima.value();
@@ -487,7 +474,7 @@ fn xattr_verify(
     r: &Request<'_>,
     x: &[u8],
     digest: &Digest,
-    keyring: &dyn DigsigVerifier,
+    keyring: &dyn Verifier,
     digsig: &mut bool,
 ) -> Result<(), Failure> {
     let fail = |status, cause| Err(Failure { status, cause });
@@ -520,7 +507,7 @@ fn xattr_verify(
             if x.get(1).is_some_and(|&v| v >= 3) {
                 return fail(Status::Fail, Cause::InvalidSignatureVersion);
             }
-            match keyring.digsig_verify(x, digest) {
+            match digsig_verify(keyring, x, digest) {
                 Ok(()) => Ok(()),
                 Err(DigsigError::Unsupported(_)) => fail(Status::Unknown, Cause::Unknown),
                 Err(_) => fail(Status::Fail, Cause::InvalidSignature),
@@ -534,10 +521,10 @@ fn xattr_verify(
             if x.get(1) != Some(&3) {
                 return fail(Status::Fail, Cause::InvalidSignatureVersion);
             }
-            let Some(id) = file_id_digest(digest) else {
+            let Ok(id) = file_id_hash(XattrType::VERITY_DIGSIG, digest) else {
                 return fail(Status::Fail, Cause::Sigv3HashingError);
             };
-            match keyring.digsig_verify(x, &id) {
+            match digsig_verify(keyring, x, &id) {
                 Ok(()) => Ok(()),
                 Err(_) => fail(Status::Fail, Cause::InvalidVeritySignature),
             }

@@ -281,50 +281,6 @@ pub trait Verifier {
     fn verify_digest(&self, keyid: KeyId, digest: &Digest, sig: &[u8]) -> Result<(), VerifyError>;
 }
 
-/// The kernel-shaped entry point the EVM and appraisal code call
-/// (`integrity_digsig_verify(id, sig, siglen, digest, digestlen)`): `xattr` is the whole
-/// value (type byte included), `digest` the bytes that were signed (the file digest for
-/// version 2, [`file_id_hash`] for version 3, the metadata hash for EVM).
-///
-/// As `integrity_digsig_verify` and `asymmetric_verify` decide: version byte 1 (the
-/// legacy RSA format) and other versions than 2 and 3 are `Unsupported` (`-EOPNOTSUPP`);
-/// a bad frame is `Invalid` (`-EBADMSG`); an algorithm id at or past `HASH_ALGO__LAST` is
-/// `Unsupported` (`-ENOPKG`); an unknown key id is `NoKey` (`-ENOKEY`); a digest of the
-/// wrong length or a signature that does not verify is `Invalid`.
-impl crate::evm::DigsigVerifier for Keyring {
-    fn digsig_verify(&self, xattr: &[u8], digest: &[u8]) -> Result<(), crate::evm::DigsigError> {
-        use crate::evm::DigsigError;
-        match xattr.get(1) {
-            Some(2 | 3) => {}
-            Some(v) => return Err(DigsigError::Unsupported(format!("signature version {v}"))),
-            None => return Err(DigsigError::Invalid("empty signature".into())),
-        }
-        let sig = Signature::from_bytes(xattr).map_err(|e| DigsigError::Invalid(e.to_string()))?;
-        if !sig.hash_algo.is_known() {
-            return Err(DigsigError::Unsupported(format!(
-                "hash algorithm {}",
-                sig.hash_algo
-            )));
-        }
-        let cert = self
-            .find(sig.keyid)
-            .ok_or(DigsigError::NoKey(sig.keyid.0))?;
-        let d = Digest::new(sig.hash_algo, digest).ok_or_else(|| {
-            DigsigError::Invalid(format!(
-                "{}-byte digest for {}",
-                digest.len(),
-                sig.hash_algo
-            ))
-        })?;
-        cert.key().verify(&d, &sig.sig).map_err(|e| match e {
-            VerifyError::UnsupportedCombination { .. } | VerifyError::UnsupportedHash(_) => {
-                DigsigError::Unsupported(e.to_string())
-            }
-            e => DigsigError::Invalid(e.to_string()),
-        })
-    }
-}
-
 /// Why a signature did not verify. [`VerifyError::BadSignature`] is the only "the
 /// signature is wrong" outcome; the others mean it could not be checked.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,8 @@ use std::fmt;
 use hmac::{KeyInit, Mac};
 
 use crate::appraise::Status;
-use crate::codec::Endian;
+use crate::codec::{Codec, Endian};
+use crate::digsig::{KeyId, Signature, Verifier, VerifyError};
 use crate::hash::{Digest, HashAlgo};
 
 /// `XATTR_NAME_EVM`.
@@ -409,9 +410,9 @@ pub struct KeyTooLong(pub usize);
 #[non_exhaustive]
 pub enum DigsigError {
     /// No key with the signature's keyid (`-ENOKEY`).
-    #[error("no key with keyid {0:08x}")]
-    NoKey(u32),
-    /// Signature version or key type the verifier does not handle (`-EOPNOTSUPP`).
+    #[error("no key with keyid {0}")]
+    NoKey(KeyId),
+    /// A signature version the kernel does not dispatch (`-EOPNOTSUPP`).
     #[error("unsupported signature: {0}")]
     Unsupported(String),
     /// Malformed header or a signature that does not verify (`-EBADMSG`, `-EKEYREJECTED`).
@@ -419,24 +420,67 @@ pub enum DigsigError {
     Invalid(String),
 }
 
-/// A keyring as `integrity_digsig_verify(id, sig, siglen, digest, digestlen)` sees it:
-/// `xattr` is the whole xattr value (type byte included) and `digest` what was signed.
-pub trait DigsigVerifier {
-    fn digsig_verify(&self, xattr: &[u8], digest: &Digest) -> Result<(), DigsigError>;
+/// `integrity_digsig_verify(keyring, xattr, digest)`: `xattr` is the whole value (type byte
+/// included), `digest` what was signed. Version 2 and 3 headers go to the keyring
+/// (`asymmetric_verify`: exact `sig_size`, known algorithm, key by keyid); version 1 (the
+/// deprecated RSA scheme, needing a v1 key this implementation never has) fails; other
+/// versions are `EOPNOTSUPP`.
+pub fn digsig_verify(
+    ring: &dyn Verifier,
+    xattr: &[u8],
+    digest: &Digest,
+) -> Result<(), DigsigError> {
+    let Some(&version) = xattr.get(1) else {
+        return Err(DigsigError::Invalid("value shorter than 2 bytes".into()));
+    };
+    match version {
+        1 => Err(DigsigError::Invalid(
+            "no key for a version 1 signature".into(),
+        )),
+        2 | 3 => {
+            let sig =
+                Signature::from_bytes(xattr).map_err(|e| DigsigError::Invalid(e.to_string()))?;
+            if !sig.hash_algo.is_known() {
+                return Err(DigsigError::Invalid(format!(
+                    "unknown hash algorithm {}",
+                    sig.hash_algo
+                )));
+            }
+            if sig.hash_algo != digest.algo() {
+                return Err(DigsigError::Invalid(format!(
+                    "signature is over {}, digest is {}",
+                    sig.hash_algo,
+                    digest.algo()
+                )));
+            }
+            ring.verify_digest(sig.keyid, digest, &sig.sig)
+                .map_err(|e| match e {
+                    VerifyError::NoKey(k) => DigsigError::NoKey(k),
+                    // The kernel could check these; we cannot decide (appraisal: UNKNOWN).
+                    e @ (VerifyError::UnsupportedCombination { .. }
+                    | VerifyError::UnsupportedHash(_)) => DigsigError::Unsupported(e.to_string()),
+                    other => DigsigError::Invalid(other.to_string()),
+                })
+        }
+        v => Err(DigsigError::Unsupported(format!("signature version {v}"))),
+    }
 }
 
 /// What EVM has been initialised with (`evm_initialized`).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Clone, Copy, Default)]
 pub struct EvmKeys<'a> {
     /// `EVM_INIT_HMAC`: the HMAC key.
     pub hmac: Option<&'a HmacKey>,
     /// `EVM_INIT_X509`: the `.evm` keyring.
-    pub x509: Option<&'a dyn DigsigVerifier>,
+    pub x509: Option<&'a (dyn Verifier + Sync)>,
 }
 
-impl fmt::Debug for dyn DigsigVerifier + '_ {
+impl fmt::Debug for EvmKeys<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("DigsigVerifier")
+        f.debug_struct("EvmKeys")
+            .field("hmac", &self.hmac.is_some())
+            .field("x509", &self.x509.is_some())
+            .finish()
     }
 }
 
@@ -553,7 +597,7 @@ pub fn verify(cfg: &EvmConfig, keys: &EvmKeys<'_>, inode: &Inode) -> EvmVerdict 
             let Some(ring) = keys.x509 else {
                 return EvmVerdict::because(fail, "no EVM keyring loaded");
             };
-            match ring.digsig_verify(value, &digest) {
+            match digsig_verify(ring, value, &digest) {
                 Ok(()) if immutable => EvmVerdict::new(Status::PassImmutable),
                 Ok(()) => EvmVerdict::new(Status::Pass),
                 Err(e) => EvmVerdict::because(fail, e),

@@ -18,13 +18,14 @@ use std::time::Instant;
 use anyhow::{Context, bail};
 use clap::Args;
 use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements};
-use ima_core::evm::{self, DigsigVerifier, EvmConfig, EvmKeys, HmacKey};
+use ima_core::digsig::Verifier;
+use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey};
 use ima_core::hash::HashAlgo;
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags};
 use ima_sys::xattr::SetMode;
 use rayon::prelude::*;
 
-use super::{evm as evm_cmd, keys, policy};
+use super::{evm as evm_cmd, policy};
 
 #[derive(Debug, Args)]
 pub struct AppraiseArgs {
@@ -47,10 +48,16 @@ pub struct AppraiseArgs {
     #[arg(long, default_value = "sha256")]
     hash_algo: HashAlgo,
     /// Certificates (files or directories) of the .ima keyring.
-    #[arg(short = 'k', long = "keys", num_args = 1.., value_name = "CERT|DIR")]
+    /// Repeat the option or separate with commas.
+    #[arg(
+        short = 'k',
+        long = "keys",
+        value_delimiter = ',',
+        value_name = "CERT|DIR"
+    )]
     keys: Vec<PathBuf>,
     /// Certificates of the .evm keyring (EVM_INIT_X509).
-    #[arg(long, num_args = 1.., value_name = "CERT|DIR")]
+    #[arg(long, value_delimiter = ',', value_name = "CERT|DIR")]
     evm_keys: Vec<PathBuf>,
     /// EVM HMAC key file (EVM_INIT_HMAC).
     #[arg(long, value_name = "FILE")]
@@ -84,8 +91,8 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
     if a.mode == Mode::Off {
         bail!("--mode off appraises nothing");
     }
-    let ima_ring = keys::load_keyring(&a.keys)?;
-    let evm_ring = keys::load_keyring(&a.evm_keys)?;
+    let ima_ring = evm_cmd::load_keyring(&a.keys)?;
+    let evm_ring = evm_cmd::load_keyring(&a.evm_keys)?;
     let hmac = a
         .hmac_key
         .as_deref()
@@ -99,7 +106,7 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
         .as_deref()
         .map(|u| ima_sys::inode::parse_uuid(u).with_context(|| format!("--uuid {u:?}: not a UUID")))
         .transpose()?;
-    let evm_ring_ref: &dyn DigsigVerifier = &evm_ring;
+    let evm_ring_ref: &(dyn Verifier + Sync) = &evm_ring;
     let ctx = Ctx {
         a: &a,
         policy,
@@ -182,13 +189,7 @@ impl Ctx<'_> {
         }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let abs_bytes = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
-        let mask = a.mask.unwrap_or(match a.func {
-            Func::FileCheck => Mask::MAY_READ,
-            Func::BprmCheck | Func::MmapCheck | Func::MmapCheckReqprot | Func::CredsCheck => {
-                Mask::MAY_EXEC
-            }
-            _ => Mask::MAY_READ,
-        });
+        let mask = a.mask.unwrap_or_else(|| policy::default_mask(a.func));
         let mut ev = Event::new(a.func, mask);
         ev.uid = rustix::process::getuid().as_raw();
         ev.euid = rustix::process::geteuid().as_raw();
@@ -220,8 +221,7 @@ impl Ctx<'_> {
             allowed_algos: eval.allowed_algos.map(|s| s.0),
         };
 
-        let mut f =
-            File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+        let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let raw = match ima_sys::xattr::get(&f, evm::XATTR_IMA) {
             Ok(v) => Ok(v),
             Err(e) if e.raw_os_error() == Some(libc_enotsup()) => Err(true),
@@ -239,9 +239,10 @@ impl Ctx<'_> {
         };
         let algo = appraise::hash_algo(label, a.hash_algo);
         let digest = ima_sys::file::hash_file(&mut f, algo).ok();
-        stats
-            .bytes
-            .fetch_add(f.metadata().map(|m| m.len()).unwrap_or(0), Ordering::Relaxed);
+        stats.bytes.fetch_add(
+            f.metadata().map(|m| m.len()).unwrap_or(0),
+            Ordering::Relaxed,
+        );
 
         let evm_status = if self.evm_keys.loaded() {
             let uuid = match self.uuid {
@@ -282,7 +283,12 @@ impl Ctx<'_> {
             (Some(f), _) => {
                 stats.failed.fetch_add(1, Ordering::Relaxed);
                 let deny = if result.denied(a.mode) { " denied" } else { "" };
-                format!("{}: {} {}{deny} {rule_txt}", path.display(), f.status, f.cause)
+                format!(
+                    "{}: {} {}{deny} {rule_txt}",
+                    path.display(),
+                    f.status,
+                    f.cause
+                )
             }
         })
     }

@@ -14,13 +14,11 @@ use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
 use ima_core::appraise;
 use ima_core::codec::Codec;
-use ima_core::digsig::{Certificate, KeyId, PrivateKey, Signature};
+use ima_core::digsig::{Certificate, KeyId, Keyring, PrivateKey, Signature, Verifier};
 use ima_core::evm::{self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Inode, XattrList};
 use ima_core::hash::HashAlgo;
 use ima_core::xattr::XattrType;
 use ima_sys::xattr::SetMode;
-
-use super::keys;
 
 #[derive(Debug, Subcommand)]
 pub enum EvmCommand {
@@ -112,7 +110,14 @@ pub struct SignArgs {
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// Certificates (DER or PEM files, or directories of them) of the .evm keyring.
-    #[arg(short = 'k', long = "keys", num_args = 1.., value_name = "CERT|DIR")]
+    /// Repeat the option or separate with commas (evmctl's `--key a,b`).
+    #[arg(
+        short = 'k',
+        long = "keys",
+        alias = "key",
+        value_delimiter = ',',
+        value_name = "CERT|DIR"
+    )]
     keys: Vec<PathBuf>,
     /// HMAC key file (enables HMAC verification, EVM_INIT_HMAC).
     #[arg(long, value_name = "FILE")]
@@ -174,9 +179,9 @@ impl MessageArgs {
     fn inode(&self, path: &Path, cfg: &EvmConfig) -> anyhow::Result<Inode> {
         let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
         let uuid = match &self.uuid {
-            Some(Some(u)) => {
-                Some(ima_sys::inode::parse_uuid(u).ok_or_else(|| anyhow!("--uuid {u:?}: not a UUID"))?)
-            }
+            Some(Some(u)) => Some(
+                ima_sys::inode::parse_uuid(u).ok_or_else(|| anyhow!("--uuid {u:?}: not a UUID"))?,
+            ),
             _ => None,
         };
         let generation = self.generation.map(|g| g.unwrap_or(0));
@@ -208,14 +213,16 @@ impl MessageArgs {
                 inode.xattrs.remove(evm::XATTR_CAPS);
             }
             Some(Some(c)) => {
-                inode.xattrs.insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
+                inode
+                    .xattrs
+                    .insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
             }
         }
         Ok(inode)
     }
 }
 
-/// What EVM reads from an open file: the listed xattrs that exist, `stat`, the generation
+/// What EVM reads from an open file: security.evm and the listed xattrs that exist, `stat`, the generation
 /// (unless given; regular files only) and the fs UUID (unless given, and only when `cfg`
 /// hashes one).
 pub(crate) fn read_inode(
@@ -229,23 +236,23 @@ pub(crate) fn read_inode(
         meta: ima_sys::inode::stat(f).with_context(|| format!("{}: stat", path.display()))?,
         ..Inode::default()
     };
-    for x in cfg.xattrs.entries() {
-        if let Some(v) = ima_sys::xattr::get(f, &x.name)
-            .with_context(|| format!("{}: reading {}", path.display(), x.name))?
+    let names = cfg.xattrs.entries().iter().map(|x| x.name.as_str());
+    for name in names.chain([evm::XATTR_EVM]) {
+        if let Some(v) = ima_sys::xattr::get(f, name)
+            .with_context(|| format!("{}: reading {name}", path.display()))?
         {
-            inode.xattrs.insert(x.name.clone(), v);
+            inode.xattrs.insert(name.to_owned(), v);
         }
     }
     inode.meta.generation = match generation {
         Some(g) => g,
-        None if inode.meta.mode & 0o170000 == 0o100000 => {
-            ima_sys::inode::generation(f.as_fd()).with_context(|| {
+        None if inode.meta.mode & 0o170000 == 0o100000 => ima_sys::inode::generation(f.as_fd())
+            .with_context(|| {
                 format!(
                     "{}: cannot read the generation (FS_IOC_GETVERSION); pass --generation",
                     path.display()
                 )
-            })?
-        }
+            })?,
         None => 0,
     };
     if cfg.fsuuid {
@@ -270,13 +277,15 @@ fn key_password(pass: &Option<String>) -> Option<Vec<u8>> {
 }
 
 fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
-    let pem = std::fs::read(&a.key).with_context(|| format!("{}: cannot read key", a.key.display()))?;
+    let pem =
+        std::fs::read(&a.key).with_context(|| format!("{}: cannot read key", a.key.display()))?;
     let key = PrivateKey::from_pem(&pem, key_password(&a.pass).as_deref())
         .with_context(|| format!("{}: bad private key", a.key.display()))?;
     let keyid = match (&a.keyid, &a.keyid_from_cert) {
         (Some(k), _) => k.parse::<KeyId>()?,
         (None, Some(c)) => {
-            let bytes = std::fs::read(c).with_context(|| format!("{}: cannot read", c.display()))?;
+            let bytes =
+                std::fs::read(c).with_context(|| format!("{}: cannot read", c.display()))?;
             Certificate::parse_all(&bytes)
                 .with_context(|| format!("{}: bad certificate", c.display()))?
                 .first()
@@ -319,7 +328,11 @@ fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn emit(path: &Path, value: &[u8], print_only: bool) -> anyhow::Result<()> {
@@ -348,11 +361,16 @@ fn hmac(a: &HmacArgs) -> anyhow::Result<ExitCode> {
             failed = true;
         }
     }
-    Ok(if failed { ExitCode::from(2) } else { ExitCode::SUCCESS })
+    Ok(if failed {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 fn read_hmac_key(path: &Path) -> anyhow::Result<HmacKey> {
-    let bytes = std::fs::read(path).with_context(|| format!("{}: cannot read HMAC key", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("{}: cannot read HMAC key", path.display()))?;
     HmacKey::new(&bytes).with_context(|| format!("{}: bad HMAC key", path.display()))
 }
 
@@ -360,9 +378,9 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     if a.keys.is_empty() && a.hmac_key.is_none() {
         bail!("nothing to verify with: give --keys and/or --hmac-key");
     }
-    let ring = keys::load_keyring(&a.keys)?;
+    let ring = load_keyring(&a.keys)?;
     let hmac_key = a.hmac_key.as_deref().map(read_hmac_key).transpose()?;
-    let ring_ref: &dyn evm::DigsigVerifier = &ring;
+    let ring_ref: &(dyn Verifier + Sync) = &ring;
     let evm_keys = EvmKeys {
         hmac: hmac_key.as_ref(),
         x509: (!a.keys.is_empty()).then_some(ring_ref),
@@ -393,4 +411,39 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     } else {
         ExitCode::SUCCESS
     })
+}
+
+/// A keyring from certificate files (DER or PEM, several per PEM file) and directories of
+/// them (files in a directory that hold no certificate are skipped with a warning; a named
+/// file that is no certificate is an error).
+pub(crate) fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
+    let mut ring = Keyring::new();
+    for p in paths {
+        let files: Vec<PathBuf> = if p.is_dir() {
+            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
+                .with_context(|| format!("{}: cannot list", p.display()))?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|f| f.is_file())
+                .collect();
+            v.sort();
+            v
+        } else {
+            vec![p.clone()]
+        };
+        let in_dir = p.is_dir();
+        for f in files {
+            let bytes =
+                std::fs::read(&f).with_context(|| format!("{}: cannot read", f.display()))?;
+            match ring.add_bytes(&bytes) {
+                Ok(_) => {}
+                // A directory may hold other files (README, CRLs): skip them, but say so.
+                Err(e) if in_dir => eprintln!("imactl: skipping {}: {e}", f.display()),
+                Err(e) => {
+                    return Err(e).with_context(|| format!("{}: not a certificate", f.display()));
+                }
+            }
+        }
+    }
+    Ok(ring)
 }

@@ -2,24 +2,25 @@ use hex_literal::hex;
 
 use super::*;
 
-/// A keyring stand-in that accepts exactly one (xattr, digest) pair, so the decision logic
-/// can be tested without key material; real keys are exercised in ima-cli's tests.
+use crate::digsig::{KeyId, VerifyError};
+
+/// A keyring stand-in holding one key (`a5cacb28`) that accepts exactly one (signature,
+/// digest) pair, so the decision logic can be tested without key material; real keys are
+/// exercised in ima-cli's tests.
 struct OneSig<'a> {
-    xattr: &'a [u8],
+    sig: &'a [u8],
     digest: &'a [u8],
 }
 
-impl DigsigVerifier for OneSig<'_> {
-    fn digsig_verify(&self, xattr: &[u8], digest: &Digest) -> Result<(), DigsigError> {
-        if xattr[3..7] != self.xattr[3..7] {
-            return Err(DigsigError::NoKey(u32::from_be_bytes([
-                xattr[3], xattr[4], xattr[5], xattr[6],
-            ])));
+impl Verifier for OneSig<'_> {
+    fn verify_digest(&self, keyid: KeyId, digest: &Digest, sig: &[u8]) -> Result<(), VerifyError> {
+        if keyid != KeyId(0xa5ca_cb28) {
+            return Err(VerifyError::NoKey(keyid));
         }
-        if xattr == self.xattr && digest.as_bytes() == self.digest {
+        if sig == self.sig && digest.as_bytes() == self.digest {
             Ok(())
         } else {
-            Err(DigsigError::Invalid("mismatch".into()))
+            Err(VerifyError::BadSignature)
         }
     }
 }
@@ -52,12 +53,11 @@ fn req<'a>(ima: ImaXattr<'a>, digsig: bool, evm: Status) -> Request<'a> {
 }
 
 fn run(r: &Request<'_>) -> Appraisal {
-    let good = sig(0x03, 2);
     let d = sha256();
     appraise(
         r,
         &OneSig {
-            xattr: &good,
+            sig: &[0xde, 0xad],
             digest: &d,
         },
     )
@@ -307,7 +307,9 @@ fn file_id_digest_matches_reference_13_4() {
         hex!("64919d592f49ecc2e6c3f51a72a8fae71582770a4685aba807f57a31cf2d1131")
     );
     assert_eq!(
-        file_id_digest(&d).unwrap().as_bytes(),
+        file_id_hash(XattrType::VERITY_DIGSIG, &d)
+            .unwrap()
+            .as_bytes(),
         hex!("85f7d0270c4d5f1681d12d2d649b34fc1f30a90dd37cfe3150f4425e9c56ec48")
     );
 }

@@ -179,9 +179,9 @@ fn message_errors() {
     );
 }
 
-struct Ring(Result<(), DigsigError>);
-impl DigsigVerifier for Ring {
-    fn digsig_verify(&self, _xattr: &[u8], _digest: &Digest) -> Result<(), DigsigError> {
+struct Ring(Result<(), VerifyError>);
+impl Verifier for Ring {
+    fn verify_digest(&self, _: KeyId, _: &Digest, _: &[u8]) -> Result<(), VerifyError> {
         self.0.clone()
     }
 }
@@ -247,7 +247,7 @@ fn verify_statuses() {
 fn verify_signature_statuses() {
     let cfg = EvmConfig::default();
     let ok = Ring(Ok(()));
-    let bad = Ring(Err(DigsigError::Invalid("x".into())));
+    let bad = Ring(Err(VerifyError::BadSignature));
     let keys = |r: &'static Ring| EvmKeys {
         hmac: None,
         x509: Some(r),
@@ -275,4 +275,83 @@ fn verify_signature_statuses() {
     i.xattrs.remove(XATTR_IMA);
     i.xattrs.insert(XATTR_CAPS.into(), b"c".to_vec());
     assert_eq!(verify(&cfg, &keys(ok), &i).status, Status::FailImmutable);
+}
+
+fn testdata(f: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../testdata/sigs")
+        .join(f);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+fn sign(kind: EvmKind, inode: &Inode) -> Vec<u8> {
+    use crate::digsig::PrivateKey;
+    use crate::xattr::XattrType;
+    let key = PrivateKey::from_pem(&testdata("rsa_priv.pem"), None).unwrap();
+    let cfg = EvmConfig::default();
+    let d = signed_digest(&cfg, inode, kind, HashAlgo::SHA256).unwrap();
+    Signature::sign_digest(&key, XattrType(kind.type_byte()), 2, key.keyid(), &d)
+        .unwrap()
+        .to_vec()
+}
+
+/// §13.5: evmctl 1.4 `sign --portable -a sha256 --key rsa_priv.pem` (RSA PKCS#1 v1.5 is
+/// deterministic, so the bytes must match), and it verifies against the certificate.
+const PORTABLE_13_5: &str = "050204a5cacb280100b3e0740b61d817a59ebacef5afd5d12d50b66ea764ec3e326fd51670ca087a4252b300aadebf415f8d22eb81de710a227999b008d7913445f54fea461e834f697a5a8b2b04d9f80a9caf041f420686631cc530813aa29d13b061a9e29dedc1c0f923c0a90840f164014ee8cf1199f4a6ea4c0e6507c24c3acaedee81a7194935651c523eab77a2bb1d351006666ee60c4d6bf4933df613abcc32784e5718a1eb2a1ff393937a268a7cbedd77b9c6caf80aa48d348c94639e2a8e638d8622c23a43208ec18ce5fbf623a38182611bf1e3bb80958fb6bd904a9973028a46b0b63c81f91559539d4eb92346bdfab51ae954ef9550cdd19066f71ec2d5c6dfa54630";
+/// §13.6: evmctl 1.4 `sign -a sha256 --uuid=1122…ff00` at ino 10085267, generation 1140783678.
+const SIG_13_6: &str = "030204a5cacb2801005ffa0943c8dc82aadbf2eb3b85debd615324645ddb12299ba2c90da01b3425a351afcba13bb32108941a54dc596dea0c8c44482b86272325278ebad0509c4b6db17b618ec287b11d044b9b7a4dff407f3b44e35f8d8d531a984443929f262afe7cdf90756b260fe874571e90f7149cfbb23e761896d6bb2bc2827a846336fd12a1644a95954b108919cf8c3c667057e27aa47658bf580b1cfa94ff80ef20f0c34dcb02519b3195fd8433afb32e8f9209efd96ecd9f436af23b58ac7e2eb0f9087a29857a7f71771191615e3d289499042a2b5ab022f3cdac5b78a475c930c2f25034aef5b51cdae8b794609d12a52a318edf8232a4fbda3c478cecd21602ce12";
+
+#[test]
+fn rsa_signatures_13_5_and_13_6_byte_exact() {
+    let mut ring = crate::digsig::Keyring::new();
+    ring.add_bytes(&testdata("rsa_x509.pem")).unwrap();
+    let keys = EvmKeys {
+        hmac: None,
+        x509: Some(&ring),
+    };
+    let cfg = EvmConfig::default();
+    for (kind, want, ino, generation, status) in [
+        (
+            EvmKind::Portable,
+            PORTABLE_13_5,
+            1,
+            2,
+            Status::PassImmutable,
+        ),
+        (
+            EvmKind::Signature,
+            SIG_13_6,
+            10085267,
+            1140783678,
+            Status::Pass,
+        ),
+    ] {
+        let mut i = inode(ino, generation);
+        let got = sign(kind, &i);
+        assert_eq!(hex::encode(&got), want, "{kind:?}");
+        i.xattrs.insert(XATTR_EVM.into(), got);
+        assert_eq!(verify(&cfg, &keys, &i).status, status);
+        // One byte of security.ima, the mode or the owner changed: detected.
+        let mut j = i.clone();
+        j.xattrs.get_mut(XATTR_IMA).unwrap()[33] ^= 0x80;
+        let fail = if kind == EvmKind::Portable {
+            Status::FailImmutable
+        } else {
+            Status::Fail
+        };
+        assert_eq!(verify(&cfg, &keys, &j).status, fail);
+        let mut j = i.clone();
+        j.meta.mode = 0o100755;
+        assert_eq!(verify(&cfg, &keys, &j).status, fail);
+        let mut j = i.clone();
+        j.meta.uid = 1;
+        assert_eq!(verify(&cfg, &keys, &j).status, fail);
+        // Unknown key: fails too.
+        let empty = crate::digsig::Keyring::new();
+        let none = EvmKeys {
+            hmac: None,
+            x509: Some(&empty),
+        };
+        assert_eq!(verify(&cfg, &none, &i).status, fail);
+    }
 }
