@@ -18,7 +18,7 @@ use crate::codec::Endian;
 use crate::hash::{Digest, HashAlgo, Hasher, UnsupportedAlgo};
 use crate::log::Entry;
 use crate::log::binary::RawEntry;
-use crate::template::parse_hex;
+use crate::template::{LEGACY_NAME_PAD, MAX_LEGACY_NAME_LEN, parse_hex};
 
 /// PCR values of one bank, by PCR index.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -146,8 +146,12 @@ pub trait ReplayEntry: Sync {
     fn pcr(&self) -> u32;
     /// The template digest logged in the list (of the list's bank).
     fn logged_digest(&self) -> &[u8];
+    /// Passes the template-digest input, in pieces, to `f`.
+    fn feed(&self, endian: Endian, f: &mut dyn FnMut(&[u8]));
     /// Feeds the template-digest input to `h`.
-    fn hash_input(&self, endian: Endian, h: &mut Hasher);
+    fn hash_input(&self, endian: Endian, h: &mut Hasher) {
+        self.feed(endian, &mut |b| h.update(b))
+    }
     /// Short description for messages (the event name).
     fn describe(&self) -> String;
     /// For a violation: whether its file digest (first field) is all zero, as the kernel
@@ -172,8 +176,19 @@ impl ReplayEntry for Entry {
     fn logged_digest(&self) -> &[u8] {
         &self.template_digest
     }
-    fn hash_input(&self, endian: Endian, h: &mut Hasher) {
-        self.hash_into(endian, h)
+    fn feed(&self, endian: Endian, f: &mut dyn FnMut(&[u8])) {
+        let fields = self.data.fields();
+        if self.is_legacy() {
+            let d = fields.first().map(Vec::as_slice).unwrap_or_default();
+            let n = fields.get(1).map(Vec::as_slice).unwrap_or_default();
+            legacy_feed(d, n, f);
+        } else {
+            for x in fields {
+                let len = u32::try_from(x.len()).unwrap_or(u32::MAX);
+                f(&endian.u32_bytes(len));
+                f(x);
+            }
+        }
     }
     fn describe(&self) -> String {
         let name = self
@@ -202,8 +217,12 @@ impl ReplayEntry for RawEntry<'_> {
     fn logged_digest(&self) -> &[u8] {
         self.digest
     }
-    fn hash_input(&self, _endian: Endian, h: &mut Hasher) {
-        self.hash_into(h)
+    fn feed(&self, _endian: Endian, f: &mut dyn FnMut(&[u8])) {
+        use crate::log::binary::RawBody;
+        match self.body {
+            RawBody::Fields { bytes, .. } => f(bytes),
+            RawBody::Legacy { digest, name } => legacy_feed(digest, name, f),
+        }
     }
     fn describe(&self) -> String {
         use crate::log::binary::RawBody;
@@ -219,6 +238,60 @@ impl ReplayEntry for RawEntry<'_> {
         match self.body {
             RawBody::Legacy { digest, .. } => digest.iter().all(|&b| b == 0),
             RawBody::Fields { bytes, .. } => first_field(bytes).is_some_and(first_field_zero),
+        }
+    }
+}
+
+/// The legacy `ima` template-digest input (see `template::legacy_hash_input`).
+fn legacy_feed(digest: &[u8], name: &[u8], f: &mut dyn FnMut(&[u8])) {
+    f(digest);
+    let name = match name.iter().position(|&b| b == 0) {
+        Some(p) => &name[..p],
+        None => name,
+    };
+    let mut padded = [0u8; LEGACY_NAME_PAD];
+    let n = name.len().min(MAX_LEGACY_NAME_LEN);
+    padded[..n].copy_from_slice(&name[..n]);
+    f(&padded);
+}
+
+/// A reusable hasher for one bank: sha1 and sha256 (the banks every TPM has) run on the
+/// RustCrypto cores directly and reset in place; other algorithms go through [`Hasher`].
+enum BankHasher {
+    Sha1(sha1::Sha1),
+    Sha256(sha2::Sha256),
+    Other(HashAlgo),
+}
+
+impl BankHasher {
+    fn new(algo: HashAlgo) -> Self {
+        use digest::Digest as _;
+        match algo {
+            HashAlgo::SHA1 => Self::Sha1(sha1::Sha1::new()),
+            HashAlgo::SHA256 => Self::Sha256(sha2::Sha256::new()),
+            other => Self::Other(other),
+        }
+    }
+
+    /// Hashes what `input` feeds into `out` (exactly the digest size).
+    fn digest_into(&mut self, input: impl FnOnce(&mut dyn FnMut(&[u8])), out: &mut [u8]) {
+        use digest::Digest as _;
+        match self {
+            Self::Sha1(h) => {
+                input(&mut |b| h.update(b));
+                out.copy_from_slice(&h.finalize_reset());
+            }
+            Self::Sha256(h) => {
+                input(&mut |b| h.update(b));
+                out.copy_from_slice(&h.finalize_reset());
+            }
+            Self::Other(a) => {
+                // Checked by `replay` before any hashing starts.
+                if let Ok(mut h) = a.hasher() {
+                    input(&mut |b| h.update(b));
+                    out.copy_from_slice(&h.finalize());
+                }
+            }
         }
     }
 }
@@ -355,6 +428,7 @@ pub fn replay<E: ReplayEntry>(
         .enumerate()
         .map(|(c, chunk)| {
             let mut out = vec![0u8; chunk.len() * stride];
+            let mut hashers: Vec<BankHasher> = algos.iter().map(|&a| BankHasher::new(a)).collect();
             let mut bad = Vec::new();
             let mut violations = Vec::new();
             for (i, e) in chunk.iter().enumerate() {
@@ -365,12 +439,9 @@ pub fn replay<E: ReplayEntry>(
                     violations.push(c * CHUNK + i);
                     continue;
                 }
-                for (k, a) in algos.iter().enumerate() {
-                    // Checked above that every algorithm has a hasher.
-                    if let Ok(mut h) = a.hasher() {
-                        e.hash_input(endian, &mut h);
-                        slot[offsets[k]..offsets[k] + lens[k]].copy_from_slice(&h.finalize());
-                    }
+                for (k, h) in hashers.iter_mut().enumerate() {
+                    let dst = &mut slot[offsets[k]..offsets[k] + lens[k]];
+                    h.digest_into(|f| e.feed(endian, f), dst);
                 }
                 let mine = &slot[offsets[log_slot]..offsets[log_slot] + lens[log_slot]];
                 if mine != logged {
@@ -452,6 +523,8 @@ fn chain<E: ReplayEntry>(
     let mut small = [usize::MAX; 32];
     let zero = Digest::zero(algo);
     let mut buf = [0u8; 2 * crate::hash::MAX_DIGEST_SIZE];
+    let mut hasher = BankHasher::new(algo);
+    let mut next = [0u8; crate::hash::MAX_DIGEST_SIZE];
     for (i, e) in entries.iter().enumerate() {
         let pcr = e.pcr();
         let s = match small.get(pcr as usize).copied() {
@@ -487,8 +560,9 @@ fn chain<E: ReplayEntry>(
         let value = &v.chunks[i / CHUNK].0[(i % CHUNK) * v.stride + v.off..][..len];
         buf[..len].copy_from_slice(&st.value);
         buf[len..2 * len].copy_from_slice(value);
-        if let Ok(h) = algo.hasher() {
-            st.value = h.chain(&buf[..2 * len]).finalize();
+        hasher.digest_into(|f| f(&buf[..2 * len]), &mut next[..len]);
+        if let Some(d) = Digest::new(algo, &next[..len]) {
+            st.value = d;
         }
         st.entries += 1;
         if st.expected.as_ref() == Some(&st.value) {
