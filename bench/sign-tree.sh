@@ -7,6 +7,9 @@
 # Results go to stdout as markdown; paste them into BENCHMARKING.md.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Other jobs share the 2 vCPUs: run every measured command (ours and the peers') at the
+# highest priority so they compete less with background builds. Needs root.
+renice -n -19 -p $$ >/dev/null
 work=${1:-/tmp/imabench}
 tree=$work/tree
 runs=${RUNS:-5}
