@@ -8,12 +8,9 @@
 //! nothing was written to `/sys/kernel/security/evm`.
 
 use std::fs::File;
-use std::io::{self, Write};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
 
 use anyhow::{Context, bail};
 use clap::Args;
@@ -23,9 +20,9 @@ use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey};
 use ima_core::hash::HashAlgo;
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags};
 use ima_sys::xattr::SetMode;
-use rayon::prelude::*;
 
 use super::{evm as evm_cmd, policy};
+use crate::tree::{self, Outcome};
 
 #[derive(Debug, Args)]
 pub struct AppraiseArgs {
@@ -119,73 +116,32 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
         uuid,
     };
 
-    let start = Instant::now();
-    let stats = Stats::default();
-    let one = |p: &Path| {
-        let line = match ctx.appraise(p, &stats) {
-            Ok(line) => line,
-            Err(e) => {
-                stats.errors.fetch_add(1, Ordering::Relaxed);
-                format!("{}: error: {e:#}", p.display())
-            }
-        };
-        // One line per file, whole lines even when threads interleave.
-        let mut out = io::stdout().lock();
-        let _ = writeln!(out, "{line}");
-    };
-    for root in &a.paths {
-        if a.recursive && root.is_dir() {
-            walkdir::WalkDir::new(root)
-                .into_iter()
-                .par_bridge()
-                .for_each(|e| match e {
-                    Ok(e) if e.file_type().is_file() => one(e.path()),
-                    Ok(_) => {}
-                    Err(e) => {
-                        stats.errors.fetch_add(1, Ordering::Relaxed);
-                        eprintln!("imactl: error: {e}");
-                    }
-                });
-        } else {
-            one(root);
+    let single = !a.recursive && a.paths.len() == 1;
+    let summary = tree::run(&a.paths, a.recursive, |p| match ctx.appraise(p) {
+        Ok((line, outcome, bytes)) => {
+            tree::out_line(&line);
+            (outcome, bytes)
         }
+        Err(e) => {
+            tree::err_line(p, format_args!("{e:#}"));
+            (Outcome::Error, 0)
+        }
+    });
+    if !single {
+        eprintln!("imactl: appraise: {summary}");
     }
-    let (files, failed, errors) = (
-        stats.files.load(Ordering::Relaxed),
-        stats.failed.load(Ordering::Relaxed),
-        stats.errors.load(Ordering::Relaxed),
-    );
-    if a.recursive {
-        eprintln!(
-            "{files} files, {} bytes, {:.2}s, {failed} failed, {errors} errors",
-            stats.bytes.load(Ordering::Relaxed),
-            start.elapsed().as_secs_f64()
-        );
-    }
-    Ok(if errors > 0 {
-        ExitCode::from(2)
-    } else if failed > 0 {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
-}
-
-#[derive(Default)]
-struct Stats {
-    files: AtomicU64,
-    bytes: AtomicU64,
-    failed: AtomicU64,
-    errors: AtomicU64,
+    Ok(ExitCode::from(summary.exit_code()))
 }
 
 impl Ctx<'_> {
-    /// Decides one file and returns the line to print.
-    fn appraise(&self, path: &Path, stats: &Stats) -> anyhow::Result<String> {
+    /// Decides one file: the line to print, the outcome (a failed appraisal is
+    /// [`Outcome::Failed`]) and the bytes hashed.
+    fn appraise(&self, path: &Path) -> anyhow::Result<(String, Outcome, u64)> {
         let a = self.a;
         let facts = ima_sys::fs::file_facts(path).with_context(|| format!("{}", path.display()))?;
         if facts.mode & 0o170000 != 0o100000 {
-            return Ok(format!("{}: skipped (not a regular file)", path.display()));
+            let line = format!("{}: skipped (not a regular file)", path.display());
+            return Ok((line, Outcome::Ok, 0));
         }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let abs_bytes = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
@@ -211,9 +167,9 @@ impl Ctx<'_> {
                 Some(d) => format!("line {}: {}", d.line, d.text),
                 None => "no appraise rule matches".to_owned(),
             };
-            return Ok(format!("{}: not appraised ({why})", path.display()));
+            let line = format!("{}: not appraised ({why})", path.display());
+            return Ok((line, Outcome::Ok, 0));
         };
-        stats.files.fetch_add(1, Ordering::Relaxed);
         let flags = eval.flags();
         let req = Requirements {
             digsig: flags.contains(RuleFlags::DIGSIG_REQUIRED),
@@ -239,10 +195,7 @@ impl Ctx<'_> {
         };
         let algo = appraise::hash_algo(label, a.hash_algo);
         let digest = ima_sys::file::hash_file(&mut f, algo).ok();
-        stats.bytes.fetch_add(
-            f.metadata().map(|m| m.len()).unwrap_or(0),
-            Ordering::Relaxed,
-        );
+        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
 
         let evm_status = if self.evm_keys.loaded() {
             let uuid = match self.uuid {
@@ -261,7 +214,7 @@ impl Ctx<'_> {
             digest,
             evm: evm_status,
             new_file: false,
-            size: f.metadata().map(|m| m.len()).unwrap_or(0),
+            size,
         };
         let mut result: Appraisal = appraise::appraise(&r, &self.ima_ring);
         let mut note = String::new();
@@ -273,22 +226,30 @@ impl Ctx<'_> {
         }
         let rule_txt = format!("[line {}: {}]", rule.line, rule.text);
         Ok(match (result.verdict.failure(), result.audit) {
-            (None, Some(was)) => format!(
-                "{}: pass (was {} {}){note} {rule_txt}",
-                path.display(),
-                was.status,
-                was.cause
-            ),
-            (None, None) => format!("{}: pass {rule_txt}", path.display()),
-            (Some(f), _) => {
-                stats.failed.fetch_add(1, Ordering::Relaxed);
-                let deny = if result.denied(a.mode) { " denied" } else { "" };
+            (None, Some(was)) => (
                 format!(
+                    "{}: pass (was {} {}){note} {rule_txt}",
+                    path.display(),
+                    was.status,
+                    was.cause
+                ),
+                Outcome::Ok,
+                size,
+            ),
+            (None, None) => (
+                format!("{}: pass {rule_txt}", path.display()),
+                Outcome::Ok,
+                size,
+            ),
+            (Some(f), _) => {
+                let deny = if result.denied(a.mode) { " denied" } else { "" };
+                let line = format!(
                     "{}: {} {}{deny} {rule_txt}",
                     path.display(),
                     f.status,
                     f.cause
-                )
+                );
+                (line, Outcome::Failed, size)
             }
         })
     }
