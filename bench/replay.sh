@@ -27,16 +27,16 @@ echo "== generating $n entries"
 list=$work/binary_runtime_measurements
 ls -l "$list" | awk '{print "list size: " $5 " bytes"}'
 
-t() { # label, command...: prints wall seconds, fails if the command fails
+t() { # label, command...: prints wall and CPU (user+sys) seconds; fails if the command fails
   local label=$1; shift
-  local s e
-  s=$(date +%s.%N)
-  "$@" >/dev/null 2>"$work/err" || { echo "$label FAILED:"; cat "$work/err"; exit 1; }
-  e=$(date +%s.%N)
-  printf '%s %.3f\n' "$label" "$(echo "$e - $s" | bc)"
+  /usr/bin/time -o "$work/time" -f '%e %U %S' "$@" >/dev/null 2>"$work/err" ||
+    { echo "$label FAILED:"; cat "$work/err"; exit 1; }
+  read -r wall user sys <"$work/time"
+  printf '%s wall %6.3f s  cpu %6.3f s\n' "$label" "$wall" "$(echo "$user + $sys" | bc)"
 }
 
-echo "== replay-verify, sha1 + sha256 banks (wall seconds)"
+echo "== load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "== replay-verify, sha1 + sha256 banks"
 for r in $(seq "$reps"); do
   t "imactl log verify           " "$imactl" log verify "$list" \
     --pcrs "sha1:$work/pcrs_sha1.txt" --pcrs "sha256:$work/pcrs_sha256.txt"
