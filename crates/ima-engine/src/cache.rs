@@ -78,6 +78,11 @@ impl Cache {
         }
     }
 
+    /// Parses a cache file's bytes; `None` if they are not a complete, valid cache.
+    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
+        Self::parse(bytes).map(|map| Self { map, dirty: false })
+    }
+
     fn parse(bytes: &[u8]) -> Option<HashMap<(u64, u64), CacheEntry>> {
         let mut b = bytes.strip_prefix(MAGIC)?;
         let mut map = HashMap::new();

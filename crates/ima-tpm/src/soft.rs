@@ -60,6 +60,23 @@ impl SoftPcrs {
         Ok(s)
     }
 
+    /// Parses the bytes of a bank file (`path` only names it in errors). No I/O.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TpmError> {
+        let mut s = Self {
+            path: path.to_path_buf(),
+            pcrs: BANKS
+                .iter()
+                .map(|b| {
+                    let z = Digest::zero(*b).ok_or(TpmError::NoSuchBank(*b));
+                    z.map(|z| vec![z; NUM_PCRS as usize])
+                })
+                .collect::<Result<_, _>>()?,
+            dirty: false,
+        };
+        s.load(bytes)?;
+        Ok(s)
+    }
+
     fn load(&mut self, bytes: &[u8]) -> Result<(), TpmError> {
         let corrupt = |offset, why| TpmError::SoftCorrupt {
             path: self.path.display().to_string(),
