@@ -194,3 +194,59 @@ fn explain_reads_owner_and_filesystem_from_path() {
             "measure:  line 15: measure func=BPRM_CHECK mask=MAY_EXEC => measure into PCR 10 with template ima-ng",
         ));
 }
+
+#[test]
+fn check_signed_by_verifies_an_evmctl_signature() {
+    let sigs = ima_test::repo_root().join("testdata/sigs");
+    // A real filesystem that keeps security.* xattrs (we run as root).
+    let d = tempfile::tempdir_in(ima_test::repo_root()).unwrap();
+    let f = d.path().join("signed.policy");
+    std::fs::write(
+        &f,
+        "measure func=BPRM_CHECK\nappraise func=POLICY_CHECK appraise_type=imasig\n",
+    )
+    .unwrap();
+    let cert = sigs.join("rsa_x509.pem");
+    imactl()
+        .args(["policy", "check", "--signed-by"])
+        .arg(&cert)
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("no security.ima"));
+    let st = std::process::Command::new("evmctl")
+        .args(["ima_sign", "-a", "sha256", "--key"])
+        .arg(sigs.join("rsa_priv.pem"))
+        .arg(&f)
+        .status()
+        .expect("evmctl is required (ima-evm-utils)");
+    assert!(st.success());
+    imactl()
+        .args(["policy", "check", "--signed-by"])
+        .arg(&cert)
+        .arg(&f)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains(
+            "2 rules OK, signature OK (appraises POLICY_CHECK",
+        ));
+    // Another key: refused.
+    imactl()
+        .args(["policy", "check", "--signed-by"])
+        .arg(sigs.join("ec_x509.pem"))
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("signature"));
+    // Changing the file breaks the signature.
+    let mut text = std::fs::read_to_string(&f).unwrap();
+    text.push_str("audit\n");
+    std::fs::write(&f, text).unwrap();
+    imactl()
+        .args(["policy", "check", "--signed-by"])
+        .arg(&cert)
+        .arg(&f)
+        .assert()
+        .code(1)
+        .stderr(predicate::str::contains("does not verify"));
+}

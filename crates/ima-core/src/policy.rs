@@ -35,7 +35,9 @@ pub mod token;
 pub mod validate;
 
 pub use defaults::{BootPolicy, Builtin};
-pub use load::{LoadError, LoadMode, PolicySource, PolicyState};
+pub use load::{
+    LoadError, LoadMode, PolicySignatureError, PolicySource, PolicyState, verify_policy_signature,
+};
 pub use matcher::{Decided, Evaluation, Event, IndexedMatcher};
 pub use parse::{ParseOptions, PolicyError, PolicyErrorKind, PolicyErrors};
 pub use token::{Action, ActionClass, Func, IdOp, Mask, Uuid};

@@ -26,6 +26,11 @@ pub enum PolicyCommand {
         /// Accept only what a Linux kernel accepts (no path/exe/cgroup/version extensions).
         #[arg(long)]
         strict_kernel: bool,
+        /// Also require the file's security.ima to be a valid signature by one of these
+        /// certificates (PEM or DER), as `appraise func=POLICY_CHECK appraise_type=imasig`
+        /// does.
+        #[arg(long, value_name = "CERT")]
+        signed_by: Vec<PathBuf>,
         /// The policy file.
         file: PathBuf,
     },
@@ -117,8 +122,9 @@ pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check {
             strict_kernel,
+            signed_by,
             file,
-        } => check(&file, strict_kernel),
+        } => check(&file, strict_kernel, &signed_by),
         PolicyCommand::Show {
             builtin,
             kernel,
@@ -152,8 +158,22 @@ fn read_limited(file: &Path) -> anyhow::Result<Vec<u8>> {
     Ok(buf)
 }
 
-fn check(file: &Path, strict_kernel: bool) -> anyhow::Result<ExitCode> {
+fn check(file: &Path, strict_kernel: bool, signed_by: &[PathBuf]) -> anyhow::Result<ExitCode> {
     let bytes = read_limited(file)?;
+    if !signed_by.is_empty() {
+        let mut ring = ima_core::digsig::Keyring::new();
+        for c in signed_by {
+            let der = std::fs::read(c).with_context(|| format!("{}", c.display()))?;
+            ring.add_bytes(&der)
+                .with_context(|| format!("{}", c.display()))?;
+        }
+        let xattr = ima_sys::xattr::get_path(file, "security.ima")
+            .with_context(|| format!("{}: reading security.ima", file.display()))?;
+        if let Err(e) = ima_core::policy::verify_policy_signature(&bytes, xattr.as_deref(), &ring) {
+            eprintln!("{}: {e}", file.display());
+            return Ok(ExitCode::from(1));
+        }
+    }
     let opts = ParseOptions {
         strict_kernel,
         ..ParseOptions::default()
@@ -179,7 +199,12 @@ fn check(file: &Path, strict_kernel: bool) -> anyhow::Result<ExitCode> {
             } else {
                 ""
             };
-            println!("{name}: {} rules OK{signed}", p.len());
+            let sig = if signed_by.is_empty() {
+                ""
+            } else {
+                ", signature OK"
+            };
+            println!("{name}: {} rules OK{sig}{signed}", p.len());
             Ok(ExitCode::SUCCESS)
         }
     }

@@ -146,3 +146,48 @@ impl PolicyState {
         Ok(())
     }
 }
+
+/// Why a policy file's signature was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PolicySignatureError {
+    #[error("no security.ima: a signed policy is required")]
+    Missing,
+    #[error("security.ima is not a signature (type {0:#04x}): a signed policy is required")]
+    NotASignature(u8),
+    #[error("security.ima: {0}")]
+    Decode(#[from] crate::codec::DecodeError),
+    #[error(
+        "signature version {0} cannot sign a policy file (appraise_type=imasig needs version 2)"
+    )]
+    Version(u8),
+    #[error("signature: {0}")]
+    Verify(#[from] crate::digsig::VerifyError),
+}
+
+/// The appraisal the kernel applies to a policy file under `appraise func=POLICY_CHECK
+/// appraise_type=imasig`: `security_ima` must hold a version-2 signature over the file's
+/// digest that `verifier` (the `.ima` keyring) accepts. On success the file may be loaded
+/// as [`PolicySource::File`] with `signature_valid: true`.
+pub fn verify_policy_signature(
+    contents: &[u8],
+    security_ima: Option<&[u8]>,
+    verifier: &impl crate::digsig::Verifier,
+) -> Result<(), PolicySignatureError> {
+    use crate::codec::Codec as _;
+    use crate::xattr::XattrValue;
+    let raw = security_ima.ok_or(PolicySignatureError::Missing)?;
+    let sig = match XattrValue::from_bytes(raw)? {
+        XattrValue::Signature(s) => s,
+        other => return Err(PolicySignatureError::NotASignature(other.kind().0)),
+    };
+    if sig.version != 2 {
+        return Err(PolicySignatureError::Version(sig.version));
+    }
+    let digest = sig
+        .hash_algo
+        .digest(contents)
+        .map_err(|e| crate::digsig::VerifyError::UnsupportedHash(e.0))?;
+    sig.verify(verifier, &digest)?;
+    Ok(())
+}

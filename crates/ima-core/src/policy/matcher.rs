@@ -425,18 +425,59 @@ pub fn evaluate_linear<'p>(policy: &'p Policy, ev: &Event<'_>, classes: u32) -> 
     e
 }
 
-/// Candidate rules for one hook: those without `fsmagic=`, and per fsmagic value those
-/// with it, each list in policy order.
-#[derive(Clone, Debug, Default)]
-struct Bucket {
-    any_magic: Vec<u32>,
-    /// Sorted by magic.
-    by_magic: Vec<(u64, Vec<u32>)>,
+/// Rules keyed by one equality condition, sorted by key for binary search.
+#[derive(Clone, Debug)]
+struct Keyed<K> {
+    entries: Vec<(K, Vec<u32>)>,
 }
 
-/// A policy compiled for fast evaluation: rules are bucketed by hook and fsmagic, so an
-/// event only visits the rules that could match it, in policy order. Same answers as
-/// [`Policy::evaluate`] (property-tested).
+impl<K: Ord + Copy> Keyed<K> {
+    fn new() -> Self {
+        Keyed { entries: Vec::new() }
+    }
+
+    fn push(&mut self, k: K, idx: u32) {
+        match self.entries.binary_search_by_key(&k, |(key, _)| *key) {
+            Ok(p) => self.entries[p].1.push(idx),
+            Err(p) => self.entries.insert(p, (k, vec![idx])),
+        }
+    }
+
+    fn get(&self, k: K) -> &[u32] {
+        match self.entries.binary_search_by_key(&k, |(key, _)| *key) {
+            Ok(p) => &self.entries[p].1,
+            Err(_) => &[],
+        }
+    }
+}
+
+/// Candidate rules for one hook. Each rule sits in exactly one list: keyed by the first of
+/// its equality conditions `fsmagic=`, `fsuuid=`, `fowner=`, `uid=` (a rule can only match
+/// an event with that value), or in `any` when it has none. Every list is in policy order.
+#[derive(Clone, Debug)]
+struct Bucket {
+    any: Vec<u32>,
+    by_magic: Keyed<u64>,
+    by_uuid: Keyed<[u8; 16]>,
+    by_fowner: Keyed<u32>,
+    by_uid: Keyed<u32>,
+}
+
+impl Bucket {
+    fn new() -> Self {
+        Bucket {
+            any: Vec::new(),
+            by_magic: Keyed::new(),
+            by_uuid: Keyed::new(),
+            by_fowner: Keyed::new(),
+            by_uid: Keyed::new(),
+        }
+    }
+}
+
+/// A policy compiled for fast evaluation: rules are bucketed by hook and then keyed by one
+/// equality condition, so an event only visits the rules that could match it, in policy
+/// order. Same answers as [`Policy::evaluate`] (property-tested).
 #[derive(Clone, Debug)]
 pub struct IndexedMatcher {
     policy: Policy,
@@ -449,9 +490,10 @@ pub struct IndexedMatcher {
 impl IndexedMatcher {
     /// Compiles `policy`.
     pub fn new(policy: Policy) -> IndexedMatcher {
-        let mut buckets = vec![Bucket::default(); Func::ALL.len()];
+        let mut buckets = vec![Bucket::new(); Func::ALL.len()];
         for f in Func::ALL {
             let b = &mut buckets[usize::from(f.number())];
+            let buffer = matches!(f, Func::KeyCheck | Func::CriticalData);
             for (i, pr) in policy.rules.iter().enumerate() {
                 let r = &pr.rule;
                 let can = match f {
@@ -463,24 +505,25 @@ impl IndexedMatcher {
                     continue;
                 }
                 let idx = u32::try_from(i).unwrap_or(u32::MAX);
-                // Buffer hooks never look at fsmagic.
-                match r.fsmagic {
-                    Some(m) if !matches!(f, Func::KeyCheck | Func::CriticalData) => {
-                        match b.by_magic.binary_search_by_key(&m, |(k, _)| *k) {
-                            Ok(p) => b.by_magic[p].1.push(idx),
-                            Err(p) => b.by_magic.insert(p, (m, vec![idx])),
-                        }
-                    }
-                    _ => b.any_magic.push(idx),
+                let uid_eq = r.uid.filter(|c| c.op == IdOp::Eq && !c.effective).map(|c| c.id);
+                // Buffer hooks look only at uid= (and the keyring/label list).
+                if let (Some(m), false) = (r.fsmagic, buffer) {
+                    b.by_magic.push(m, idx);
+                } else if let (Some(u), false) = (r.fsuuid, buffer) {
+                    b.by_uuid.push(u.0, idx);
+                } else if let (Some(o), false) =
+                    (r.fowner.filter(|c| c.op == IdOp::Eq).map(|c| c.id), buffer)
+                {
+                    b.by_fowner.push(o, idx);
+                } else if let Some(u) = uid_eq {
+                    b.by_uid.push(u, idx);
+                } else {
+                    b.any.push(idx);
                 }
             }
         }
         let action_bits = policy.rules.iter().map(|r| r.rule.action.bits()).collect();
-        IndexedMatcher {
-            policy,
-            buckets,
-            action_bits,
-        }
+        IndexedMatcher { policy, buckets, action_bits }
     }
 
     /// The compiled policy.
@@ -500,40 +543,30 @@ impl IndexedMatcher {
         let Some(b) = self.buckets.get(usize::from(ev.func.number())) else {
             return e;
         };
-        let magic: &[u32] = match b.by_magic.binary_search_by_key(&ev.fsmagic, |(k, _)| *k) {
-            Ok(p) => &b.by_magic[p].1,
-            Err(_) => &[],
-        };
-        let (mut i, mut j) = (0usize, 0usize);
-        let any = &b.any_magic;
+        let lists: [&[u32]; 5] = [
+            &b.any,
+            b.by_magic.get(ev.fsmagic),
+            b.by_uuid.get(ev.fsuuid.0),
+            b.by_fowner.get(ev.fowner),
+            b.by_uid.get(ev.uid),
+        ];
+        let mut pos = [0usize; 5];
         loop {
-            // Merge the two ordered candidate lists.
-            let next = match (any.get(i), magic.get(j)) {
-                (Some(&a), Some(&m)) if a < m => {
-                    i += 1;
-                    a
-                }
-                (_, Some(&m)) => {
-                    j += 1;
-                    m
-                }
-                (Some(&a), None) => {
-                    i += 1;
-                    a
-                }
-                (None, None) => break,
-            };
+            // Merge the ordered candidate lists: take the smallest head.
+            let mut best: Option<(usize, u32)> = None;
+            for (l, list) in lists.iter().enumerate() {
+                if let Some(&v) = list.get(pos[l])
+                    && best.is_none_or(|(_, bv)| v < bv) {
+                        best = Some((l, v));
+                    }
+            }
+            let Some((l, next)) = best else { break };
+            pos[l] += 1;
             let k = next as usize;
-            if self
-                .action_bits
-                .get(k)
-                .is_none_or(|bits| bits & actmask == 0)
-            {
+            if self.action_bits.get(k).is_none_or(|bits| bits & actmask == 0) {
                 continue;
             }
-            let Some(pr) = self.policy.rules.get(k) else {
-                continue;
-            };
+            let Some(pr) = self.policy.rules.get(k) else { continue };
             if !rule_matches(&pr.rule, ev) {
                 continue;
             }

@@ -732,3 +732,40 @@ mod props {
         }
     }
 }
+
+#[test]
+fn policy_file_signatures() {
+    use crate::codec::Codec as _;
+    use crate::digsig::{Keyring, PrivateKey, Signature};
+    use crate::hash::HashAlgo;
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata/sigs");
+    let key =
+        PrivateKey::from_pem(&std::fs::read(dir.join("rsa_priv.pem")).unwrap(), None).unwrap();
+    let mut ring = Keyring::new();
+    ring.add_bytes(&std::fs::read(dir.join("rsa_x509.pem")).unwrap())
+        .unwrap();
+    let text = b"measure func=BPRM_CHECK\n";
+    let digest = HashAlgo::SHA256.digest(text).unwrap();
+    let sig = Signature::sign_v2(&key, key.keyid(), &digest)
+        .unwrap()
+        .to_vec();
+    assert_eq!(verify_policy_signature(text, Some(&sig), &ring), Ok(()));
+    assert!(matches!(
+        verify_policy_signature(b"measure func=FILE_CHECK\n", Some(&sig), &ring),
+        Err(PolicySignatureError::Verify(_))
+    ));
+    assert_eq!(
+        verify_policy_signature(text, None, &ring),
+        Err(PolicySignatureError::Missing)
+    );
+    let mut hash_only = vec![0x04, 0x04];
+    hash_only.extend_from_slice(digest.as_bytes());
+    assert_eq!(
+        verify_policy_signature(text, Some(&hash_only), &ring),
+        Err(PolicySignatureError::NotASignature(0x04))
+    );
+    assert!(matches!(
+        verify_policy_signature(text, Some(&sig), &Keyring::new()),
+        Err(PolicySignatureError::Verify(_))
+    ));
+}
