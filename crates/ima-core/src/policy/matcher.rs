@@ -433,7 +433,9 @@ struct Keyed<K> {
 
 impl<K: Ord + Copy> Keyed<K> {
     fn new() -> Self {
-        Keyed { entries: Vec::new() }
+        Keyed {
+            entries: Vec::new(),
+        }
     }
 
     fn push(&mut self, k: K, idx: u32) {
@@ -505,7 +507,10 @@ impl IndexedMatcher {
                     continue;
                 }
                 let idx = u32::try_from(i).unwrap_or(u32::MAX);
-                let uid_eq = r.uid.filter(|c| c.op == IdOp::Eq && !c.effective).map(|c| c.id);
+                let uid_eq = r
+                    .uid
+                    .filter(|c| c.op == IdOp::Eq && !c.effective)
+                    .map(|c| c.id);
                 // Buffer hooks look only at uid= (and the keyring/label list).
                 if let (Some(m), false) = (r.fsmagic, buffer) {
                     b.by_magic.push(m, idx);
@@ -523,7 +528,11 @@ impl IndexedMatcher {
             }
         }
         let action_bits = policy.rules.iter().map(|r| r.rule.action.bits()).collect();
-        IndexedMatcher { policy, buckets, action_bits }
+        IndexedMatcher {
+            policy,
+            buckets,
+            action_bits,
+        }
     }
 
     /// The compiled policy.
@@ -556,17 +565,24 @@ impl IndexedMatcher {
             let mut best: Option<(usize, u32)> = None;
             for (l, list) in lists.iter().enumerate() {
                 if let Some(&v) = list.get(pos[l])
-                    && best.is_none_or(|(_, bv)| v < bv) {
-                        best = Some((l, v));
-                    }
+                    && best.is_none_or(|(_, bv)| v < bv)
+                {
+                    best = Some((l, v));
+                }
             }
             let Some((l, next)) = best else { break };
             pos[l] += 1;
             let k = next as usize;
-            if self.action_bits.get(k).is_none_or(|bits| bits & actmask == 0) {
+            if self
+                .action_bits
+                .get(k)
+                .is_none_or(|bits| bits & actmask == 0)
+            {
                 continue;
             }
-            let Some(pr) = self.policy.rules.get(k) else { continue };
+            let Some(pr) = self.policy.rules.get(k) else {
+                continue;
+            };
             if !rule_matches(&pr.rule, ev) {
                 continue;
             }
