@@ -5,4 +5,5 @@
 pub mod file;
 pub mod fs;
 pub mod inode;
+pub mod map;
 pub mod xattr;

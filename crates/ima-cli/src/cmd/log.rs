@@ -233,7 +233,7 @@ fn load_pcrs(args: &[PcrsArg]) -> anyhow::Result<Vec<PcrBank>> {
 /// A loaded input list.
 struct Input {
     path: PathBuf,
-    bytes: Vec<u8>,
+    bytes: ima_sys::map::FileBytes,
     binary: bool,
     format: ListFormat,
     extra: Vec<TemplateDesc>,
@@ -247,7 +247,8 @@ fn is_binary(bytes: &[u8]) -> bool {
 
 impl Input {
     fn load(path: &Path, opts: &InputOpts) -> anyhow::Result<Self> {
-        let bytes = std::fs::read(path).with_context(|| format!("{}: read", path.display()))?;
+        let bytes =
+            ima_sys::map::read_or_map(path).with_context(|| format!("{}: read", path.display()))?;
         let bank = match opts.input_bank {
             Some(b) => b,
             None => path
