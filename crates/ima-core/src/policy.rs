@@ -178,21 +178,7 @@ pub struct Template {
     pub fmt: String,
 }
 
-/// The kernel's built-in template descriptors (`ima_template.c` `builtin_templates`):
-/// (name, format).
-pub const BUILTIN_TEMPLATES: [(&str, &str); 8] = [
-    ("ima", "d|n"),
-    ("ima-ng", "d-ng|n-ng"),
-    ("ima-ngv2", "d-ngv2|n-ng"),
-    ("ima-sig", "d-ng|n-ng|sig"),
-    ("ima-sigv2", "d-ngv2|n-ng|sig"),
-    ("ima-buf", "d-ng|n-ng|buf"),
-    ("ima-modsig", "d-ng|n-ng|sig|d-modsig|modsig"),
-    (
-        "evm-sig",
-        "d-ng|n-ng|evmsig|xattrnames|xattrlengths|xattrvalues|iuid|igid|imode",
-    ),
-];
+pub use crate::template::BUILTIN_TEMPLATES;
 
 impl Template {
     /// A built-in descriptor by name.

@@ -199,8 +199,9 @@ pub struct TemplateDesc {
     fields: Vec<Field>,
 }
 
-/// The built-in descriptors (`builtin_templates[]`, ima_template.c).
-const BUILTIN: [(&str, &str); 8] = [
+/// The kernel's built-in template descriptors (`builtin_templates[]`, ima_template.c):
+/// (name, format).
+pub const BUILTIN_TEMPLATES: [(&str, &str); 8] = [
     ("ima", "d|n"),
     ("ima-ng", "d-ng|n-ng"),
     ("ima-ngv2", "d-ngv2|n-ng"),
@@ -217,12 +218,12 @@ const BUILTIN: [(&str, &str); 8] = [
 impl TemplateDesc {
     /// The names of the built-in templates.
     pub fn builtin_names() -> impl Iterator<Item = &'static str> {
-        BUILTIN.iter().map(|b| b.0)
+        BUILTIN_TEMPLATES.iter().map(|b| b.0)
     }
 
     /// A built-in template by name (`ima`, `ima-ng`, ... `evm-sig`).
     pub fn builtin(name: &str) -> Option<Self> {
-        let (n, fmt) = BUILTIN.iter().find(|b| b.0 == name)?;
+        let (n, fmt) = BUILTIN_TEMPLATES.iter().find(|b| b.0 == name)?;
         let fields = parse_fmt(fmt).ok()?;
         Some(Self {
             name: (*n).to_owned(),

@@ -24,19 +24,33 @@ pub fn hash_reader(r: &mut impl Read, algo: HashAlgo) -> io::Result<Digest> {
     let mut h = algo
         .hasher()
         .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    feed(r, |chunk| h.update(chunk))?;
+    Ok(h.finalize())
+}
+
+/// The fs-verity file digest (what `fsverity digest` prints: a 4 KiB-block Merkle tree) of
+/// everything readable from `r`, computed in userspace.
+pub fn verity_reader(r: &mut impl Read, algo: HashAlgo) -> io::Result<Digest> {
+    let mut h = ima_core::verity::VerityHasher::new(algo)
+        .map_err(|e| io::Error::new(io::ErrorKind::Unsupported, e))?;
+    feed(r, |chunk| h.update(chunk))?;
+    Ok(h.finalize())
+}
+
+/// Streams `r` into `sink` through the per-thread buffer, retrying interrupted reads.
+fn feed(r: &mut impl Read, mut sink: impl FnMut(&[u8])) -> io::Result<()> {
     BUF.with(|buf| {
         let mut buf = buf.borrow_mut();
         loop {
             match r.read(&mut buf[..]) {
                 Ok(0) => break,
-                Ok(n) => h.update(&buf[..n]),
+                Ok(n) => sink(&buf[..n]),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(())
-    })?;
-    Ok(h.finalize())
+    })
 }
 
 /// Hashes the contents of an open file from its current offset.

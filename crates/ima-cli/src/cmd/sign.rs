@@ -6,7 +6,6 @@
 //! and prints the value in hex.
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -111,18 +110,7 @@ fn file_digest(f: &mut File, algo: HashAlgo, verity: bool) -> std::io::Result<Di
     if !verity {
         return ima_sys::file::hash_file(f, algo);
     }
-    let mut h = VerityHasher::new(algo)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::Unsupported, e))?;
-    let mut buf = vec![0u8; ima_sys::file::READ_CHUNK];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(h.finalize())
+    ima_sys::file::verity_reader(f, algo)
 }
 
 fn sign_one(

@@ -5,7 +5,6 @@
 //! cause names; exit 0 if all pass, 1 if any fails, 2 on an error (unreadable file, ...).
 
 use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -13,7 +12,6 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use ima_core::codec::Codec;
 use ima_core::digsig::{Keyring, Signature, VerifyError};
-use ima_core::hash::{Digest, HashAlgo};
 use ima_core::verity::VerityHasher;
 use ima_core::xattr::{XATTR_NAME_IMA, XattrType, XattrValue};
 
@@ -208,7 +206,7 @@ fn verify_sig(
         return Ok(Check::Fail(cause, VerifyError::NoKey(s.keyid).to_string()));
     }
     let d = if verity {
-        verity_digest(f, s.hash_algo)?
+        ima_sys::file::verity_reader(f, s.hash_algo)?
     } else {
         ima_sys::file::hash_file(f, s.hash_algo)?
     };
@@ -216,19 +214,4 @@ fn verify_sig(
         Ok(()) => Check::Pass(""),
         Err(e) => Check::Fail(cause, e.to_string()),
     })
-}
-
-fn verity_digest(f: &mut File, algo: HashAlgo) -> std::io::Result<Digest> {
-    let mut h = VerityHasher::new(algo)
-        .map_err(|e| std::io::Error::new(std::io::ErrorKind::Unsupported, e))?;
-    let mut buf = vec![0u8; ima_sys::file::READ_CHUNK];
-    loop {
-        match f.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => h.update(&buf[..n]),
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(h.finalize())
 }
