@@ -250,6 +250,35 @@ fn progress_bar() -> ProgressBar {
     bar
 }
 
+/// The end of `hash` and `sign` for one file: print the `security.ima` value (as
+/// `evmctl -n` does for one file; `HEX PATH` per file otherwise), or write it through the
+/// open file the value was computed from. Returns the outcome and the file's size.
+pub fn print_or_label(
+    path: &Path,
+    f: &std::fs::File,
+    value: &[u8],
+    print_only: bool,
+    single: bool,
+    size: u64,
+) -> (Outcome, u64) {
+    use ima_core::xattr::XATTR_NAME_IMA;
+    if print_only {
+        if single {
+            out_line(&hex::encode(value));
+        } else {
+            out_line(&format!("{} {}", hex::encode(value), path.display()));
+        }
+        return (Outcome::Ok, size);
+    }
+    match ima_sys::xattr::set(f, XATTR_NAME_IMA, value, ima_sys::xattr::SetMode::Any) {
+        Ok(()) => (Outcome::Ok, size),
+        Err(e) => {
+            err_line(path, format_args!("cannot write {XATTR_NAME_IMA}: {e}"));
+            (Outcome::Error, size)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -11,8 +11,7 @@ use anyhow::Context as _;
 use clap::Args;
 use ima_core::codec::Codec;
 use ima_core::hash::HashAlgo;
-use ima_core::xattr::{XATTR_NAME_IMA, XattrValue};
-use ima_sys::xattr::SetMode;
+use ima_core::xattr::XattrValue;
 
 use crate::tree::{self, Outcome};
 
@@ -62,19 +61,5 @@ fn hash_one(path: &Path, a: &HashArgs, single: bool) -> (Outcome, u64) {
     };
     let value = XattrValue::from_digest(&digest).to_vec();
     let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if a.print_only {
-        if single {
-            tree::out_line(&hex::encode(&value));
-        } else {
-            tree::out_line(&format!("{} {}", hex::encode(&value), path.display()));
-        }
-        return (Outcome::Ok, size);
-    }
-    match ima_sys::xattr::set(&f, XATTR_NAME_IMA, &value, SetMode::Any) {
-        Ok(()) => (Outcome::Ok, size),
-        Err(e) => {
-            tree::err_line(path, format_args!("cannot write {XATTR_NAME_IMA}: {e}"));
-            (Outcome::Error, size)
-        }
-    }
+    tree::print_or_label(path, &f, &value, a.print_only, single, size)
 }

@@ -15,8 +15,7 @@ use ima_core::codec::Codec;
 use ima_core::digsig::{Certificate, KeyId, PrivateKey, Signature};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::verity::VerityHasher;
-use ima_core::xattr::{XATTR_NAME_IMA, XattrValue};
-use ima_sys::xattr::SetMode;
+use ima_core::xattr::XattrValue;
 
 use crate::tree::{self, Outcome};
 
@@ -155,19 +154,5 @@ fn sign_one(
             return (Outcome::Error, size);
         }
     }
-    if a.print_only {
-        if single {
-            tree::out_line(&hex::encode(&value));
-        } else {
-            tree::out_line(&format!("{} {}", hex::encode(&value), path.display()));
-        }
-        return (Outcome::Ok, size);
-    }
-    match ima_sys::xattr::set(&f, XATTR_NAME_IMA, &value, SetMode::Any) {
-        Ok(()) => (Outcome::Ok, size),
-        Err(e) => {
-            tree::err_line(path, format_args!("cannot write {XATTR_NAME_IMA}: {e}"));
-            (Outcome::Error, size)
-        }
-    }
+    tree::print_or_label(path, &f, &value, a.print_only, single, size)
 }
