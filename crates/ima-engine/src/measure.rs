@@ -1,7 +1,7 @@
 //! Measuring files into the list as the kernel's `process_measurement` would for an access
 //! by the invoking user: policy match, per-inode cache, hash, template data, append.
 //!
-//! Files are hashed in parallel (largest first, rayon) and appended by one thread as their
+//! Files are hashed in parallel (largest first, one worker per core) and appended by one thread as their
 //! hashes arrive, so the list order is completion order (the kernel's is access order).
 
 use std::collections::HashMap;
@@ -9,13 +9,13 @@ use std::fs::{File, Metadata};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, mpsc};
 
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::Entry;
 use ima_core::policy::{self, Func, Mask, Policy, Uuid};
 use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
-use rayon::prelude::*;
 
 use crate::cache::Cookie;
 use crate::{Added, Engine, EngineError};
@@ -217,16 +217,34 @@ pub fn measure(
     // Largest first: the long hashes start early and the small ones fill the gaps.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.meta.size()));
 
+    // One shared cursor over the sorted jobs, one loop per core: each worker takes the
+    // largest job left. (A rayon `par_iter` here split the sorted list into contiguous ranges,
+    // so one core hashed the big files alone while the other idled: 1.16 cores busy.)
+    let jobs: Vec<Mutex<Option<Job>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
+    let next = AtomicUsize::new(0);
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (tx, rx) = mpsc::sync_channel::<Done>(256);
     let mut result = Ok(());
     std::thread::scope(|s| {
-        s.spawn(move || {
-            jobs.into_par_iter().for_each_with(tx, |tx, job| {
-                let result = hash_job(&job, algo);
-                // The receiver only goes away on an engine error; then stop quietly.
-                let _ = tx.send(Done { job, result });
+        for _ in 0..workers {
+            let tx = tx.clone();
+            let (jobs, next) = (&jobs, &next);
+            s.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(slot) = jobs.get(i) else { break };
+                    let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) else {
+                        continue;
+                    };
+                    let result = hash_job(&job, algo);
+                    // The receiver only goes away on an engine error; then stop quietly.
+                    if tx.send(Done { job, result }).is_err() {
+                        break;
+                    }
+                }
             });
-        });
+        }
+        drop(tx);
         for done in rx.iter() {
             if result.is_err() {
                 continue; // drain so the workers finish
