@@ -603,3 +603,141 @@ fn appraise_requires_signatures_and_checks_them() {
     assert_eq!(code(&o), 0);
     assert!(ok_or_fail(&o).contains("not appraised"), "{}", text(&o));
 }
+
+/// A small tree (nested directories, a symlink that must not be followed) of files labelled
+/// with their sha256 hash; returns the regular files.
+fn labelled_tree(root: &Path, n: usize) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for i in 0..n {
+        let d = root.join(format!("d{}", i % 3)).join(format!("e{}", i % 2));
+        std::fs::create_dir_all(&d).unwrap();
+        let f = d.join(format!("f{i}"));
+        std::fs::write(&f, vec![i as u8; i * 1000]).unwrap();
+        files.push(f);
+    }
+    std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
+    ok(&imactl(&["hash", "-r", s(root)]));
+    files
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn evm_sign_and_verify_recursive_interop_with_evmctl() {
+    let fx = Fixture::new();
+    let uuid = format!("--uuid={UUID}");
+    let root = fx.dir.path().join("tree");
+    let files = labelled_tree(&root, 12);
+    let rsa = testdata("rsa_priv.pem");
+    let ec = testdata("ec_priv.pem");
+
+    // 0x03 with RSA over the whole tree: one summary, every file signed, evmctl agrees.
+    let o = imactl(&["evm", "sign", "-r", "-k", s(&rsa), &uuid, s(&root)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stderr(&o).contains("imactl: evm sign: 12 files"),
+        "{}",
+        text(&o)
+    );
+    for f in &files {
+        assert_eq!(
+            get_xattr(f, "security.evm").unwrap()[0],
+            3,
+            "{}",
+            f.display()
+        );
+        let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(f)]);
+        assert_eq!(code(&o), 0, "{}: {}", f.display(), text(&o));
+    }
+    let o = imactl(&[
+        "evm",
+        "verify",
+        "-r",
+        "--keys",
+        s(&fx.rsa_der),
+        &uuid,
+        s(&root),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).lines().count(), 12);
+    assert!(stderr(&o).contains("12 files"), "{}", text(&o));
+
+    // Portable 0x05 with ECDSA/sha384, with --imasig (security.ima signed first, same fd).
+    let o = imactl(&[
+        "evm",
+        "sign",
+        "-r",
+        "--portable",
+        "--imasig",
+        "-a",
+        "sha384",
+        "-k",
+        s(&ec),
+        s(&root),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    for f in &files {
+        assert_eq!(get_xattr(f, "security.evm").unwrap()[0], 5);
+        assert_eq!(get_xattr(f, "security.ima").unwrap()[0], 3);
+        let o = evmctl(&["verify", "--key", s(&fx.ec_der), s(f)]);
+        assert_eq!(code(&o), 0, "{}: {}", f.display(), text(&o));
+        let o = evmctl(&["ima_verify", "--key", s(&fx.ec_der), s(f)]);
+        assert_eq!(code(&o), 0, "{}: {}", f.display(), text(&o));
+    }
+
+    // One tampered mode and one file without any protected xattr: verify -r reports the
+    // failure (exit 1), sign -r reports the error (exit 2) and still signs the rest.
+    std::fs::set_permissions(&files[4], std::fs::Permissions::from_mode(0o600)).unwrap();
+    let o = imactl(&[
+        "evm",
+        "verify",
+        "-r",
+        "-q",
+        "--keys",
+        s(&fx.ec_der),
+        s(&root),
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let out = String::from_utf8_lossy(&o.stdout).into_owned();
+    assert_eq!(
+        out.trim(),
+        format!(
+            "{}: fail_immutable (invalid signature: signature does not verify)",
+            files[4].display()
+        ),
+        "only the tampered file is printed with -q"
+    );
+    std::fs::set_permissions(&files[4], std::fs::Permissions::from_mode(0o644)).unwrap();
+
+    // The other direction: evmctl sign -r, imactl evm verify -r.
+    ok(&evmctl(&["sign", "-r", "--key", s(&rsa), &uuid, s(&root)]));
+    let o = imactl(&[
+        "evm",
+        "verify",
+        "-r",
+        "--keys",
+        s(&fx.rsa_der),
+        &uuid,
+        s(&root),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stderr(&o).contains("12 files, "), "{}", text(&o));
+
+    let bare = root.join("d0").join("bare");
+    std::fs::write(&bare, b"no label").unwrap();
+    let o = imactl(&["evm", "sign", "-r", "-k", s(&rsa), &uuid, s(&root)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        stderr(&o).contains(&format!(
+            "imactl: error: {}: building the EVM message: no EVM-protected xattr is present",
+            bare.display()
+        )),
+        "{}",
+        text(&o)
+    );
+    assert!(stderr(&o).contains("13 files, "), "{}", text(&o));
+    assert!(stderr(&o).contains(", 0 failed, 1 errors"), "{}", text(&o));
+    assert!(get_xattr(&bare, "security.evm").is_none());
+}

@@ -1,6 +1,7 @@
 //! `imactl evm sign|verify|hmac`: `security.evm` as the kernel computes it, with evmctl's
 //! options for overriding what goes into the message (`--uuid`, `--generation`, `--ino`,
-//! `--uid`, `--gid`, `--mode`, `--ima`, `--selinux`, `--caps`, `--m32/--m64`).
+//! `--uid`, `--gid`, `--mode`, `--ima`, `--selinux`, `--caps`, `--m32/--m64`). Each runs on
+//! the shared tree runner (`-r`: parallel over a tree, with a progress bar and a summary).
 //!
 //! Unlike evmctl 1.4, `hmac` is the kernel's HMAC-SHA1 over a 128-byte zero-padded key with
 //! the fs UUID (evmctl 1.5+ behaviour).
@@ -19,6 +20,8 @@ use ima_core::evm::{self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Ino
 use ima_core::hash::HashAlgo;
 use ima_core::xattr::XattrType;
 use ima_sys::xattr::SetMode;
+
+use crate::tree::{self, Outcome};
 
 #[derive(Debug, Subcommand)]
 pub enum EvmCommand {
@@ -101,8 +104,12 @@ pub struct SignArgs {
     /// Print the value instead of writing security.evm.
     #[arg(short = 'n')]
     no_write: bool,
+    /// Recurse into directories (regular files only, symlinks not followed).
+    #[arg(short = 'r', long)]
+    recursive: bool,
     #[command(flatten)]
     msg: MessageArgs,
+    /// Files (or directories, with -r).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -122,8 +129,15 @@ pub struct VerifyArgs {
     /// HMAC key file (enables HMAC verification, EVM_INIT_HMAC).
     #[arg(long, value_name = "FILE")]
     hmac_key: Option<PathBuf>,
+    /// Print failures only.
+    #[arg(short = 'q', long)]
+    quiet: bool,
+    /// Recurse into directories (regular files only, symlinks not followed).
+    #[arg(short = 'r', long)]
+    recursive: bool,
     #[command(flatten)]
     msg: MessageArgs,
+    /// Files (or directories, with -r).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -136,8 +150,12 @@ pub struct HmacArgs {
     /// Print the value instead of writing security.evm.
     #[arg(short = 'n')]
     no_write: bool,
+    /// Recurse into directories (regular files only, symlinks not followed).
+    #[arg(short = 'r', long)]
+    recursive: bool,
     #[command(flatten)]
     msg: MessageArgs,
+    /// Files (or directories, with -r).
     #[arg(required = true)]
     files: Vec<PathBuf>,
 }
@@ -175,9 +193,8 @@ impl MessageArgs {
         cfg
     }
 
-    /// Reads the file's protected xattrs and metadata, then applies the overrides.
-    fn inode(&self, path: &Path, cfg: &EvmConfig) -> anyhow::Result<Inode> {
-        let f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+    /// Reads the open file's protected xattrs and metadata, then applies the overrides.
+    fn inode(&self, f: &File, path: &Path, cfg: &EvmConfig) -> anyhow::Result<Inode> {
         let uuid = match &self.uuid {
             Some(Some(u)) => Some(
                 ima_sys::inode::parse_uuid(u).ok_or_else(|| anyhow!("--uuid {u:?}: not a UUID"))?,
@@ -185,7 +202,7 @@ impl MessageArgs {
             _ => None,
         };
         let generation = self.generation.map(|g| g.unwrap_or(0));
-        let mut inode = read_inode(&f, path, cfg, generation, uuid)?;
+        let mut inode = read_inode(f, path, cfg, generation, uuid)?;
         if let Some(ino) = self.ino {
             inode.meta.ino = ino;
         }
@@ -294,78 +311,105 @@ fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => key.keyid(),
     };
+    // Fail before touching any file if the key cannot sign with this algorithm.
+    let probe = a.algo.digest(b"").context("hash algorithm")?;
+    Signature::sign_digest(&key, XattrType(0x03), 2, keyid, &probe)
+        .with_context(|| format!("{}", a.key.display()))?;
     let cfg = a.msg.config();
+    let single = !a.recursive && a.files.len() == 1;
+    let summary = tree::run(&a.files, a.recursive, |path| {
+        per_file(path, |f| sign_one(f, path, a, &cfg, &key, keyid))
+    });
+    Ok(finish("evm sign", &summary, single))
+}
+
+/// Runs `op` on the opened file, turning its error into an error line.
+fn per_file(
+    path: &Path,
+    op: impl FnOnce(&File) -> anyhow::Result<(Outcome, u64)>,
+) -> (Outcome, u64) {
+    let r = File::open(path).context("cannot open").and_then(|f| op(&f));
+    match r {
+        Ok(r) => r,
+        Err(e) => {
+            tree::err_line(path, e);
+            (Outcome::Error, 0)
+        }
+    }
+}
+
+/// The summary line of a tree run (not for a single file) and the exit status.
+fn finish(what: &str, summary: &tree::Summary, single: bool) -> ExitCode {
+    if !single {
+        eprintln!("imactl: {what}: {summary}");
+    }
+    ExitCode::from(summary.exit_code())
+}
+
+/// Signs one open file: optionally labels security.ima first (through the same fd), then
+/// builds the EVM message from what the file now holds. Returns the bytes hashed.
+fn sign_one(
+    f: &File,
+    path: &Path,
+    a: &SignArgs,
+    cfg: &EvmConfig,
+    key: &PrivateKey,
+    keyid: KeyId,
+) -> anyhow::Result<(Outcome, u64)> {
     let kind = if a.portable {
         EvmKind::Portable
     } else {
         EvmKind::Signature
     };
-    let mut failed = false;
-    for path in &a.files {
-        let r = (|| -> anyhow::Result<()> {
-            if a.imahash || a.imasig {
-                let digest = ima_sys::file::hash_path(path, a.algo)
-                    .with_context(|| format!("{}: cannot hash", path.display()))?;
-                let value = if a.imasig {
-                    Signature::sign_v2(&key, keyid, &digest)?.to_vec()
-                } else {
-                    appraise::hash_xattr(&digest)
-                };
-                if !a.no_write {
-                    ima_sys::xattr::set_path(path, evm::XATTR_IMA, &value, SetMode::Any)
-                        .with_context(|| format!("{}: writing security.ima", path.display()))?;
-                }
-            }
-            let inode = a.msg.inode(path, &cfg)?;
-            let digest = evm::signed_digest(&cfg, &inode, kind, a.algo)
-                .with_context(|| format!("{}: building the EVM message", path.display()))?;
-            let sig = Signature::sign_digest(&key, XattrType(kind.type_byte()), 2, keyid, &digest)
-                .with_context(|| format!("{}: signing", path.display()))?;
-            emit(path, &sig.to_vec(), a.no_write)
-        })();
-        if let Err(e) = r {
-            eprintln!("imactl: error: {e:#}");
-            failed = true;
+    let mut size = 0;
+    if a.imahash || a.imasig {
+        let mut reader = f;
+        let digest = ima_sys::file::hash_reader(&mut reader, a.algo).context("cannot hash")?;
+        size = f.metadata().map(|m| m.len()).unwrap_or(0);
+        let value = if a.imasig {
+            Signature::sign_v2(key, keyid, &digest)?.to_vec()
+        } else {
+            appraise::hash_xattr(&digest)
+        };
+        if !a.no_write {
+            ima_sys::xattr::set(f, evm::XATTR_IMA, &value, SetMode::Any)
+                .context("writing security.ima")?;
         }
     }
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+    let inode = a.msg.inode(f, path, cfg)?;
+    let digest =
+        evm::signed_digest(cfg, &inode, kind, a.algo).context("building the EVM message")?;
+    let sig = Signature::sign_digest(key, XattrType(kind.type_byte()), 2, keyid, &digest)
+        .context("signing")?;
+    emit(f, path, &sig.to_vec(), a.no_write)?;
+    Ok((Outcome::Ok, size))
 }
 
-fn emit(path: &Path, value: &[u8], print_only: bool) -> anyhow::Result<()> {
+/// Prints `HEX PATH` (`-n`) or writes security.evm through the open file.
+fn emit(f: &File, path: &Path, value: &[u8], print_only: bool) -> anyhow::Result<()> {
     if print_only {
-        println!("{} {}", hex::encode(value), path.display());
+        tree::out_line(&format!("{} {}", hex::encode(value), path.display()));
         Ok(())
     } else {
-        ima_sys::xattr::set_path(path, evm::XATTR_EVM, value, SetMode::Any)
-            .with_context(|| format!("{}: writing security.evm", path.display()))
+        ima_sys::xattr::set(f, evm::XATTR_EVM, value, SetMode::Any).context("writing security.evm")
     }
 }
 
 fn hmac(a: &HmacArgs) -> anyhow::Result<ExitCode> {
     let key = read_hmac_key(&a.hmac_key)?;
     let cfg = a.msg.config();
-    let mut failed = false;
-    for path in &a.files {
-        let r = a.msg.inode(path, &cfg).and_then(|inode| {
+    let single = !a.recursive && a.files.len() == 1;
+    let summary = tree::run(&a.files, a.recursive, |path| {
+        per_file(path, |f| {
+            let inode = a.msg.inode(f, path, &cfg)?;
             let v = key
                 .xattr(&cfg, &inode)
-                .with_context(|| format!("{}: building the EVM message", path.display()))?;
-            emit(path, &v, a.no_write)
-        });
-        if let Err(e) = r {
-            eprintln!("imactl: error: {e:#}");
-            failed = true;
-        }
-    }
-    Ok(if failed {
-        ExitCode::from(2)
-    } else {
-        ExitCode::SUCCESS
-    })
+                .context("building the EVM message")?;
+            emit(f, path, &v, a.no_write)?;
+            Ok((Outcome::Ok, 0))
+        })
+    });
+    Ok(finish("evm hmac", &summary, single))
 }
 
 fn read_hmac_key(path: &Path) -> anyhow::Result<HmacKey> {
@@ -386,64 +430,32 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
         x509: (!a.keys.is_empty()).then_some(ring_ref),
     };
     let cfg = a.msg.config();
-    let (mut failed, mut errors) = (false, false);
-    for path in &a.files {
-        match a.msg.inode(path, &cfg) {
-            Ok(inode) => {
-                let v = evm::verify(&cfg, &evm_keys, &inode);
-                match (&v.detail, v.status.is_pass()) {
-                    (_, true) => println!("{}: {}", path.display(), v.status),
-                    (Some(d), false) => println!("{}: {} ({d})", path.display(), v.status),
-                    (None, false) => println!("{}: {}", path.display(), v.status),
+    let single = !a.recursive && a.files.len() == 1;
+    let summary = tree::run(&a.files, a.recursive, |path| {
+        per_file(path, |f| {
+            let inode = a.msg.inode(f, path, &cfg)?;
+            let v = evm::verify(&cfg, &evm_keys, &inode);
+            if v.status.is_pass() {
+                if !a.quiet {
+                    tree::out_line(&format!("{}: {}", path.display(), v.status));
                 }
-                failed |= !v.status.is_pass();
+                return Ok((Outcome::Ok, 0));
             }
-            Err(e) => {
-                eprintln!("imactl: error: {e:#}");
-                errors = true;
+            match &v.detail {
+                Some(d) => tree::out_line(&format!("{}: {} ({d})", path.display(), v.status)),
+                None => tree::out_line(&format!("{}: {}", path.display(), v.status)),
             }
-        }
-    }
-    Ok(if errors {
-        ExitCode::from(2)
-    } else if failed {
-        ExitCode::from(1)
-    } else {
-        ExitCode::SUCCESS
-    })
+            Ok((Outcome::Failed, 0))
+        })
+    });
+    Ok(finish("evm verify", &summary, single))
 }
 
-/// A keyring from certificate files (DER or PEM, several per PEM file) and directories of
-/// them (files in a directory that hold no certificate are skipped with a warning; a named
-/// file that is no certificate is an error).
+/// A keyring from certificate files and directories of them (as `imactl verify` loads
+/// one); empty when no path is given (HMAC-only verification).
 pub(crate) fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
-    let mut ring = Keyring::new();
-    for p in paths {
-        let files: Vec<PathBuf> = if p.is_dir() {
-            let mut v: Vec<PathBuf> = std::fs::read_dir(p)
-                .with_context(|| format!("{}: cannot list", p.display()))?
-                .filter_map(Result::ok)
-                .map(|e| e.path())
-                .filter(|f| f.is_file())
-                .collect();
-            v.sort();
-            v
-        } else {
-            vec![p.clone()]
-        };
-        let in_dir = p.is_dir();
-        for f in files {
-            let bytes =
-                std::fs::read(&f).with_context(|| format!("{}: cannot read", f.display()))?;
-            match ring.add_bytes(&bytes) {
-                Ok(_) => {}
-                // A directory may hold other files (README, CRLs): skip them, but say so.
-                Err(e) if in_dir => eprintln!("imactl: skipping {}: {e}", f.display()),
-                Err(e) => {
-                    return Err(e).with_context(|| format!("{}: not a certificate", f.display()));
-                }
-            }
-        }
+    if paths.is_empty() {
+        return Ok(Keyring::new());
     }
-    Ok(ring)
+    super::verify::load_keyring(paths)
 }
