@@ -402,3 +402,171 @@ fn quotes_interoperate_with_tpm2_tools() {
         .success()
         .stdout(predicates::str::contains("signature: ok"));
 }
+
+/// `openssl dgst -<algo>` of `path`, lowercase hex: the independent oracle for file digests.
+fn openssl_dgst(algo: &str, path: &Path) -> String {
+    let out = run_ok(
+        Std::new("openssl")
+            .args(["dgst", &format!("-{algo}"), "-r"])
+            .arg(path),
+    );
+    out.split_whitespace().next().unwrap().to_owned()
+}
+
+fn setfattr_hex(path: &Path, hex: &str) {
+    run_ok(
+        Std::new("setfattr")
+            .args(["-n", "security.ima", "-v", &format!("0x{hex}")])
+            .arg(path),
+    );
+}
+
+/// `(template name, digest field, path)` of every stdout line of `imactl measure`.
+fn measured(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.splitn(5, ' ').collect();
+            (f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+        })
+        .collect()
+}
+
+/// The kernel's `ima_get_hash_algo`: a file labelled with a digest or signature of
+/// algorithm X is measured with X (so its entry can be appraised), not `ima_hash`; invalid
+/// ids, other signature versions and absent labels fall back to `ima_hash`. Real xattrs
+/// written by evmctl and setfattr on ext4 (root), a real swtpm, evmctl as the judge.
+#[test]
+fn file_hash_algorithm_follows_security_ima() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let f = |n: &str| t.join(n);
+    for (i, n) in ["ng512", "sha1", "sig384", "badid", "sigv9", "plain"]
+        .iter()
+        .enumerate()
+    {
+        std::fs::write(f(n), format!("content of {n}\n").repeat(i * 50 + 1)).unwrap();
+    }
+    let evmctl = |args: &[&str], p: &Path| run_ok(Std::new("evmctl").args(args).arg(p));
+    evmctl(&["ima_hash", "-a", "sha512"], &f("ng512"));
+    evmctl(&["ima_hash", "-a", "sha1"], &f("sha1"));
+    let key = ima_test::testdata().join("sigs/rsa_priv.pem");
+    evmctl(
+        &["ima_sign", "-a", "sha384", "--key", key.to_str().unwrap()],
+        &f("sig384"),
+    );
+    // 0x04 with an id past HASH_ALGO__LAST, and a 0x03 header with version 9 naming sha512.
+    setfattr_hex(&f("badid"), &format!("04c8{}", "11".repeat(32)));
+    setfattr_hex(
+        &f("sigv9"),
+        &format!("030906a5cacb280004{}", "22".repeat(4)),
+    );
+
+    let state = d.path().join("state");
+    let measure = |extra: &[&str], state: &Path, target: &Path| {
+        let mut c = imactl();
+        c.args(["measure", "--state"])
+            .arg(state)
+            .args(extra)
+            .arg(target);
+        c.assert()
+    };
+    let out = measure(&["--tpm", &tcti, "-r"], &state, &t).success();
+    let stdout = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    let got = measured(&stdout);
+    assert_eq!(got.len(), 6, "{stdout}");
+    let want = |n: &str, algo: &str| {
+        let line = got
+            .iter()
+            .find(|(_, _, p)| p.ends_with(&format!("/{n}")))
+            .unwrap_or_else(|| panic!("{n} not measured: {stdout}"));
+        assert_eq!(line.0, "ima-ng");
+        assert_eq!(
+            line.1,
+            format!("{algo}:{}", openssl_dgst(algo, &f(n))),
+            "{n}: {stdout}"
+        );
+    };
+    want("ng512", "sha512");
+    want("sha1", "sha1");
+    want("sig384", "sha384");
+    want("badid", "sha256");
+    want("sigv9", "sha256");
+    want("plain", "sha256");
+
+    // The list still replays to the TPM, and evmctl agrees.
+    let list = state.join("binary_runtime_measurements");
+    let sha1 = tpm2_pcrread(&tcti, "sha1", d.path());
+    let sha256 = tpm2_pcrread(&tcti, "sha256", d.path());
+    assert_eq!(sha1[10], replay(&list, HashAlgo::SHA1, 10));
+    assert_eq!(sha256[10], replay(&list, HashAlgo::SHA256, 10));
+    let p1 = d.path().join("sha1.pcrs");
+    let p256 = d.path().join("sha256.pcrs");
+    evmctl_pcrs(&sha1, &p1);
+    evmctl_pcrs(&sha256, &p256);
+    let out = Std::new("evmctl")
+        .args(["ima_measurement", "-v", "--pcrs"])
+        .arg(format!("sha1,{}", p1.display()))
+        .arg("--pcrs")
+        .arg(format!("sha256,{}", p256.display()))
+        .arg(&list)
+        .output()
+        .expect("run evmctl (install ima-evm-utils)");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "evmctl: {err}");
+    assert!(
+        err.contains("Matched per TPM bank calculated digest(s)"),
+        "{err}"
+    );
+
+    // Unchanged: nothing re-measured. Relabelling changes ctime: measured again with the
+    // new label's algorithm.
+    measure(&["--tpm", &tcti, "-r"], &state, &t)
+        .success()
+        .stdout("")
+        .stderr(predicates::str::contains("6 unchanged since measured"));
+    evmctl(&["ima_hash", "-a", "sha224"], &f("ng512"));
+    let out = measure(&["--tpm", &tcti, "-r"], &state, &t).success();
+    let got = measured(&String::from_utf8_lossy(&out.get_output().stdout));
+    assert_eq!(got.len(), 1, "{got:?}");
+    assert_eq!(
+        got[0].1,
+        format!("sha224:{}", openssl_dgst("sha224", &f("ng512")))
+    );
+
+    // An algorithm the kernel knows but we cannot compute (md4): an error naming the file,
+    // and nothing added.
+    let md4 = d.path().join("md4");
+    std::fs::write(&md4, b"md4\n").unwrap();
+    setfattr_hex(&md4, &format!("0400{}", "33".repeat(16)));
+    measure(&["--tpm", &tcti], &state, &md4)
+        .code(2)
+        .stdout("")
+        .stderr(predicates::str::contains(
+            "md4: security.ima names hash algorithm md4",
+        ));
+    assert_eq!(
+        std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
+        "8\n"
+    );
+
+    // The legacy `ima` template does not read security.ima (its `d` is ima_hash=md5 here);
+    // a custom `d|n` template does, so its `d` is the sha1 the label names.
+    let s2 = d.path().join("state-ima");
+    let out = measure(&["--template", "ima", "--hash", "md5"], &s2, &f("sha1")).success();
+    let got = measured(&String::from_utf8_lossy(&out.get_output().stdout));
+    assert_eq!(got[0].0, "ima");
+    assert_eq!(got[0].1, openssl_dgst("md5", &f("sha1")));
+    let s3 = d.path().join("state-dn");
+    let out = measure(&["--template", "d|n", "--hash", "md5"], &s3, &f("sha1")).success();
+    let got = measured(&String::from_utf8_lossy(&out.get_output().stdout));
+    assert_eq!(got[0].0, "d|n");
+    assert_eq!(got[0].1, openssl_dgst("sha1", &f("sha1")));
+    // ... and when the label names neither sha1 nor md5, `d` hashes again with ima_hash=md5.
+    let out = measure(&["--template", "d|n", "--hash", "md5"], &s3, &f("ng512")).success();
+    let got = measured(&String::from_utf8_lossy(&out.get_output().stdout));
+    assert_eq!(got[0].1, openssl_dgst("md5", &f("ng512")));
+}

@@ -2,13 +2,17 @@
 //! persisted between runs so that unchanged files are neither re-hashed nor re-measured.
 //!
 //! Key: (device, inode). Value: the change cookie seen when the file was hashed (ctime,
-//! mtime — the closest a userspace reader has to `i_version` — and size), the digest and the
-//! PCRs it was measured into (`measured_pcrs`). A file whose cookie differs is hashed and
-//! measured again, as the kernel does after the last writer closes.
+//! mtime — the closest a userspace reader has to `i_version` — and size), the `ima_hash` in
+//! force then, the digest (`iint->ima_hash`: its algorithm may come from `security.ima`, not
+//! `ima_hash`) and the PCRs it was measured into (`measured_pcrs`). A file whose cookie
+//! differs is hashed and measured again, as the kernel does after the last writer closes;
+//! writing `security.ima` changes ctime, so a new algorithm in the xattr is seen too. Like
+//! the kernel's `IMA_COLLECTED` digest, a cached one is reused whatever template asks for it;
+//! only another `ima_hash` (another "boot") discards it.
 //!
 //! ```text
-//! file = "ima-engine-cache v1\n" || records: u64 dev, u64 ino, i64 mtime_ns, i64 ctime_ns,
-//!        u64 size, u8 algo, u8 len, digest[len], u32 measured_pcrs   (little-endian)
+//! file = "ima-engine-cache v2\n" || records: u64 dev, u64 ino, i64 mtime_ns, i64 ctime_ns,
+//!        u64 size, u8 ima_hash, u8 algo, u8 len, digest[len], u32 measured_pcrs   (LE)
 //! ```
 //! A cache that cannot be read is discarded (it is only a cache: everything is re-hashed and
 //! duplicates are suppressed by the list).
@@ -21,7 +25,7 @@ use std::path::Path;
 
 use ima_core::hash::{Digest, HashAlgo};
 
-const MAGIC: &[u8] = b"ima-engine-cache v1\n";
+const MAGIC: &[u8] = b"ima-engine-cache v2\n";
 
 /// A file's change cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -51,6 +55,9 @@ impl Cookie {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheEntry {
     pub cookie: Cookie,
+    /// `ima_hash` when the digest was collected.
+    pub ima_hash: HashAlgo,
+    /// The collected digest (algorithm from `security.ima`, else `ima_hash`).
     pub digest: Digest,
     /// Bit `n` set: measured into PCR `n`.
     pub measured_pcrs: u32,
@@ -100,6 +107,7 @@ impl Cache {
             let mtime_ns = u64_(&mut b)? as i64;
             let ctime_ns = u64_(&mut b)? as i64;
             let size = u64_(&mut b)?;
+            let ima_hash = HashAlgo(take(&mut b, 1)?[0]);
             let algo = HashAlgo(take(&mut b, 1)?[0]);
             let len = usize::from(take(&mut b, 1)?[0]);
             let digest = Digest::new(algo, take(&mut b, len)?)?;
@@ -112,6 +120,7 @@ impl Cache {
                         ctime_ns,
                         size,
                     },
+                    ima_hash,
                     digest,
                     measured_pcrs,
                 },
@@ -132,6 +141,7 @@ impl Cache {
             out.extend_from_slice(&e.cookie.mtime_ns.to_le_bytes());
             out.extend_from_slice(&e.cookie.ctime_ns.to_le_bytes());
             out.extend_from_slice(&e.cookie.size.to_le_bytes());
+            out.push(e.ima_hash.0);
             out.push(e.digest.algo().0);
             out.push(e.digest.len() as u8); // at most MAX_DIGEST_SIZE (64)
             out.extend_from_slice(e.digest.as_bytes());
@@ -150,28 +160,33 @@ impl Cache {
         Ok(())
     }
 
-    /// The cached digest of `algo` if the file is unchanged, and whether it is already
-    /// measured into `pcr`.
-    pub fn lookup(&self, m: &Metadata, algo: HashAlgo, pcr: u32) -> Option<(Digest, bool)> {
+    /// The digest collected under `ima_hash` if the file is unchanged, and whether it is
+    /// already measured into `pcr`.
+    pub fn lookup(&self, m: &Metadata, ima_hash: HashAlgo, pcr: u32) -> Option<(Digest, bool)> {
         let e = self.map.get(&(m.dev(), m.ino()))?;
-        (e.cookie == Cookie::of(m) && e.digest.algo() == algo)
+        (e.cookie == Cookie::of(m) && e.ima_hash == ima_hash)
             .then(|| (e.digest, e.measured_pcrs & pcr_bit(pcr) != 0))
     }
 
-    /// Records that the file with cookie `cookie` (taken before hashing) has `digest` and
-    /// was measured into `pcr`.
-    pub fn record(&mut self, dev: u64, ino: u64, cookie: Cookie, digest: Digest, pcr: u32) {
-        let e = self.map.entry((dev, ino)).or_insert(CacheEntry {
+    /// Records that the file with cookie `cookie` (taken before hashing) has `digest`,
+    /// collected under `ima_hash`, and was measured into `pcr`.
+    pub fn record(
+        &mut self,
+        (dev, ino): (u64, u64),
+        cookie: Cookie,
+        ima_hash: HashAlgo,
+        digest: Digest,
+        pcr: u32,
+    ) {
+        let fresh = CacheEntry {
             cookie,
+            ima_hash,
             digest,
             measured_pcrs: 0,
-        });
-        if e.cookie != cookie || e.digest != digest {
-            *e = CacheEntry {
-                cookie,
-                digest,
-                measured_pcrs: 0,
-            };
+        };
+        let e = self.map.entry((dev, ino)).or_insert(fresh);
+        if e.cookie != cookie || e.ima_hash != ima_hash || e.digest != digest {
+            *e = fresh;
         }
         e.measured_pcrs |= pcr_bit(pcr);
         self.dirty = true;
@@ -202,13 +217,25 @@ mod tests {
         let m = fs::metadata(&f).unwrap();
         let dg = HashAlgo::SHA256.digest(b"one").unwrap();
         let mut c = Cache::default();
-        c.record(m.dev(), m.ino(), Cookie::of(&m), dg, 10);
+        c.record((m.dev(), m.ino()), Cookie::of(&m), HashAlgo::SHA256, dg, 10);
+        // A digest of another algorithm (from security.ima) is found under its ima_hash.
+        let d512 = HashAlgo::SHA512.digest(b"one").unwrap();
+        let m0 = fs::metadata(d.path()).unwrap();
+        c.record(
+            (m0.dev(), m0.ino()),
+            Cookie::of(&m0),
+            HashAlgo::SHA256,
+            d512,
+            10,
+        );
         let p = d.path().join("cache");
         c.save(&p).unwrap();
         let c = Cache::load(&p);
         assert_eq!(c.lookup(&m, HashAlgo::SHA256, 10), Some((dg, true)));
         assert_eq!(c.lookup(&m, HashAlgo::SHA256, 11), Some((dg, false)));
         assert_eq!(c.lookup(&m, HashAlgo::SHA1, 10), None);
+        assert_eq!(c.lookup(&m0, HashAlgo::SHA256, 10), Some((d512, true)));
+        assert_eq!(c.lookup(&m0, HashAlgo::SHA512, 10), None);
         std::thread::sleep(std::time::Duration::from_millis(10));
         fs::write(&f, b"two").unwrap();
         let m2 = fs::metadata(&f).unwrap();

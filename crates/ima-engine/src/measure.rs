@@ -1,11 +1,18 @@
 //! Measuring files into the list as the kernel's `process_measurement` would for an access
 //! by the invoking user: policy match, per-inode cache, hash, template data, append.
 //!
-//! Files are hashed in parallel (largest first, one worker per core) and appended by one thread as their
-//! hashes arrive, so the list order is completion order (the kernel's is access order).
+//! Files are hashed in parallel (largest first, one worker per core) and appended by one thread
+//! as their hashes arrive, so the list order is completion order (the kernel's is access order).
+//!
+//! The file digest's algorithm is the kernel's: the one `security.ima` names
+//! (`ima_get_hash_algo`, read whenever the kernel reads the xattr: a template other than `ima`,
+//! or an appraise rule matching), else `ima_hash`. So a sha512-labelled file is measured as
+//! `sha512:…` and the entry can be appraised; the duplicate slot stays the `ima_hash` template
+//! digest, and the legacy `d` field hashes again with sha1 (md5 if `ima_hash=md5`).
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
+use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -105,6 +112,9 @@ struct Job {
     meta: Metadata,
     pcr: u32,
     template: TemplateDesc,
+    /// Whether the kernel would read `security.ima` here (appraising, or a template other
+    /// than `ima`), and so hash with the algorithm it names.
+    reads_xattr: bool,
     /// Digest from the cache (unchanged file, new PCR): no need to hash.
     known: Option<Digest>,
 }
@@ -116,6 +126,8 @@ struct Done {
 
 struct Hashed {
     digest: Digest,
+    /// For the legacy `d` field when `digest` is neither sha1 nor md5.
+    legacy_digest: Option<Digest>,
     cookie: Cookie,
     ima_xattr: Option<Vec<u8>>,
     evm_xattr: Option<Vec<u8>>,
@@ -198,6 +210,7 @@ pub fn measure(
                 t
             }
         };
+        let reads_xattr = eval.appraise() || !template.is_legacy();
         let known = match engine.cache.lookup(&meta, algo, pcr) {
             Some((_, true)) => {
                 sum.cached += 1;
@@ -211,6 +224,7 @@ pub fn measure(
             meta,
             pcr,
             template,
+            reads_xattr,
             known,
         });
     }
@@ -264,29 +278,81 @@ fn needs_xattrs(t: &TemplateDesc) -> bool {
     [Field::Sig, Field::EvmSig].iter().any(|f| t.has(*f))
 }
 
-fn hash_job(job: &Job, algo: HashAlgo) -> std::io::Result<Hashed> {
+fn hash_job(job: &Job, ima_hash: HashAlgo) -> std::io::Result<Hashed> {
     let mut f = File::open(&job.path)?;
     // The cookie is taken before hashing: a change during the hash shows up next time.
     let m = f.metadata()?;
     let cookie = Cookie::of(&m);
+    // `ima_read_xattr`: a filesystem without xattrs is "no label", not an error.
+    let ima_xattr = if job.reads_xattr {
+        match ima_sys::xattr::get(&f, "security.ima") {
+            Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
+            r => r?,
+        }
+    } else {
+        None
+    };
+    let evm_xattr = if needs_xattrs(&job.template) {
+        match ima_sys::xattr::get(&f, "security.evm") {
+            Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
+            r => r?,
+        }
+    } else {
+        None
+    };
     let (digest, bytes) = match job.known {
         Some(d) if cookie == Cookie::of(&job.meta) => (d, 0),
-        _ => (ima_sys::file::hash_file(&mut f, algo)?, m.size()),
+        _ => {
+            let algo = file_hash_algo(ima_xattr.as_deref(), ima_hash);
+            (ima_sys::file::hash_file(&mut f, algo?)?, m.size())
+        }
     };
-    let (ima_xattr, evm_xattr) = if needs_xattrs(&job.template) {
-        (
-            ima_sys::xattr::get(&f, "security.ima")?,
-            ima_sys::xattr::get(&f, "security.evm")?,
-        )
-    } else {
-        (None, None)
+    let legacy_digest = match legacy_algo(&job.template, digest.algo(), ima_hash) {
+        Some(a) => {
+            f.seek(SeekFrom::Start(0))?;
+            Some(ima_sys::file::hash_file(&mut f, a)?)
+        }
+        None => None,
     };
     Ok(Hashed {
         digest,
+        legacy_digest,
         cookie,
-        ima_xattr,
+        ima_xattr: ima_xattr.filter(|_| needs_xattrs(&job.template)),
         evm_xattr,
         bytes,
+    })
+}
+
+/// The algorithm `process_measurement` collects the file digest with: the one
+/// `security.ima` names (`ima_get_hash_algo`: a v2 signature, a v3 fs-verity signature, a
+/// 0x04 digest, a 0x01 md5/sha1 digest; ids past `HASH_ALGO__LAST`, other types and
+/// signature versions fall back), else `ima_hash`. An algorithm the kernel knows but we cannot
+/// compute is an error (a kernel without it fails `collect_data` and measures nothing).
+fn file_hash_algo(xattr: Option<&[u8]>, ima_hash: HashAlgo) -> std::io::Result<HashAlgo> {
+    let a = ima_core::appraise::hash_algo(xattr, ima_hash);
+    if a.is_supported() {
+        Ok(a)
+    } else {
+        Err(std::io::Error::other(format!(
+            "security.ima names hash algorithm {a}, which cannot be computed here: not measured \
+             (a kernel without {a} fails collect_data the same way)"
+        )))
+    }
+}
+
+/// `ima_eventdigest_init` (the legacy `d` field): the collected digest if it is sha1 or
+/// md5, else the file hashed again with `ima_hash` if that is sha1 or md5, else with sha1.
+/// `None` when no second hash is needed.
+fn legacy_algo(t: &TemplateDesc, collected: HashAlgo, ima_hash: HashAlgo) -> Option<HashAlgo> {
+    let legacy_ok = |a: HashAlgo| a == HashAlgo::SHA1 || a == HashAlgo::MD5;
+    if !t.has(Field::D) || legacy_ok(collected) {
+        return None;
+    }
+    Some(if legacy_ok(ima_hash) {
+        ima_hash
+    } else {
+        HashAlgo::SHA1
     })
 }
 
@@ -308,24 +374,11 @@ fn append(
         sum.hashed += 1;
         sum.bytes_hashed += h.bytes;
     }
-    let legacy_digest = if job.template.has(Field::D)
-        && !matches!(h.digest.algo(), HashAlgo::SHA1 | HashAlgo::MD5)
-    {
-        Some(
-            ima_sys::file::hash_path(&job.path, HashAlgo::SHA1).map_err(|e| EngineError::Io {
-                what: "hash",
-                path: job.path.display().to_string(),
-                source: e,
-            })?,
-        )
-    } else {
-        None
-    };
     let name = job.path.as_os_str().as_bytes();
     let basename = job.path.file_name().map(|b| b.as_bytes());
     let ev = Event {
         digest: Some(h.digest),
-        legacy_digest,
+        legacy_digest: h.legacy_digest,
         name,
         basename,
         ima_xattr: h.ima_xattr.as_deref(),
@@ -344,9 +397,14 @@ fn append(
         }
         Added::Duplicate => sum.duplicates += 1,
     }
-    engine
-        .cache
-        .record(job.meta.dev(), job.meta.ino(), h.cookie, h.digest, job.pcr);
+    let ima_hash = engine.config().ima_hash;
+    engine.cache.record(
+        (job.meta.dev(), job.meta.ino()),
+        h.cookie,
+        ima_hash,
+        h.digest,
+        job.pcr,
+    );
     Ok(())
 }
 

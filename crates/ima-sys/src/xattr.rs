@@ -48,6 +48,12 @@ fn is_absent(e: &rustix::io::Errno) -> bool {
     *e == rustix::io::Errno::NODATA
 }
 
+/// Whether `e` says the filesystem does not store such attributes at all (`EOPNOTSUPP`),
+/// which the kernel's `ima_read_xattr` treats as "no value".
+pub fn is_unsupported(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(rustix::io::Errno::OPNOTSUPP.raw_os_error())
+}
+
 /// Reads attribute `name` of the open file `fd`; `Ok(None)` if the file does not have it.
 pub fn get(fd: impl AsFd, name: &str) -> io::Result<Option<Vec<u8>>> {
     let fd = fd.as_fd();
