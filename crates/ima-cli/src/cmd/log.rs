@@ -285,7 +285,7 @@ impl Input {
 
     fn entries(&self) -> anyhow::Result<Vec<Entry>> {
         let p = self.path.display();
-        if self.binary {
+        let entries = if self.binary {
             binary::decode(&self.bytes, self.format).with_context(|| format!("{p}: binary list"))
         } else {
             ascii::decode(
@@ -295,7 +295,16 @@ impl Input {
                 self.format.endian,
             )
             .with_context(|| format!("{p}: ascii list"))
-        }
+        };
+        self.intact()?;
+        entries
+    }
+
+    /// An error if the list was truncated while mapped (what was decoded is not the file).
+    fn intact(&self) -> anyhow::Result<()> {
+        self.bytes
+            .check()
+            .with_context(|| format!("{}", self.path.display()))
     }
 
     fn render(&self, to: ConvertTo, bank: Option<HashAlgo>) -> anyhow::Result<Vec<u8>> {
@@ -439,6 +448,7 @@ fn verify(
             .collect::<Result<_, _>>()
             .with_context(|| format!("{p}: binary list"))?;
         let r = replay::replay(&raw, f.bank, &algos, &expected, f.endian)?;
+        input.intact()?;
         report(&r, &raw, f.bank)
     } else {
         let entries = input.entries()?;
