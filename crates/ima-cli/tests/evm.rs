@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
 
-use std::os::unix::fs::PermissionsExt;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::mpsc;
@@ -740,4 +740,262 @@ fn evm_sign_and_verify_recursive_interop_with_evmctl() {
     assert!(stderr(&o).contains("13 files, "), "{}", text(&o));
     assert!(stderr(&o).contains(", 0 failed, 1 errors"), "{}", text(&o));
     assert!(get_xattr(&bare, "security.evm").is_none());
+}
+
+fn mode_of(p: &Path) -> u32 {
+    std::fs::metadata(p).unwrap().permissions().mode() & 0o7777
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn evm_change_refuses_what_a_portable_signature_covers() {
+    let fx = Fixture::new();
+    let f = fx.f();
+    let rsa = testdata("rsa_priv.pem");
+    ok(&imactl(&[
+        "evm",
+        "sign",
+        "--portable",
+        "-k",
+        s(&rsa),
+        s(&f),
+    ]));
+    let evm_before = get_xattr(&f, "security.evm").unwrap();
+    let change = |op: &[&str]| {
+        let mut a = vec!["evm", "change", "--keys", s(&fx.rsa_der)];
+        a.extend_from_slice(op);
+        a.push(s(&f));
+        imactl(&a)
+    };
+    // A real change of mode, owner or security.ima: EPERM as evm_inode_setattr /
+    // evm_protect_xattr return it, and nothing is touched.
+    for op in [
+        &["--chmod", "600"][..],
+        &["--chown", "1000"],
+        &["--chown", ":1000"],
+        &["--setxattr", "security.ima=0404aa"],
+        &["--removexattr", "security.ima"],
+    ] {
+        let o = change(op);
+        assert_eq!(code(&o), 1, "{op:?}: {}", text(&o));
+        assert!(
+            stdout(&o).contains("refused: EPERM (Operation not permitted)")
+                && stdout(&o).contains("pass_immutable"),
+            "{op:?}: {}",
+            text(&o)
+        );
+    }
+    assert_eq!(mode_of(&f), 0o644);
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 0);
+    assert_eq!(
+        get_xattr(&f, "security.ima").unwrap(),
+        hex::decode(IMA_HELLO).unwrap()
+    );
+    assert_eq!(get_xattr(&f, "security.evm").unwrap(), evm_before);
+    // Writing security.evm from userspace as an HMAC: EPERM before any check.
+    let o = change(&["--setxattr", &format!("security.evm=02{}", "00".repeat(20))]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(stdout(&o).contains("only signatures"), "{}", text(&o));
+    // No change at all (same mode, same security.ima) is allowed.
+    ok(&change(&["--chmod", "644"]));
+    ok(&change(&[
+        "--setxattr",
+        &format!("security.ima={IMA_HELLO}"),
+    ]));
+    // An unprotected xattr is none of EVM's business.
+    ok(&change(&["--setxattr", "user.note=6869"]));
+    assert_eq!(get_xattr(&f, "security.evm").unwrap(), evm_before);
+    let o = evmctl(&["verify", "--key", s(&fx.rsa_der), s(&f)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
+
+#[test]
+fn signature_becomes_hmac_as_the_kernel_converts_it() {
+    let fx = Fixture::new();
+    let f = fx.f();
+    let uuid = format!("--uuid={UUID}");
+    let rsa = testdata("rsa_priv.pem");
+    let key = fx.dir.path().join("hmac-key");
+    std::fs::write(&key, (0u8..32).collect::<Vec<u8>>()).unwrap();
+    ok(&imactl(&["evm", "sign", "-k", s(&rsa), &uuid, s(&f)]));
+    let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(&f)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+
+    // Without --fix verification changes nothing; with it a verified 0x03 becomes the
+    // kernel's HMAC of the same inode (what `evm hmac` computes, vector-tested in §13.7).
+    let verify = |extra: &[&str]| {
+        let mut a = vec![
+            "evm",
+            "verify",
+            "--keys",
+            s(&fx.rsa_der),
+            "--hmac-key",
+            s(&key),
+            &uuid,
+        ];
+        a.extend_from_slice(extra);
+        a.push(s(&f));
+        imactl(&a)
+    };
+    assert_eq!(
+        stdout(&verify(&[])).trim(),
+        format!("{}: pass", f.display())
+    );
+    assert_eq!(get_xattr(&f, "security.evm").unwrap()[0], 3);
+    let want = ok(&imactl(&[
+        "evm",
+        "hmac",
+        "-n",
+        "--hmac-key",
+        s(&key),
+        &uuid,
+        s(&f),
+    ]));
+    let o = verify(&["--fix"]);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("{}: pass (signature replaced by the HMAC)", f.display()),
+        "{}",
+        text(&o)
+    );
+    let evm = get_xattr(&f, "security.evm").unwrap();
+    assert_eq!(evm.len(), 21);
+    assert_eq!(want.split_whitespace().next().unwrap(), hex::encode(&evm));
+    // An HMAC is never "converted" again.
+    assert_eq!(
+        stdout(&verify(&["--fix"])).trim(),
+        format!("{}: pass", f.display())
+    );
+    // evmctl no longer finds a signature.
+    let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(&f)]);
+    assert_ne!(code(&o), 0, "{}", text(&o));
+
+    // A chmod through `evm change` with the HMAC key: allowed (PASS), and the HMAC is
+    // recomputed over the new mode, so it still verifies.
+    let change = |op: &[&str]| {
+        let mut a = vec!["evm", "change", "--hmac-key", s(&key), &uuid];
+        a.extend_from_slice(op);
+        a.push(s(&f));
+        imactl(&a)
+    };
+    let o = change(&["--chmod", "600"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(stdout(&o).contains("HMAC written"), "{}", text(&o));
+    assert_eq!(mode_of(&f), 0o600);
+    let o = imactl(&["evm", "verify", "--hmac-key", s(&key), &uuid, s(&f)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // A chmod behind EVM's back (plain chmod) breaks the HMAC; EVM then refuses every
+    // protected change (invalid HMACs are never recomputed into valid ones).
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o640)).unwrap();
+    let o = change(&["--chmod", "600"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(stdout(&o).contains("EVM status fail"), "{}", text(&o));
+    assert!(
+        stdout(&o).contains("audit op=appraise_metadata"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(mode_of(&f), 0o640);
+
+    // A 0x03 signature, HMAC key loaded: the pre-hook's verification converts it, then
+    // the post-hook recomputes the HMAC over the changed owner.
+    std::fs::set_permissions(&f, std::fs::Permissions::from_mode(0o644)).unwrap();
+    ok(&imactl(&["evm", "sign", "-k", s(&rsa), &uuid, s(&f)]));
+    let o = imactl(&[
+        "evm",
+        "change",
+        "--keys",
+        s(&fx.rsa_der),
+        "--hmac-key",
+        s(&key),
+        &uuid,
+        "--chown",
+        "1000:1000",
+        s(&f),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("replaced by the HMAC, HMAC written"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(std::fs::metadata(&f).unwrap().uid(), 1000);
+    assert_eq!(get_xattr(&f, "security.evm").unwrap().len(), 21);
+    let o = imactl(&["evm", "verify", "--hmac-key", s(&key), &uuid, s(&f)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    // Removing the only protected xattr: the post-hook removes security.evm.
+    let o = change(&["--removexattr", "security.ima"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("removed (no protected xattr left)"),
+        "{}",
+        text(&o)
+    );
+    assert!(get_xattr(&f, "security.evm").is_none());
+}
+
+#[test]
+fn x509_only_evm_lets_signed_metadata_go_stale() {
+    // With only the .evm keyring (no HMAC key), a verified 0x03 signature allows a chmod
+    // and nothing recomputes it: afterwards the signature no longer verifies (evmctl agrees).
+    let fx = Fixture::new();
+    let f = fx.f();
+    let uuid = format!("--uuid={UUID}");
+    ok(&imactl(&[
+        "evm",
+        "sign",
+        "-k",
+        s(&testdata("rsa_priv.pem")),
+        &uuid,
+        s(&f),
+    ]));
+    let o = imactl(&[
+        "evm",
+        "change",
+        "--keys",
+        s(&fx.rsa_der),
+        &uuid,
+        "--chmod",
+        "600",
+        s(&f),
+    ]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("security.evm not updated"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(mode_of(&f), 0o600);
+    let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(&f)]);
+    assert_ne!(code(&o), 0, "{}", text(&o));
+    // Now FAIL: a further change is refused...
+    let o = imactl(&[
+        "evm",
+        "change",
+        "--keys",
+        s(&fx.rsa_der),
+        &uuid,
+        "--chmod",
+        "644",
+        s(&f),
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    // ...unless EVM_ALLOW_METADATA_WRITES is set.
+    ok(&imactl(&[
+        "evm",
+        "change",
+        "--keys",
+        s(&fx.rsa_der),
+        &uuid,
+        "--allow-metadata-writes",
+        "--chmod",
+        "644",
+        s(&f),
+    ]));
+    assert_eq!(mode_of(&f), 0o644);
+    let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(&f)]);
+    assert_eq!(code(&o), 0, "back to the signed mode: {}", text(&o));
 }

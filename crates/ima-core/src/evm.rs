@@ -19,6 +19,8 @@ use crate::codec::{Codec, Endian};
 use crate::digsig::{KeyId, Signature, Verifier, VerifyError};
 use crate::hash::{Digest, HashAlgo};
 
+pub mod protect;
+
 /// `XATTR_NAME_EVM`.
 pub const XATTR_EVM: &str = "security.evm";
 /// `XATTR_NAME_IMA`.

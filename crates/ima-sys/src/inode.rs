@@ -90,6 +90,22 @@ pub fn fs_uuid(fd: BorrowedFd<'_>) -> io::Result<[u8; 16]> {
     Ok(uuid)
 }
 
+/// Whether the kernel could write `security.evm` on this inode (the condition under which
+/// `evm_verify_hmac` turns a verified 0x03 signature into an HMAC): the mount is not
+/// read-only (`IS_RDONLY`, `ST_RDONLY`) and the inode is not immutable (`IS_IMMUTABLE`,
+/// `chattr +i`). Filesystems without inode flags count as not immutable.
+pub fn evm_writable(fd: BorrowedFd<'_>) -> io::Result<bool> {
+    let vfs = rustix::fs::fstatvfs(fd)?;
+    if vfs.f_flag.contains(rustix::fs::StatVfsMountFlags::RDONLY) {
+        return Ok(false);
+    }
+    match rustix::fs::ioctl_getflags(fd) {
+        Ok(flags) => Ok(!flags.contains(rustix::fs::IFlags::IMMUTABLE)),
+        Err(rustix::io::Errno::NOTTY | rustix::io::Errno::OPNOTSUPP) => Ok(true),
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Parses a UUID in its canonical text form (`8f3c5b0e-1d2a-4c3b-9e4f-5a6b7c8d9e0f`; hyphens
 /// optional) into the bytes the kernel hashes (textual order).
 pub fn parse_uuid(s: &str) -> Option<[u8; 16]> {
@@ -153,5 +169,20 @@ mod tests {
         assert_eq!(parse_uuid("1122"), None);
         assert_eq!(fs_magic(f.as_fd()).unwrap(), 0xef53, "tests run on ext4");
         assert_eq!(parse_uuid("zz223344-5566-7788-99aa-bbccddeeff00"), None);
+    }
+
+    #[test]
+    fn writable_unless_immutable() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, b"x").unwrap();
+        let f = File::open(&p).unwrap();
+        assert!(evm_writable(f.as_fd()).unwrap());
+        // chattr +i (root, ext4), then back, so the temp dir can be removed.
+        let flags = rustix::fs::ioctl_getflags(&f).unwrap();
+        rustix::fs::ioctl_setflags(&f, flags | rustix::fs::IFlags::IMMUTABLE).unwrap();
+        let immutable = evm_writable(f.as_fd());
+        rustix::fs::ioctl_setflags(&f, flags).unwrap();
+        assert!(!immutable.unwrap());
     }
 }

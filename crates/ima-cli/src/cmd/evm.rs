@@ -16,7 +16,9 @@ use clap::{Args, Subcommand};
 use ima_core::appraise;
 use ima_core::codec::Codec;
 use ima_core::digsig::{Certificate, KeyId, Keyring, PrivateKey, Signature, Verifier};
-use ima_core::evm::{self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Inode, XattrList};
+use ima_core::evm::{
+    self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Inode, XattrList, protect,
+};
 use ima_core::hash::HashAlgo;
 use ima_core::xattr::XattrType;
 use ima_sys::xattr::SetMode;
@@ -31,6 +33,9 @@ pub enum EvmCommand {
     Verify(VerifyArgs),
     /// Compute the kernel's HMAC (security.evm type 0x02) with a plain key file.
     Hmac(HmacArgs),
+    /// chmod, chown, setxattr or removexattr only if the kernel's EVM would allow it, then
+    /// update security.evm as the kernel does (refused with the kernel's errno otherwise).
+    Change(ChangeArgs),
 }
 
 /// What goes into the EVM message, with evmctl's overrides.
@@ -132,6 +137,10 @@ pub struct VerifyArgs {
     /// Print failures only.
     #[arg(short = 'q', long)]
     quiet: bool,
+    /// Do what the kernel's verification does on a writable inode: replace a verified type
+    /// 0x03 signature with the HMAC (needs --hmac-key).
+    #[arg(long, requires = "hmac_key")]
+    fix: bool,
     /// Recurse into directories (regular files only, symlinks not followed).
     #[arg(short = 'r', long)]
     recursive: bool,
@@ -160,6 +169,58 @@ pub struct HmacArgs {
     files: Vec<PathBuf>,
 }
 
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("op").required(true).multiple(false))]
+pub struct ChangeArgs {
+    /// Certificates of the .evm keyring (EVM_INIT_X509), as for `verify`.
+    #[arg(
+        short = 'k',
+        long = "keys",
+        value_delimiter = ',',
+        value_name = "CERT|DIR"
+    )]
+    keys: Vec<PathBuf>,
+    /// HMAC key file (EVM_INIT_HMAC; implies EVM_SETUP_COMPLETE).
+    #[arg(long, value_name = "FILE")]
+    hmac_key: Option<PathBuf>,
+    /// EVM_ALLOW_METADATA_WRITES (the kernel refuses it once an HMAC key is loaded).
+    #[arg(long, conflicts_with = "hmac_key")]
+    allow_metadata_writes: bool,
+    /// EVM_SETUP_COMPLETE without an HMAC key: no HMAC can ever be computed.
+    #[arg(long)]
+    setup_complete: bool,
+    /// The `evm=fix` boot option: the current status is not checked.
+    #[arg(long)]
+    evm_fix: bool,
+    /// chmod to MODE (octal permission bits).
+    #[arg(long, group = "op", value_name = "MODE", value_parser = parse_octal)]
+    chmod: Option<u16>,
+    /// chown to UID, UID:GID or :GID.
+    #[arg(long, group = "op", value_name = "UID[:GID]")]
+    chown: Option<String>,
+    /// setxattr NAME to the hex VALUE.
+    #[arg(long, group = "op", value_name = "NAME=HEX")]
+    setxattr: Option<String>,
+    /// removexattr NAME.
+    #[arg(long, group = "op", value_name = "NAME")]
+    removexattr: Option<String>,
+    /// Recurse into directories (regular files only, symlinks not followed).
+    #[arg(short = 'r', long)]
+    recursive: bool,
+    #[command(flatten)]
+    msg: MessageArgs,
+    /// Files (or directories, with -r).
+    #[arg(required = true)]
+    files: Vec<PathBuf>,
+}
+
+fn parse_octal(s: &str) -> Result<u16, String> {
+    u16::from_str_radix(s.trim_start_matches("0o"), 8)
+        .ok()
+        .filter(|m| *m <= 0o7777)
+        .ok_or_else(|| format!("{s:?}: not an octal mode (0000-7777)"))
+}
+
 fn parse_mode(s: &str) -> Result<u16, String> {
     let v = match s.strip_prefix("0o") {
         Some(oct) => u32::from_str_radix(oct, 8),
@@ -174,6 +235,7 @@ pub fn run(cmd: EvmCommand) -> anyhow::Result<ExitCode> {
         EvmCommand::Sign(a) => sign(&a),
         EvmCommand::Verify(a) => verify(&a),
         EvmCommand::Hmac(a) => hmac(&a),
+        EvmCommand::Change(a) => change(&a),
     }
 }
 
@@ -436,8 +498,16 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
             let inode = a.msg.inode(f, path, &cfg)?;
             let v = evm::verify(&cfg, &evm_keys, &inode);
             if v.status.is_pass() {
-                if !a.quiet {
-                    tree::out_line(&format!("{}: {}", path.display(), v.status));
+                let mut note = "";
+                if let Some(key) = hmac_key.as_ref().filter(|_| a.fix) {
+                    let facts = inode_facts(f, &inode)?;
+                    if protect::converts_to_hmac(&evm_keys, &facts, &inode, v.status) {
+                        apply_update(f, protect::update_evmxattr(&cfg, key, &inode))?;
+                        note = " (signature replaced by the HMAC)";
+                    }
+                }
+                if !a.quiet || !note.is_empty() {
+                    tree::out_line(&format!("{}: {}{note}", path.display(), v.status));
                 }
                 return Ok((Outcome::Ok, 0));
             }
@@ -449,6 +519,168 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
         })
     });
     Ok(finish("evm verify", &summary, single))
+}
+
+/// What the EVM hooks know about an open file besides its xattrs and metadata.
+fn inode_facts(f: &File, inode: &Inode) -> anyhow::Result<protect::InodeFacts> {
+    /// `TMPFS_MAGIC`, `SYSFS_MAGIC` (include/uapi/linux/magic.h).
+    const PSEUDO: [u64; 2] = [0x0102_1994, 0x6265_6572];
+    Ok(protect::InodeFacts {
+        regular: inode.meta.mode & 0o170000 == 0o100000,
+        writable: ima_sys::inode::evm_writable(f.as_fd()).context("statvfs/FS_IOC_GETFLAGS")?,
+        new_file: false,
+        pseudo_fs: PSEUDO.contains(&ima_sys::inode::fs_magic(f.as_fd()).context("statfs")?),
+        hmac_unsupported: false,
+    })
+}
+
+/// Writes what `evm_update_evmxattr` decided; returns it in words.
+fn apply_update(f: &File, u: protect::EvmUpdate) -> anyhow::Result<&'static str> {
+    Ok(match u {
+        protect::EvmUpdate::Set(v) => {
+            ima_sys::xattr::set(f, evm::XATTR_EVM, &v, SetMode::Any)
+                .context("writing security.evm")?;
+            "HMAC written"
+        }
+        protect::EvmUpdate::Remove => {
+            ima_sys::xattr::remove(f, evm::XATTR_EVM).context("removing security.evm")?;
+            "removed (no protected xattr left)"
+        }
+        protect::EvmUpdate::Immutable => "kept (portable signatures are never updated)",
+    })
+}
+
+/// `CAP_SYS_ADMIN` in the effective set (`CapEff` of /proc/self/status).
+fn cap_sys_admin() -> bool {
+    const CAP_SYS_ADMIN: u32 = 21;
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("CapEff:"))
+                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
+        })
+        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+}
+
+/// The operation `imactl evm change` was asked for.
+enum Op {
+    Chmod(u16),
+    Chown(Option<u32>, Option<u32>),
+    Set(String, Vec<u8>),
+    Remove(String),
+}
+
+impl ChangeArgs {
+    fn op(&self) -> anyhow::Result<Op> {
+        if let Some(m) = self.chmod {
+            return Ok(Op::Chmod(m));
+        }
+        if let Some(o) = &self.chown {
+            let (u, g) = o.split_once(':').unwrap_or((o, ""));
+            let id = |s: &str| -> anyhow::Result<Option<u32>> {
+                if s.is_empty() {
+                    Ok(None)
+                } else {
+                    Ok(Some(
+                        s.parse().with_context(|| format!("--chown {o:?}: {s:?}"))?,
+                    ))
+                }
+            };
+            return Ok(Op::Chown(id(u)?, id(g)?));
+        }
+        if let Some(x) = &self.setxattr {
+            let (name, value) = x
+                .split_once('=')
+                .ok_or_else(|| anyhow!("--setxattr {x:?}: expected NAME=HEX"))?;
+            let value = hex::decode(value).with_context(|| format!("--setxattr {x:?}"))?;
+            return Ok(Op::Set(name.to_owned(), value));
+        }
+        match &self.removexattr {
+            Some(n) => Ok(Op::Remove(n.clone())),
+            None => bail!("give one of --chmod, --chown, --setxattr, --removexattr"),
+        }
+    }
+}
+
+fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
+    let op = a.op()?;
+    let ring = load_keyring(&a.keys)?;
+    let hmac_key = a.hmac_key.as_deref().map(read_hmac_key).transpose()?;
+    let ring_ref: &(dyn Verifier + Sync) = &ring;
+    let keys = EvmKeys {
+        hmac: hmac_key.as_ref(),
+        x509: (!a.keys.is_empty()).then_some(ring_ref),
+    };
+    let flags = protect::EvmFlags {
+        allow_metadata_writes: a.allow_metadata_writes,
+        setup_complete: a.setup_complete || hmac_key.is_some(),
+        fix_mode: a.evm_fix,
+    };
+    let cfg = a.msg.config();
+    let cap = cap_sys_admin();
+    let single = !a.recursive && a.files.len() == 1;
+    let summary = tree::run(&a.files, a.recursive, |path| {
+        per_file(path, |f| {
+            let inode = a.msg.inode(f, path, &cfg)?;
+            let ctx = protect::Context {
+                cfg: &cfg,
+                keys: &keys,
+                flags,
+                facts: inode_facts(f, &inode)?,
+                cap_sys_admin: cap,
+            };
+            let m = inode.meta.mode;
+            let change = match &op {
+                Op::Chmod(p) => protect::Change::chmod(m, *p),
+                Op::Chown(u, g) => protect::Change::chown(m, *u, *g),
+                Op::Set(name, value) => protect::Change::SetXattr { name, value },
+                Op::Remove(name) => protect::Change::RemoveXattr { name },
+            };
+            let plan = match protect::decide(&ctx, &inode, &change) {
+                Ok(p) => p,
+                Err(refused) => {
+                    tree::out_line(&format!("{}: refused: {refused}", path.display()));
+                    return Ok((Outcome::Failed, 0));
+                }
+            };
+            let mut done = Vec::new();
+            if let Some(v) = plan.converted {
+                ima_sys::xattr::set(f, evm::XATTR_EVM, &v, SetMode::Any)
+                    .context("writing security.evm")?;
+                done.push("verified 0x03 signature replaced by the HMAC");
+            }
+            match &op {
+                Op::Chmod(p) => {
+                    use std::os::unix::fs::PermissionsExt;
+                    f.set_permissions(std::fs::Permissions::from_mode(u32::from(*p)))
+                        .context("chmod")?;
+                }
+                Op::Chown(u, g) => std::os::unix::fs::fchown(f, *u, *g).context("chown")?,
+                Op::Set(name, value) => ima_sys::xattr::set(f, name, value, SetMode::Any)
+                    .with_context(|| format!("setxattr {name}"))?,
+                Op::Remove(name) => {
+                    ima_sys::xattr::remove(f, name)
+                        .with_context(|| format!("removexattr {name}"))?;
+                }
+            }
+            match (plan.update, hmac_key.as_ref()) {
+                (true, Some(key)) => {
+                    // The post-hook sees the inode as the change left it (a chown may also
+                    // have dropped set-ID bits).
+                    let after = a.msg.inode(f, path, &cfg)?;
+                    done.push(apply_update(
+                        f,
+                        protect::update_evmxattr(&cfg, key, &after),
+                    )?);
+                }
+                _ => done.push("security.evm not updated"),
+            }
+            tree::out_line(&format!("{}: done; {}", path.display(), done.join(", ")));
+            Ok((Outcome::Ok, 0))
+        })
+    });
+    Ok(finish("evm change", &summary, single))
 }
 
 /// A keyring from certificate files and directories of them (as `imactl verify` loads
