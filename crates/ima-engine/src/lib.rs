@@ -29,6 +29,7 @@ use ima_core::log::{Entry, ListFormat, ascii};
 use ima_core::template::{Event, TemplateDesc};
 use ima_tpm::Tpm;
 
+pub mod boot;
 pub mod cache;
 pub mod measure;
 
@@ -42,7 +43,7 @@ pub const BATCH: usize = 512;
 const ENDIAN: Endian = Endian::Little;
 const JOURNAL: &str = "binary_runtime_measurements_sha1";
 const FILE_MODE: u32 = 0o640;
-const DIR_MODE: u32 = 0o750;
+pub(crate) const DIR_MODE: u32 = 0o750;
 
 /// What the engine is configured with (the kernel's boot parameters).
 #[derive(Clone, Debug)]
@@ -56,6 +57,11 @@ pub struct Config {
     pub ima_hash: HashAlgo,
     /// `CONFIG_IMA_MEASURE_PCR_IDX`.
     pub pcr: u32,
+    /// Where the current boot id is read ([`boot::BOOT_ID_FILE`]; tests point it elsewhere).
+    pub boot_id_file: PathBuf,
+    /// If the list no longer replays to the TPM within the same boot (TPM reset or
+    /// replaced), archive it and start a new list instead of refusing.
+    pub start_over: bool,
 }
 
 impl Config {
@@ -67,6 +73,8 @@ impl Config {
                 .map_err(|e| EngineError::Template(e.to_string()))?,
             ima_hash: HashAlgo::SHA256,
             pcr: DEFAULT_PCR,
+            boot_id_file: PathBuf::from(boot::BOOT_ID_FILE),
+            start_over: false,
         })
     }
 }
@@ -113,20 +121,36 @@ pub enum EngineError {
         why: String,
     },
     #[error(
-        "{path} does not replay to the TPM ({tpm}): no prefix of its {entries} entries gives \
-         the PCR values the TPM holds ({detail}); was the TPM reset or extended by someone else?"
+        "{path} does not replay to the TPM ({tpm}): {why}. The list ({entries} entries) is \
+         left as it is; if the TPM was reset or replaced, `imactl measure --start-over` archives \
+         it and starts a new list. ({detail})"
     )]
     Inconsistent {
         path: String,
         tpm: String,
         entries: usize,
+        why: String,
         detail: String,
+    },
+    #[error(
+        "cannot start a new list in {dir}: PCR {pcr} of {tpm} is not at its reset value \
+         ({values}), so a list starting from zero could never replay to it; another measurer \
+         (the kernel's own IMA?) extends it. Reboot, or use a TPM whose PCR {pcr} is unused"
+    )]
+    PcrInUse {
+        dir: String,
+        pcr: u32,
+        tpm: String,
+        values: String,
     },
     #[error("unsupported: {0}")]
     Unsupported(String),
 }
 
-fn io_err(what: &'static str, path: &Path) -> impl FnOnce(io::Error) -> EngineError + use<> {
+pub(crate) fn io_err(
+    what: &'static str,
+    path: &Path,
+) -> impl FnOnce(io::Error) -> EngineError + use<> {
     let path = path.to_path_buf();
     move |source| EngineError::Io {
         what,
@@ -144,6 +168,15 @@ pub struct Recovery {
     pub rolled_forward: usize,
     /// Whether the derived files (per-bank lists, counts) were regenerated.
     pub regenerated: bool,
+}
+
+/// What happened to a list that could no longer be anchored (see [`boot`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Archived {
+    /// Where the old list now is (readable, complete).
+    pub dir: PathBuf,
+    /// Why (later boot, TPM reset or replaced, `start_over`).
+    pub reason: String,
 }
 
 impl Recovery {
@@ -189,6 +222,7 @@ pub struct Engine {
     /// The entries found by recovery, until the derived files are checked.
     recovered: Option<Vec<Entry>>,
     recovery: Recovery,
+    archived: Option<Archived>,
     /// Re-measurement cache (saved by [`Engine::close`]).
     pub cache: Cache,
 }
@@ -206,7 +240,7 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens (or creates) the list in `cfg.dir` anchored in `tpm`: takes the directory lock,
     /// recovers from any crash, and on a new list adds boot_aggregate.
-    pub fn open(cfg: Config, tpm: Box<dyn Tpm>) -> Result<Self, EngineError> {
+    pub fn open(cfg: Config, mut tpm: Box<dyn Tpm>) -> Result<Self, EngineError> {
         let dir = cfg.dir.clone();
         create_dir(&dir, DIR_MODE)?;
         let internal = dir.join(".engine");
@@ -220,12 +254,84 @@ impl Engine {
             .open(&lock_path)
             .map_err(io_err("create", &lock_path))?;
         lock.lock().map_err(io_err("lock", &lock_path))?;
+        if boot::finish_archiving(&dir)? {
+            // An interrupted archive took our software bank's file: start it afresh.
+            if let Some(p) = own_soft_bank(tpm.as_ref(), &dir) {
+                tpm = ima_tpm::open(Some(&format!("soft:{}", p.display())), &p)?;
+            }
+        }
 
         let banks = tpm.banks().to_vec();
         let mut lists = vec![HashAlgo::SHA1];
         lists.extend(banks.iter().copied().filter(|b| *b != HashAlgo::SHA1));
 
+        // Which boot and TPM the list belongs to, and whether the TPM still holds it.
+        let boot_id = boot::read_boot_id(&cfg.boot_id_file)?;
+        let record = boot::BootRecord::load(&internal)?;
+        let later_boot = record.as_ref().is_some_and(|r| r.boot_id != boot_id);
         let jpath = dir.join(JOURNAL);
+        let mut bytes = match fs::read(&jpath) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(io_err("read", &jpath)(e)),
+        };
+        let mut scan = Scan::run(tpm.as_mut(), &banks, &cfg, &bytes, &jpath)?;
+        let floor = extended_floor(&internal);
+        let strict = later_boot && tpm.kind().is_tpm();
+        let mut archived = None;
+        if let Err(why) = scan.anchored(floor, strict) {
+            if scan.entries.is_empty() {
+                return Err(pcr_in_use(&cfg, tpm.as_mut(), &banks)?);
+            }
+            if !(strict || cfg.start_over) {
+                let ours = boot::tpm_identity(tpm.as_mut()).unwrap_or_else(|e| e.to_string());
+                let was = record.as_ref().map_or_else(
+                    || "an earlier version (no boot record)".to_owned(),
+                    |r| format!("boot {} with {} ({})", r.boot_id, r.tpm, r.tpm_id),
+                );
+                return Err(EngineError::Inconsistent {
+                    path: jpath.display().to_string(),
+                    tpm: tpm.kind().to_string(),
+                    entries: scan.entries.len(),
+                    why: format!(
+                        "{why}; the list was started in {was}, this is boot {boot_id} with \
+                         TPM id {ours}"
+                    ),
+                    detail: scan.detail(&banks),
+                });
+            }
+            // A new list must replay from zero: our own software bank starts afresh (its
+            // file goes to the archive too); a TPM must have the PCR unused.
+            let soft = own_soft_bank(tpm.as_ref(), &dir);
+            if soft.is_none() && !pcr_at_reset(tpm.as_mut(), &banks, cfg.pcr)? {
+                return Err(pcr_in_use(&cfg, tpm.as_mut(), &banks)?);
+            }
+            let reason = if strict {
+                format!("later boot ({boot_id}); the TPM no longer holds the list: {why}")
+            } else {
+                format!("--start-over in boot {boot_id}: {why}")
+            };
+            let target = boot::archive(&dir, record.as_ref(), &reason, soft.as_deref())?;
+            tracing::info!("archived the list in {}: {reason}", target.display());
+            if let Some(p) = &soft {
+                tpm = ima_tpm::open(Some(&format!("soft:{}", p.display())), p)?;
+            }
+            archived = Some(Archived {
+                dir: target,
+                reason,
+            });
+            bytes.clear();
+            scan = Scan::run(tpm.as_mut(), &banks, &cfg, &bytes, &jpath)?;
+            scan.anchored(0, false)
+                .map_err(|why| EngineError::Inconsistent {
+                    path: jpath.display().to_string(),
+                    tpm: tpm.kind().to_string(),
+                    entries: 0,
+                    why,
+                    detail: scan.detail(&banks),
+                })?;
+        }
+
         let journal = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -251,15 +357,43 @@ impl Engine {
             _lock: lock,
             recovered: None,
             recovery: Recovery::default(),
+            archived,
             cache,
         };
-        e.recover()?;
+        e.apply(scan, bytes.len())?;
         e.open_derived()?;
         if e.entries == 0 {
+            let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
+            boot::BootRecord {
+                boot_id,
+                tpm: e.tpm.kind().to_string(),
+                tpm_id,
+            }
+            .save(&internal)?;
             e.add_boot_aggregate()?;
             e.commit()?;
+        } else if let Some(mut r) = record {
+            if r.boot_id != boot_id {
+                // The TPM kept the list across the reboot (software bank, or a TPM that
+                // was not reset): it goes on.
+                r.boot_id = boot_id;
+                r.save(&internal)?;
+            }
+        } else {
+            let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
+            boot::BootRecord {
+                boot_id,
+                tpm: e.tpm.kind().to_string(),
+                tpm_id,
+            }
+            .save(&internal)?;
         }
         Ok(e)
+    }
+
+    /// The list that was archived when this one was opened, if any.
+    pub fn archived(&self) -> Option<&Archived> {
+        self.archived.as_ref()
     }
 
     /// Opens the TPM `tcti` names (`None`: the software bank in `cfg.dir/.engine/`), then
@@ -454,45 +588,99 @@ impl Engine {
         Ok(())
     }
 
-    /// Crash recovery (see the module docs).
-    fn recover(&mut self) -> Result<(), EngineError> {
+    /// Crash recovery (see the module docs) from a scan that [`Scan::anchored`] accepted:
+    /// cut the torn tail, extend what is durable but not yet extended.
+    fn apply(&mut self, scan: Scan, len: usize) -> Result<(), EngineError> {
         let jpath = self.cfg.dir.join(JOURNAL);
-        let bytes = fs::read(&jpath).map_err(io_err("read", &jpath))?;
+        let k = scan.matched.map_or(0, |(k, _)| k);
+        if scan.good_end < len {
+            tracing::debug!(
+                "truncating torn tail of {} at byte {} ({} bytes)",
+                jpath.display(),
+                scan.good_end,
+                len - scan.good_end
+            );
+            self.recovery.truncated_bytes = (len - scan.good_end) as u64;
+            self.journal
+                .set_len(scan.good_end as u64)
+                .and_then(|()| self.journal.sync_data())
+                .map_err(io_err("truncate", &jpath))?;
+        }
+        // Roll forward: entries durable in the journal but not yet extended.
+        for (e, x) in scan.entries.iter().zip(&scan.ext).skip(k) {
+            self.tpm.extend(e.pcr, x)?;
+            self.recovery.rolled_forward += 1;
+        }
+        self.tpm.flush()?;
+        self.journal_len = scan.good_end as u64;
+        self.seen.extend(scan.seen);
+        self.violations = scan.violations;
+        self.entries = scan.entries.len() as u64;
+        self.recovered = Some(scan.entries);
+        Ok(())
+    }
+}
+
+/// The journal parsed and replayed against the TPM.
+struct Scan {
+    entries: Vec<Entry>,
+    /// Per entry, the value extended into each TPM bank.
+    ext: Vec<Vec<Digest>>,
+    seen: Vec<(u32, Digest)>,
+    violations: u64,
+    /// End of the parseable journal (what follows is a torn tail).
+    good_end: usize,
+    /// The last prefix (entries, bytes) whose replay equals the TPM's values.
+    matched: Option<(usize, usize)>,
+    tpm_vals: Vec<Vec<Digest>>,
+    state: Vec<Vec<Digest>>,
+}
+
+impl Scan {
+    fn run(
+        tpm: &mut dyn Tpm,
+        banks: &[HashAlgo],
+        cfg: &Config,
+        bytes: &[u8],
+        jpath: &Path,
+    ) -> Result<Self, EngineError> {
         let f = ListFormat::new(HashAlgo::SHA1);
-        let mut r = Reader::new(&bytes);
+        let mut r = Reader::new(bytes);
         let mut entries = Vec::new();
+        let mut ends = Vec::new();
         let mut good_end = 0;
-        // Per entry and TPM bank, the value extended.
         let mut ext: Vec<Vec<Digest>> = Vec::new();
         let mut seen = Vec::new();
+        let mut violations = 0;
+        let unsupported =
+            |e: ima_core::hash::UnsupportedAlgo| EngineError::Unsupported(e.to_string());
         while !r.is_empty() {
             match RawEntry::decode(&mut r, f).and_then(|raw| raw.to_entry(f).map(|e| (raw, e))) {
                 Ok((raw, e)) => {
                     // The template digest in every TPM bank: what was extended, the check of
                     // the logged sha1 digest, and the duplicate-table key, hashed once.
-                    let per_bank: Vec<Digest> = self
-                        .banks
+                    let per_bank: Vec<Digest> = banks
                         .iter()
                         .map(|b| e.data.digest(e.is_legacy(), *b, ENDIAN))
                         .collect::<Result<_, _>>()
-                        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                        .map_err(unsupported)?;
                     let in_bank = |algo: HashAlgo| -> Result<Digest, EngineError> {
-                        match self.banks.iter().position(|b| *b == algo) {
+                        match banks.iter().position(|b| *b == algo) {
                             Some(i) => Ok(per_bank[i]),
                             None => e
                                 .data
                                 .digest(e.is_legacy(), algo, ENDIAN)
-                                .map_err(|e| EngineError::Unsupported(e.to_string())),
+                                .map_err(unsupported),
                         }
                     };
                     if raw.is_violation() {
-                        self.violations += 1;
+                        violations += 1;
                         ext.push(
-                            self.banks
+                            banks
                                 .iter()
                                 .map(|b| e.extend_value(*b, ENDIAN))
                                 .collect::<Result<_, _>>()
-                                .map_err(|e| EngineError::Unsupported(e.to_string()))?,
+                                .map_err(unsupported)?,
                         );
                     } else {
                         if in_bank(HashAlgo::SHA1)?.as_bytes() != raw.digest {
@@ -502,87 +690,147 @@ impl Engine {
                                 why: "template digest does not match the template data".into(),
                             });
                         }
-                        seen.push((e.pcr, in_bank(self.cfg.ima_hash)?));
+                        seen.push((e.pcr, in_bank(cfg.ima_hash)?));
                         ext.push(per_bank);
                     }
                     entries.push(e);
                     good_end = r.offset();
+                    ends.push(good_end);
                 }
                 Err(_) => break, // torn tail: never fdatasync'ed, so never extended
             }
         }
 
         let mut pcrs: Vec<u32> = entries.iter().map(|e| e.pcr).collect();
-        pcrs.push(self.cfg.pcr);
+        pcrs.push(cfg.pcr);
         pcrs.sort_unstable();
         pcrs.dedup();
         // What the TPM holds for every PCR the list uses, per bank.
         let mut tpm_vals: Vec<Vec<Digest>> = Vec::new();
-        for b in &self.banks {
-            tpm_vals.push(self.tpm.pcr_read(*b, &pcrs)?);
+        for b in banks {
+            tpm_vals.push(tpm.pcr_read(*b, &pcrs)?);
         }
-        // Replay, comparing after every prefix; the TPM must equal exactly one of them.
-        let mut state: Vec<Vec<Digest>> = self
-            .banks
+        // Replay, comparing after every prefix.
+        let mut state: Vec<Vec<Digest>> = banks
             .iter()
             .map(|b| zero(*b).map(|z| vec![z; pcrs.len()]))
             .collect::<Result<_, _>>()?;
-        let mut matched = (state == tpm_vals).then_some(0usize);
+        let mut matched = (state == tpm_vals).then_some((0usize, 0usize));
         for (k, e) in entries.iter().enumerate() {
             let pi = pcrs.binary_search(&e.pcr).unwrap_or(0);
             for (bi, d) in ext[k].iter().enumerate() {
                 state[bi][pi] = ima_tpm::extend_value(&state[bi][pi], d);
             }
             if state == tpm_vals {
-                matched = Some(k + 1);
+                matched = Some((k + 1, ends[k]));
             }
         }
-        let Some(k) = matched else {
-            let detail = self
-                .banks
-                .iter()
-                .zip(&tpm_vals)
-                .zip(&state)
-                .map(|((b, t), s)| {
-                    format!(
-                        "{b}: TPM {} vs list {}",
-                        t.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(","),
-                        s.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(",")
-                    )
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
-            return Err(EngineError::Inconsistent {
-                path: jpath.display().to_string(),
-                tpm: self.tpm.kind().to_string(),
-                entries: entries.len(),
-                detail,
-            });
-        };
-        if good_end < bytes.len() {
-            tracing::debug!(
-                "truncating torn tail of {} at byte {good_end} ({} bytes)",
-                jpath.display(),
-                bytes.len() - good_end
-            );
-            self.recovery.truncated_bytes = (bytes.len() - good_end) as u64;
-            self.journal
-                .set_len(good_end as u64)
-                .and_then(|()| self.journal.sync_data())
-                .map_err(io_err("truncate", &jpath))?;
-        }
-        // Roll forward: entries durable in the journal but not yet extended.
-        for (e, x) in entries.iter().zip(&ext).skip(k) {
-            self.tpm.extend(e.pcr, x)?;
-            self.recovery.rolled_forward += 1;
-        }
-        self.tpm.flush()?;
-        self.journal_len = good_end as u64;
-        self.seen.extend(seen);
-        self.entries = entries.len() as u64;
-        self.recovered = Some(entries);
-        Ok(())
+        Ok(Self {
+            entries,
+            ext,
+            seen,
+            violations,
+            good_end,
+            matched,
+            tpm_vals,
+            state,
+        })
     }
+
+    /// Whether the TPM holds a prefix of the list that includes everything known to have
+    /// been extended (`floor`: the journal length the derived-files marker recorded after
+    /// its extends). `strict` (a later boot, a real TPM): the empty prefix does not count,
+    /// since a TPM that the reboot reset holds exactly that.
+    fn anchored(&self, floor: u64, strict: bool) -> Result<(), String> {
+        match self.matched {
+            None => Err(
+                "no prefix of the list gives the PCR values the TPM holds (was the TPM \
+                         reset or extended by someone else?)"
+                    .into(),
+            ),
+            Some((k, end)) if (end as u64) < floor => Err(format!(
+                "the TPM holds {} but the list had been extended up to byte {floor}: its PCRs \
+                 were reset, or it is another TPM",
+                if k == 0 {
+                    "none of its entries".to_owned()
+                } else {
+                    format!("only its first {k} entries (to byte {end})")
+                }
+            )),
+            Some((0, _)) if strict && !self.entries.is_empty() => {
+                Err("the TPM's PCRs are at their reset values (the reboot reset them)".into())
+            }
+            Some(_) => Ok(()),
+        }
+    }
+
+    fn detail(&self, banks: &[HashAlgo]) -> String {
+        banks
+            .iter()
+            .zip(&self.tpm_vals)
+            .zip(&self.state)
+            .map(|((b, t), s)| {
+                format!(
+                    "{b}: TPM {} vs list {}",
+                    t.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(","),
+                    s.iter().map(|d| d.to_hex()).collect::<Vec<_>>().join(",")
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+}
+
+/// The journal length the derived-files marker recorded (every entry before it had been
+/// extended when it was written); 0 without a marker.
+fn extended_floor(internal: &Path) -> u64 {
+    fs::read_to_string(internal.join("derived"))
+        .ok()
+        .and_then(|m| m.lines().next().and_then(|l| l.parse().ok()))
+        .unwrap_or(0)
+}
+
+/// The file of `tpm` if it is the software bank of the list in `dir`.
+fn own_soft_bank(tpm: &dyn Tpm, dir: &Path) -> Option<PathBuf> {
+    match tpm.kind() {
+        ima_tpm::TpmKind::Software(p) if Path::new(&p) == soft_pcrs_path(dir) => {
+            Some(PathBuf::from(p))
+        }
+        _ => None,
+    }
+}
+
+/// Whether `pcr` is at its reset value (zero) in every bank.
+fn pcr_at_reset(tpm: &mut dyn Tpm, banks: &[HashAlgo], pcr: u32) -> Result<bool, EngineError> {
+    for b in banks {
+        if tpm
+            .pcr_read(*b, &[pcr])?
+            .iter()
+            .any(|d| d.as_bytes().iter().any(|x| *x != 0))
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+fn pcr_in_use(
+    cfg: &Config,
+    tpm: &mut dyn Tpm,
+    banks: &[HashAlgo],
+) -> Result<EngineError, EngineError> {
+    let mut values = Vec::new();
+    for b in banks {
+        for d in tpm.pcr_read(*b, &[cfg.pcr])? {
+            values.push(format!("{b}:{}", d.to_hex()));
+        }
+    }
+    Ok(EngineError::PcrInUse {
+        dir: cfg.dir.display().to_string(),
+        pcr: cfg.pcr,
+        tpm: tpm.kind().to_string(),
+        values: values.join(", "),
+    })
 }
 
 impl Engine {

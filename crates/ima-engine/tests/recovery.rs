@@ -139,3 +139,46 @@ fn a_tpm_ahead_of_the_list_is_an_error_not_a_repair() {
     let err = open(d.path()).unwrap_err().to_string();
     assert!(err.contains("byte offset 0"), "{err}");
 }
+
+/// A crash in the middle of archiving (plan written, only the journal moved): the next open
+/// finishes the move, then starts a new list on a fresh software bank.
+#[test]
+fn an_interrupted_archive_is_finished_on_open() {
+    let d = tempfile::tempdir().unwrap();
+    let mut e = open(d.path()).unwrap();
+    let (ev, t) = entry("/a");
+    e.add(&ev, &t, 10).unwrap();
+    e.close().unwrap();
+    let target = d.path().join("archive/1-crashed");
+    std::fs::create_dir_all(&target).unwrap();
+    let soft_path = ima_engine::soft_pcrs_path(d.path());
+    std::fs::write(
+        d.path().join(".engine/archiving"),
+        format!("{}\n{}\n", target.display(), soft_path.display()),
+    )
+    .unwrap();
+    std::fs::rename(
+        d.path().join("binary_runtime_measurements_sha1"),
+        target.join("binary_runtime_measurements_sha1"),
+    )
+    .unwrap();
+    let e = open(d.path()).unwrap();
+    assert_eq!(e.len(), 1, "a new list: boot_aggregate only");
+    drop(e);
+    assert!(!d.path().join(".engine/archiving").exists());
+    for f in [
+        "binary_runtime_measurements_sha1",
+        "binary_runtime_measurements_sha256",
+        "ascii_runtime_measurements_sha1",
+        "runtime_measurements_count",
+        "boot",
+        "soft-pcrs",
+    ] {
+        assert!(target.join(f).exists(), "{f} not archived");
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("runtime_measurements_count")).unwrap(),
+        "2\n"
+    );
+    assert!(replays(d.path()));
+}

@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 pub struct Swtpm {
     child: Child,
     port: u16,
-    // Held until Drop so the state survives as long as the process.
-    _state: tempfile::TempDir,
+    // Held until Drop so the state survives as long as the process (taken by `restart`).
+    state: Option<tempfile::TempDir>,
 }
 
 impl Swtpm {
@@ -26,41 +26,81 @@ impl Swtpm {
         for _ in 0..5 {
             let port = free_port_pair();
             let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
-            let child = Command::new("swtpm")
-                .args(["socket", "--tpm2"])
-                .arg("--server")
-                .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
-                .arg("--ctrl")
-                .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
-                .arg("--tpmstate")
-                .arg(format!("dir={}", state.path().display()))
-                .args(["--flags", "not-need-init,startup-clear"])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap_or_else(|e| {
-                    panic!("cannot start swtpm (install Debian package swtpm): {e}")
-                });
-            let mut s = Self {
-                child,
-                port,
-                _state: state,
-            };
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if let Ok(Some(status)) = s.child.try_wait() {
-                    last_err = format!("swtpm exited with {status}");
-                    break;
-                }
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return s;
-                }
-                std::thread::sleep(Duration::from_millis(20));
+            match Self::spawn(port, state) {
+                Ok(s) => return s,
+                Err((e, _)) => last_err = e, // port race or slow start: try other ports
             }
-            // Port race or slow start: Drop kills it, try other ports.
         }
         panic!("swtpm did not come up: {last_err}");
+    }
+
+    /// Kills swtpm and starts it again on the same ports with the same state directory: the
+    /// same TPM (same seeds, same keys), its PCRs reset, as after a power cycle.
+    ///
+    /// # Panics
+    /// If swtpm does not come back within 10 seconds.
+    pub fn restart(mut self) -> Self {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let port = self.port;
+        let state = self
+            .state
+            .take()
+            .unwrap_or_else(|| panic!("swtpm state already taken"));
+        drop(self);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut state = state;
+        loop {
+            match Self::spawn(port, state) {
+                Ok(s) => return s,
+                Err((e, st)) => {
+                    if Instant::now() > deadline {
+                        panic!("swtpm did not restart on port {port}: {e}");
+                    }
+                    state = st;
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    fn spawn(port: u16, state: tempfile::TempDir) -> Result<Self, (String, tempfile::TempDir)> {
+        let child = Command::new("swtpm")
+            .args(["socket", "--tpm2"])
+            .arg("--server")
+            .arg(format!("type=tcp,port={port},bindaddr=127.0.0.1"))
+            .arg("--ctrl")
+            .arg(format!("type=tcp,port={},bindaddr=127.0.0.1", port + 1))
+            .arg("--tpmstate")
+            .arg(format!("dir={}", state.path().display()))
+            .args(["--flags", "not-need-init,startup-clear"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start swtpm (install Debian package swtpm): {e}"));
+        let mut s = Self {
+            child,
+            port,
+            state: Some(state),
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let why = loop {
+            if let Ok(Some(status)) = s.child.try_wait() {
+                break format!("swtpm exited with {status}");
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return Ok(s);
+            }
+            if Instant::now() > deadline {
+                break "swtpm did not accept connections within 10 s".to_owned();
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let _ = s.child.kill();
+        let _ = s.child.wait();
+        let state = s.state.take().unwrap_or_else(|| unreachable!());
+        Err((why, state))
     }
 
     /// The command port.

@@ -41,6 +41,14 @@ pub struct MeasureArgs {
     /// The hook the access is treated as: FILE_CHECK (read, default) or BPRM_CHECK (exec), ...
     #[arg(long, default_value = "FILE_CHECK")]
     func: Func,
+    /// If the list no longer replays to the TPM within this boot (the TPM was reset or
+    /// replaced), archive it under STATE/archive/ and start a new list instead of refusing.
+    /// (After a reboot this happens by itself for a TPM; the software bank keeps its list.)
+    #[arg(long)]
+    start_over: bool,
+    /// Read the boot id from this file instead of /proc/sys/kernel/random/boot_id (tests).
+    #[arg(long, hide = true)]
+    boot_id_file: Option<PathBuf>,
     /// Do not print the added entries.
     #[arg(short, long)]
     quiet: bool,
@@ -65,9 +73,20 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
         bail!("--hash {}: not supported", a.hash);
     }
     cfg.ima_hash = a.hash;
+    cfg.start_over = a.start_over;
+    if let Some(f) = &a.boot_id_file {
+        cfg.boot_id_file = f.clone();
+    }
     let mut engine = Engine::open_tcti(cfg, a.tpm.as_deref())
         .with_context(|| format!("measurement list in {}", dir.display()))?;
     let kind = engine.tpm().kind();
+    if let Some(ar) = engine.archived() {
+        eprintln!(
+            "imactl: started a new list; the old one is kept, readable, in {} ({})",
+            ar.dir.display(),
+            ar.reason
+        );
+    }
     let rec = engine.recovery();
     if rec.any() {
         eprintln!(
