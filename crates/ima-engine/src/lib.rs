@@ -13,7 +13,9 @@
 //! into place); (4) append the derived files (per-bank binary and ascii lists, counts).
 //! Hence at every instant the TPM holds the replay of some prefix of the durable journal.
 //! On open, [`Engine::open`] finds that prefix (truncating only an unparseable torn tail),
-//! extends the rest (roll forward), and regenerates the derived files if they lag.
+//! extends the rest (roll forward), and regenerates the derived files if they lag. A TPM that
+//! holds less than was extended (reset, replaced, or a reboot) is handled by [`boot`]: the
+//! list is archived in a later boot or with [`Config::start_over`], refused otherwise.
 
 use std::collections::HashSet;
 use std::fs::{self, File, OpenOptions};
