@@ -436,7 +436,7 @@ fn appraise_detects_tampering_with_evm() {
     let line = |o: &Output| ok_or_fail(o).trim().to_owned();
     let o = appraise("enforce");
     assert_eq!(code(&o), 0, "{}", text(&o));
-    assert!(line(&o).starts_with(&format!("{}: pass", f.display())));
+    assert!(line(&o).starts_with(&format!("{}: FILE_CHECK: pass", f.display())));
     // Content: one byte.
     std::fs::write(&f, b"hello world!").unwrap();
     let o = appraise("enforce");
@@ -998,4 +998,149 @@ fn x509_only_evm_lets_signed_metadata_go_stale() {
     assert_eq!(mode_of(&f), 0o644);
     let o = evmctl(&["verify", "--key", s(&fx.rsa_der), &uuid, s(&f)]);
     assert_eq!(code(&o), 0, "back to the signed mode: {}", text(&o));
+}
+
+/// Without `--func`, `imactl appraise` reports every file hook whose rule asks for
+/// appraisal, each with its own rule and requirements; `--func` picks one; `--json` gives
+/// the same decisions as objects.
+#[test]
+fn appraise_reports_every_hook() {
+    let fx = Fixture::new();
+    let f = fx.f();
+    let pol = fx.dir.path().join("policy");
+    std::fs::write(
+        &pol,
+        "dont_appraise fsmagic=0x9fa0\n\
+         appraise func=BPRM_CHECK fowner=0 appraise_type=imasig\n\
+         appraise func=MODULE_CHECK appraise_type=imasig\n\
+         appraise func=FILE_CHECK fowner=0\n",
+    )
+    .unwrap();
+    let run = |extra: &[&str]| {
+        let mut a = vec!["appraise", "--policy", s(&pol), "--keys", s(&fx.rsa_der)];
+        a.extend_from_slice(extra);
+        a.push(s(&f));
+        imactl(&a)
+    };
+    let p = f.display();
+    // A hash label: FILE_CHECK passes, the two hooks that need a signature fail; hooks no
+    // rule appraises (MMAP_CHECK, ...) are not listed.
+    let o = run(&[]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{p}: FILE_CHECK: pass [line 4: appraise func=FILE_CHECK fowner=0]\n\
+             {p}: BPRM_CHECK: fail IMA-signature-required denied \
+             [line 2: appraise func=BPRM_CHECK fowner=0 appraise_type=imasig]\n\
+             {p}: MODULE_CHECK: fail IMA-signature-required denied \
+             [line 3: appraise func=MODULE_CHECK appraise_type=imasig]\n"
+        )
+    );
+    // --func picks one hook (and says why one is not appraised).
+    let o = run(&["--func", "FILE_CHECK"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{p}: FILE_CHECK: pass [line 4: appraise func=FILE_CHECK fowner=0]\n")
+    );
+    let o = run(&["--func", "MMAP_CHECK"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{p}: MMAP_CHECK: not appraised (no appraise rule matches)\n")
+    );
+    // JSON: one object per decision, same content.
+    let o = run(&["--json"]);
+    let objs: Vec<serde_json::Value> = stdout(&o)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(objs.len(), 3);
+    assert_eq!(objs[1]["func"], "BPRM_CHECK");
+    assert_eq!(objs[1]["verdict"], "fail");
+    assert_eq!(objs[1]["cause"], "IMA-signature-required");
+    assert_eq!(objs[1]["denied"], true);
+    assert_eq!(objs[1]["rule"]["line"], 2);
+    assert_eq!(objs[0]["verdict"], "pass");
+    assert_eq!(objs[0]["path"], s(&f));
+
+    // Signed: every hook passes (the signature satisfies the hash rule too).
+    ok(&evmctl(&[
+        "ima_sign",
+        "--key",
+        s(&testdata("rsa_priv.pem")),
+        s(&f),
+    ]));
+    let o = run(&[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(stdout(&o).matches(": pass [").count(), 3, "{}", text(&o));
+    // Owned by someone else: only the rule without fowner= applies.
+    std::os::unix::fs::chown(&f, Some(1000), None).unwrap();
+    let o = run(&[]);
+    assert_eq!(
+        stdout(&o),
+        format!(
+            "{p}: MODULE_CHECK: pass [line 3: appraise func=MODULE_CHECK appraise_type=imasig]\n"
+        )
+    );
+    // No hook at all: one line saying so.
+    std::fs::write(&pol, "appraise func=BPRM_CHECK fowner=0\n").unwrap();
+    let o = run(&[]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert_eq!(
+        stdout(&o),
+        format!("{p}: not appraised (no appraise rule matches any hook)\n")
+    );
+}
+
+/// Fix mode with an HMAC key: `ima_fix_xattr` writes security.ima through the VFS, so EVM's
+/// post-setxattr hook recomputes the HMAC and the file then passes in enforce mode.
+#[test]
+fn appraise_fix_mode_keeps_the_hmac_current() {
+    let fx = Fixture::new();
+    let f = fx.f();
+    let uuid = format!("--uuid={UUID}");
+    let key = fx.dir.path().join("hmac-key");
+    std::fs::write(&key, [5u8; 32]).unwrap();
+    let pol = fx.dir.path().join("policy");
+    std::fs::write(&pol, "appraise func=FILE_CHECK fowner=0\n").unwrap();
+    ok(&imactl(&[
+        "evm",
+        "hmac",
+        "--hmac-key",
+        s(&key),
+        &uuid,
+        s(&f),
+    ]));
+    let appraise = |mode: &str| {
+        imactl(&[
+            "appraise",
+            "--policy",
+            s(&pol),
+            "--mode",
+            mode,
+            "--hmac-key",
+            s(&key),
+            &uuid,
+            s(&f),
+        ])
+    };
+    ok(&appraise("enforce"));
+    std::fs::write(&f, b"new content\n").unwrap();
+    let o = appraise("enforce");
+    assert!(
+        stdout(&o).contains("fail invalid-hash denied"),
+        "{}",
+        text(&o)
+    );
+    let o = appraise("fix");
+    assert!(
+        stdout(&o).contains("pass (was fail invalid-hash) fixed"),
+        "{}",
+        text(&o)
+    );
+    let o = imactl(&["evm", "verify", "--hmac-key", s(&key), &uuid, s(&f)]);
+    assert_eq!(code(&o), 0, "the HMAC covers the new label: {}", text(&o));
+    assert_eq!(code(&appraise("enforce")), 0);
 }

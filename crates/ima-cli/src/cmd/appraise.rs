@@ -2,22 +2,25 @@
 //! policy (`--policy FILE` or `--builtin NAME`) and an `ima_appraise=` mode, with the rule
 //! that asked for it. `--mode fix` writes `security.ima` exactly as the kernel's fix mode.
 //!
-//! The policy is evaluated for one hook (`--func`, FILE_CHECK by default, with `--mask`)
-//! as the current task; EVM is consulted when `--evm-keys` or `--hmac-key` says what EVM
+//! The policy is evaluated as the current task for every hook that appraises file content
+//! (one line per hook whose rule asks for appraisal: `PATH: HOOK: VERDICT [line N: RULE]`,
+//! or `--json` objects), or for the one hook `--func` names (with `--mask`); EVM is consulted when `--evm-keys` or `--hmac-key` says what EVM
 //! was initialised with, and is otherwise uninitialised (UNKNOWN), as on a kernel where
 //! nothing was written to `/sys/kernel/security/evm`.
 
 use std::fs::File;
+use std::io::{Seek, SeekFrom};
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements};
+use ima_core::appraise::Cause;
+use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements, Status};
 use ima_core::digsig::Verifier;
-use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey};
-use ima_core::hash::HashAlgo;
+use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, protect};
+use ima_core::hash::{Digest, HashAlgo};
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags};
 use ima_sys::xattr::SetMode;
 
@@ -35,12 +38,17 @@ pub struct AppraiseArgs {
     /// `ima_appraise=` mode: enforce (deny), fix (write labels) or log.
     #[arg(long, default_value = "enforce")]
     mode: Mode,
-    /// The hook to evaluate.
-    #[arg(long, default_value = "FILE_CHECK")]
-    func: Func,
-    /// The access mask (default: MAY_READ for FILE_CHECK, MAY_EXEC for exec and mmap hooks).
+    /// The one hook to evaluate (default: every file hook whose rule asks for appraisal:
+    /// FILE_CHECK, BPRM_CHECK, MMAP_CHECK, MMAP_CHECK_REQPROT, CREDS_CHECK, MODULE_CHECK,
+    /// FIRMWARE_CHECK, KEXEC_KERNEL_CHECK, KEXEC_INITRAMFS_CHECK, POLICY_CHECK).
     #[arg(long)]
+    func: Option<Func>,
+    /// The access mask (default: MAY_READ for FILE_CHECK, MAY_EXEC for exec and mmap hooks).
+    #[arg(long, requires = "func")]
     mask: Option<Mask>,
+    /// One JSON object per line instead of text.
+    #[arg(long)]
+    json: bool,
     /// `ima_hash=`: the algorithm used when security.ima names none.
     #[arg(long, default_value = "sha256")]
     hash_algo: HashAlgo,
@@ -117,11 +125,8 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
     };
 
     let single = !a.recursive && a.paths.len() == 1;
-    let summary = tree::run(&a.paths, a.recursive, |p| match ctx.appraise(p) {
-        Ok((line, outcome, bytes)) => {
-            tree::out_line(&line);
-            (outcome, bytes)
-        }
+    let summary = tree::run(&a.paths, a.recursive, |p| match ctx.run_file(p) {
+        Ok(r) => r,
         Err(e) => {
             tree::err_line(p, format_args!("{e:#}"));
             (Outcome::Error, 0)
@@ -133,52 +138,254 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
+/// The hooks that appraise a file's content, in the order reported when `--func` is not
+/// given (the buffer hooks KEXEC_CMDLINE, KEY_CHECK, CRITICAL_DATA and the POST_SETATTR and
+/// SETXATTR_CHECK queries appraise no file).
+const FILE_HOOKS: [Func; 10] = [
+    Func::FileCheck,
+    Func::BprmCheck,
+    Func::MmapCheck,
+    Func::MmapCheckReqprot,
+    Func::CredsCheck,
+    Func::ModuleCheck,
+    Func::FirmwareCheck,
+    Func::KexecKernelCheck,
+    Func::KexecInitramfsCheck,
+    Func::PolicyCheck,
+];
+
+/// One reported decision: a file under one hook (or "not appraised" at all).
+struct Report {
+    func: Option<Func>,
+    /// The deciding rule (line, text): the appraise rule, or the dont_appraise rule.
+    rule: Option<(usize, String)>,
+    kind: ReportKind,
+}
+
+enum ReportKind {
+    NotAppraised,
+    Pass {
+        was: Option<(Status, Cause)>,
+        fixed: Option<Vec<u8>>,
+    },
+    Fail {
+        status: Status,
+        cause: Cause,
+        denied: bool,
+    },
+}
+
+impl Report {
+    fn outcome(&self) -> Outcome {
+        match self.kind {
+            ReportKind::Fail { .. } => Outcome::Failed,
+            _ => Outcome::Ok,
+        }
+    }
+
+    /// `PATH: FUNC: VERDICT [line N: RULE]`.
+    fn text(&self, path: &Path) -> String {
+        let mut out = format!("{}: ", path.display());
+        if let Some(f) = self.func {
+            out.push_str(f.name());
+            out.push_str(": ");
+        }
+        match &self.kind {
+            ReportKind::NotAppraised => {
+                out.push_str("not appraised");
+                match &self.rule {
+                    Some((line, text)) => out.push_str(&format!(" (line {line}: {text})")),
+                    None if self.func.is_some() => out.push_str(" (no appraise rule matches)"),
+                    None => out.push_str(" (no appraise rule matches any hook)"),
+                }
+                return out;
+            }
+            ReportKind::Pass { was, fixed } => {
+                out.push_str("pass");
+                if let Some((status, cause)) = was {
+                    out.push_str(&format!(" (was {status} {cause})"));
+                }
+                if let Some(v) = fixed {
+                    out.push_str(&format!(" fixed: security.ima=0x{}", hex::encode(v)));
+                }
+            }
+            ReportKind::Fail {
+                status,
+                cause,
+                denied,
+            } => {
+                out.push_str(&format!("{status} {cause}"));
+                if *denied {
+                    out.push_str(" denied");
+                }
+            }
+        }
+        if let Some((line, text)) = &self.rule {
+            out.push_str(&format!(" [line {line}: {text}]"));
+        }
+        out
+    }
+
+    /// One JSON object: path, func, verdict (`pass`, a status name, or `not_appraised`),
+    /// cause, denied, was, fixed, rule.
+    fn json(&self, path: &Path) -> String {
+        use serde_json::{Value, json};
+        let (verdict, cause, denied, was, fixed) = match &self.kind {
+            ReportKind::NotAppraised => (
+                "not_appraised".into(),
+                Value::Null,
+                false,
+                Value::Null,
+                Value::Null,
+            ),
+            ReportKind::Pass { was, fixed } => (
+                "pass".to_owned(),
+                Value::Null,
+                false,
+                was.map_or(
+                    Value::Null,
+                    |(s, c)| json!({"status": s.as_str(), "cause": c.as_str()}),
+                ),
+                fixed
+                    .as_ref()
+                    .map_or(Value::Null, |v| Value::from(hex::encode(v))),
+            ),
+            ReportKind::Fail {
+                status,
+                cause,
+                denied,
+            } => (
+                status.as_str().to_owned(),
+                Value::from(cause.as_str()),
+                *denied,
+                Value::Null,
+                Value::Null,
+            ),
+        };
+        json!({
+            "path": path.to_string_lossy(),
+            "func": self.func.map(Func::name),
+            "verdict": verdict,
+            "cause": cause,
+            "denied": denied,
+            "was": was,
+            "fixed": fixed,
+            "rule": self.rule.as_ref().map(|(line, text)| json!({"line": line, "text": text})),
+        })
+        .to_string()
+    }
+}
+
 impl Ctx<'_> {
-    /// Decides one file: the line to print, the outcome (a failed appraisal is
-    /// [`Outcome::Failed`]) and the bytes hashed.
-    fn appraise(&self, path: &Path) -> anyhow::Result<(String, Outcome, u64)> {
+    /// Appraises one file under `--func`, or under every file hook whose policy rule asks
+    /// for appraisal; prints one line per decision. Returns the outcome (any failed
+    /// appraisal is [`Outcome::Failed`]) and the bytes hashed.
+    fn run_file(&self, path: &Path) -> anyhow::Result<(Outcome, u64)> {
         let a = self.a;
         let facts = ima_sys::fs::file_facts(path).with_context(|| format!("{}", path.display()))?;
         if facts.mode & 0o170000 != 0o100000 {
-            let line = format!("{}: skipped (not a regular file)", path.display());
-            return Ok((line, Outcome::Ok, 0));
+            tree::out_line(&format!("{}: skipped (not a regular file)", path.display()));
+            return Ok((Outcome::Ok, 0));
         }
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let abs_bytes = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
-        let mask = a.mask.unwrap_or_else(|| policy::default_mask(a.func));
-        let mut ev = Event::new(a.func, mask);
-        ev.uid = rustix::process::getuid().as_raw();
-        ev.euid = rustix::process::geteuid().as_raw();
-        ev.suid = ev.euid;
-        ev.gid = rustix::process::getgid().as_raw();
-        ev.egid = rustix::process::getegid().as_raw();
-        ev.sgid = ev.egid;
-        ev.fowner = facts.uid;
-        ev.fgroup = facts.gid;
-        ev.fsmagic = facts.fsmagic;
-        ev.fsname = facts.fsname.as_deref().unwrap_or("");
-        if let Some(u) = facts.fsuuid {
-            ev.fsuuid = u;
-        }
-        ev.path = Some(&abs_bytes);
-        let eval = self.policy.evaluate(&ev);
-        let Some(rule) = eval.appraise.filter(|_| eval.appraise()) else {
-            let why = match eval.appraise {
-                Some(d) => format!("line {}: {}", d.line, d.text),
-                None => "no appraise rule matches".to_owned(),
+        let event = |func: Func| {
+            let mask = a.mask.unwrap_or_else(|| policy::default_mask(func));
+            let mut ev = Event::new(func, mask);
+            ev.uid = rustix::process::getuid().as_raw();
+            ev.euid = rustix::process::geteuid().as_raw();
+            ev.suid = ev.euid;
+            ev.gid = rustix::process::getgid().as_raw();
+            ev.egid = rustix::process::getegid().as_raw();
+            ev.sgid = ev.egid;
+            ev.fowner = facts.uid;
+            ev.fgroup = facts.gid;
+            ev.fsmagic = facts.fsmagic;
+            ev.fsname = facts.fsname.as_deref().unwrap_or("");
+            if let Some(u) = facts.fsuuid {
+                ev.fsuuid = u;
+            }
+            ev.path = Some(&abs_bytes);
+            ev
+        };
+        let funcs: &[Func] = match &a.func {
+            Some(f) => std::slice::from_ref(f),
+            None => &FILE_HOOKS,
+        };
+        let mut reports = Vec::new();
+        let mut file: Option<(File, u64)> = None;
+        let mut digests: Vec<Digest> = Vec::new();
+        for &func in funcs {
+            let ev = event(func);
+            let eval = self.policy.evaluate(&ev);
+            let Some(rule) = eval.appraise.filter(|_| eval.appraise()) else {
+                // A single hook says why; over all hooks only appraised ones are listed.
+                if a.func.is_some() {
+                    reports.push(Report {
+                        func: Some(func),
+                        rule: eval.appraise.map(|d| (d.line, d.text.to_string())),
+                        kind: ReportKind::NotAppraised,
+                    });
+                }
+                continue;
             };
-            let line = format!("{}: not appraised ({why})", path.display());
-            return Ok((line, Outcome::Ok, 0));
+            let flags = eval.flags();
+            let req = Requirements {
+                digsig: flags.contains(RuleFlags::DIGSIG_REQUIRED),
+                verity: flags.contains(RuleFlags::VERITY_REQUIRED),
+                allowed_algos: eval.allowed_algos.map(|s| s.0),
+            };
+            if file.is_none() {
+                let f =
+                    File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
+                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+                file = Some((f, size));
+            }
+            let Some((f, size)) = file.as_mut() else {
+                continue;
+            };
+            let kind = self.appraise_one(path, f, *size, req, &mut digests)?;
+            reports.push(Report {
+                func: Some(func),
+                rule: Some((rule.line, rule.text.to_string())),
+                kind,
+            });
+        }
+        if reports.is_empty() {
+            reports.push(Report {
+                func: None,
+                rule: None,
+                kind: ReportKind::NotAppraised,
+            });
+        }
+        let mut outcome = Outcome::Ok;
+        for r in &reports {
+            if r.outcome() == Outcome::Failed {
+                outcome = Outcome::Failed;
+            }
+            tree::out_line(&if a.json { r.json(path) } else { r.text(path) });
+        }
+        let bytes = if digests.is_empty() {
+            0
+        } else {
+            file.map_or(0, |(_, n)| n)
         };
-        let flags = eval.flags();
-        let req = Requirements {
-            digsig: flags.contains(RuleFlags::DIGSIG_REQUIRED),
-            verity: flags.contains(RuleFlags::VERITY_REQUIRED),
-            allowed_algos: eval.allowed_algos.map(|s| s.0),
-        };
+        Ok((outcome, bytes))
+    }
 
-        let mut f = File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-        let raw = match ima_sys::xattr::get(&f, evm::XATTR_IMA) {
+    /// The kernel's decision for one hook's requirements: security.ima and EVM are read
+    /// afresh (a fix under an earlier hook changed them); file digests are computed once per
+    /// algorithm.
+    fn appraise_one(
+        &self,
+        path: &Path,
+        f: &mut File,
+        size: u64,
+        req: Requirements,
+        digests: &mut Vec<Digest>,
+    ) -> anyhow::Result<ReportKind> {
+        let a = self.a;
+        let raw = match ima_sys::xattr::get(&*f, evm::XATTR_IMA) {
             Ok(v) => Ok(v),
             Err(e) if e.raw_os_error() == Some(libc_enotsup()) => Err(true),
             Err(_) => Err(false),
@@ -194,18 +401,28 @@ impl Ctx<'_> {
             _ => None,
         };
         let algo = appraise::hash_algo(label, a.hash_algo);
-        let digest = ima_sys::file::hash_file(&mut f, algo).ok();
-        let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-
-        let evm_status = if self.evm_keys.loaded() {
+        let digest = match digests.iter().find(|d| d.algo() == algo) {
+            Some(d) => Some(d.clone()),
+            None => {
+                f.seek(SeekFrom::Start(0))
+                    .with_context(|| format!("{}: seek", path.display()))?;
+                let d = ima_sys::file::hash_file(f, algo).ok();
+                digests.extend(d.clone());
+                d
+            }
+        };
+        let evm_inode = if self.evm_keys.loaded() {
             let uuid = match self.uuid {
                 Some(u) => Some(u),
                 None => ima_sys::inode::fs_uuid(f.as_fd()).ok(),
             };
-            let inode = evm_cmd::read_inode(&f, path, &self.evm_cfg, None, uuid)?;
-            evm::verify_ima_xattr(&self.evm_cfg, &self.evm_keys, &inode).status
+            Some(evm_cmd::read_inode(f, path, &self.evm_cfg, None, uuid)?)
         } else {
-            ima_core::appraise::Status::Unknown
+            None
+        };
+        let evm_status = match &evm_inode {
+            Some(inode) => evm::verify_ima_xattr(&self.evm_cfg, &self.evm_keys, inode).status,
+            None => Status::Unknown,
         };
         let r = Request {
             mode: a.mode,
@@ -217,40 +434,36 @@ impl Ctx<'_> {
             size,
         };
         let mut result: Appraisal = appraise::appraise(&r, &self.ima_ring);
-        let mut note = String::new();
+        let mut fixed = None;
         if let Some(fix) = result.fix.clone() {
-            ima_sys::xattr::set(&f, evm::XATTR_IMA, &fix, SetMode::Any)
+            ima_sys::xattr::set(&*f, evm::XATTR_IMA, &fix, SetMode::Any)
                 .with_context(|| format!("{}: writing security.ima", path.display()))?;
-            note = format!(" fixed: security.ima=0x{}", hex::encode(&fix));
+            // ima_fix_xattr writes through __vfs_setxattr_noperm, so EVM's post-setxattr
+            // hook recomputes the HMAC when an HMAC key is loaded.
+            if let (Some(key), Some(inode)) = (self.evm_keys.hmac, &evm_inode) {
+                let mut after = inode.clone();
+                after.xattrs.insert(evm::XATTR_IMA.to_owned(), fix.clone());
+                match protect::update_evmxattr(&self.evm_cfg, key, &after) {
+                    protect::EvmUpdate::Set(v) => {
+                        ima_sys::xattr::set(&*f, evm::XATTR_EVM, &v, SetMode::Any)
+                            .with_context(|| format!("{}: writing security.evm", path.display()))?;
+                    }
+                    protect::EvmUpdate::Remove | protect::EvmUpdate::Immutable => {}
+                }
+            }
+            fixed = Some(fix);
             result = result.fixed();
         }
-        let rule_txt = format!("[line {}: {}]", rule.line, rule.text);
         Ok(match (result.verdict.failure(), result.audit) {
-            (None, Some(was)) => (
-                format!(
-                    "{}: pass (was {} {}){note} {rule_txt}",
-                    path.display(),
-                    was.status,
-                    was.cause
-                ),
-                Outcome::Ok,
-                size,
-            ),
-            (None, None) => (
-                format!("{}: pass {rule_txt}", path.display()),
-                Outcome::Ok,
-                size,
-            ),
-            (Some(f), _) => {
-                let deny = if result.denied(a.mode) { " denied" } else { "" };
-                let line = format!(
-                    "{}: {} {}{deny} {rule_txt}",
-                    path.display(),
-                    f.status,
-                    f.cause
-                );
-                (line, Outcome::Failed, size)
-            }
+            (None, was) => ReportKind::Pass {
+                was: was.map(|w| (w.status, w.cause)),
+                fixed,
+            },
+            (Some(fail), _) => ReportKind::Fail {
+                status: fail.status,
+                cause: fail.cause,
+                denied: result.denied(a.mode),
+            },
         })
     }
 }
