@@ -402,12 +402,12 @@ impl Ctx<'_> {
         };
         let algo = appraise::hash_algo(label, a.hash_algo);
         let digest = match digests.iter().find(|d| d.algo() == algo) {
-            Some(d) => Some(d.clone()),
+            Some(d) => Some(*d),
             None => {
                 f.seek(SeekFrom::Start(0))
                     .with_context(|| format!("{}: seek", path.display()))?;
                 let d = ima_sys::file::hash_file(f, algo).ok();
-                digests.extend(d.clone());
+                digests.extend(d);
                 d
             }
         };
