@@ -14,7 +14,7 @@ use crate::codec::Codec;
 use crate::digsig::{Verifier, file_id_hash};
 use crate::evm::{DigsigError, digsig_verify};
 use crate::hash::{Digest, HashAlgo};
-use crate::xattr::{XattrType, XattrValue};
+use crate::xattr::{self, XattrType, XattrValue};
 
 /// `enum integrity_status`, displayed with EVM's audit spelling.
 ///
@@ -240,7 +240,8 @@ impl Requirements {
     }
 }
 
-/// The result of reading `security.ima`.
+/// The result of reading `security.ima` (the syscall's outcome; the value itself is decoded
+/// with [`XattrValue`] like everywhere else).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ImaXattr<'a> {
     /// The filesystem has no xattr support (`!(i_opflags & IOP_XATTR)`).
@@ -263,34 +264,10 @@ impl<'a> ImaXattr<'a> {
 }
 
 /// `ima_get_hash_algo`: the algorithm the file must be hashed with for appraisal and
-/// measurement, from `security.ima` when it names one, else `default` (`ima_hash`).
-/// Byte-level, like the kernel: a signature header whose `sig_size` is wrong still names
-/// its algorithm (unlike [`XattrValue::hash_algo`], which needs a decodable value).
+/// measurement, from `security.ima` when it names one ([`xattr::ima_hash_algo`], which
+/// decodes it with [`XattrValue`]), else `default` (`ima_hash`).
 pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
-    let Some(x) = xattr.filter(|x| x.len() >= 2) else {
-        return default;
-    };
-    let from_sig = |version: u8| {
-        if x[1] != version || x.len() <= 9 || !HashAlgo(x[2]).is_known() {
-            default
-        } else {
-            HashAlgo(x[2])
-        }
-    };
-    match x[0] {
-        0x06 => from_sig(3),
-        0x03 => from_sig(2),
-        0x04 if HashAlgo(x[1]).is_known() => HashAlgo(x[1]),
-        0x01 if x.len() == 21 => {
-            if x[17..21] == [0, 0, 0, 0] {
-                HashAlgo::MD5
-            } else {
-                HashAlgo::SHA1
-            }
-        }
-        0x01 if x.len() == 17 => HashAlgo::MD5,
-        _ => default,
-    }
+    xattr.and_then(xattr::ima_hash_algo).unwrap_or(default)
 }
 
 /// `ima_fix_xattr`: the `security.ima` value for a collected digest: `01 || digest` for
@@ -478,9 +455,8 @@ fn xattr_verify(
     digsig: &mut bool,
 ) -> Result<(), Failure> {
     let fail = |status, cause| Err(Failure { status, cause });
-    match x[0] {
-        0x01 | 0x04 => {
-            let start = if x[0] == 0x04 { 2 } else { 1 };
+    match XattrType(x[0]) {
+        XattrType::DIGEST | XattrType::DIGEST_NG => {
             if r.evm != Status::PassImmutable {
                 if r.req.digsig {
                     let cause = if r.req.verity {
@@ -493,13 +469,16 @@ fn xattr_verify(
             } else {
                 *digsig = true;
             }
-            // The stored value may be longer than the digest (md5 in a 20-byte slot).
-            match x.get(start..start + digest.len()) {
-                Some(stored) if stored == &digest[..] => Ok(()),
+            // The stored digest may be longer than the computed one (md5 in a 20-byte
+            // slot); a 0x04 without its algorithm byte holds no digest at all.
+            match XattrValue::from_bytes(x) {
+                Ok(v) if v.matches_digest(digest) => Ok(()),
                 _ => fail(Status::Fail, Cause::InvalidHash),
             }
         }
-        0x03 => {
+        // Signatures are decoded by `digsig_verify` (the same `Signature` codec); the
+        // version byte is read first, as the kernel does, even when the framing is bad.
+        XattrType::DIGSIG => {
             *digsig = true;
             if r.req.digsig && r.req.verity {
                 return fail(Status::Fail, Cause::VeritySignatureRequired);
@@ -513,7 +492,7 @@ fn xattr_verify(
                 Err(_) => fail(Status::Fail, Cause::InvalidSignature),
             }
         }
-        0x06 => {
+        XattrType::VERITY_DIGSIG => {
             *digsig = true;
             if r.req.digsig && !r.req.verity {
                 return fail(Status::Fail, Cause::ImaSignatureRequired);

@@ -187,6 +187,33 @@ impl XattrValue {
     }
 }
 
+/// `ima_get_hash_algo` on the bytes as stored: [`XattrValue::hash_algo`] of the decoded
+/// value. A signature whose framing does not decode (a `sig_size` that disagrees with the
+/// length) still names its algorithm to the kernel, which reads only the fixed
+/// `signature_v2_hdr` there (version 2 for 0x03, 3 for 0x06, a value longer than the
+/// header, a known id), so that header is read here too. `None`: the kernel falls back to
+/// `ima_hash`.
+pub fn ima_hash_algo(raw: &[u8]) -> Option<HashAlgo> {
+    match XattrValue::from_bytes(raw) {
+        Ok(v) => v.hash_algo(),
+        Err(_) => {
+            let version = match XattrType(*raw.first()?) {
+                XattrType::DIGSIG => 2,
+                XattrType::VERITY_DIGSIG => 3,
+                _ => return None,
+            };
+            if raw.len() <= SIG_HDR_LEN || raw[1] != version {
+                return None;
+            }
+            Some(HashAlgo(raw[2])).filter(|a| a.is_known())
+        }
+    }
+}
+
+/// `sizeof(struct signature_v2_hdr)` with its type byte: type, version, algorithm, keyid
+/// (4), `sig_size` (2).
+const SIG_HDR_LEN: usize = 9;
+
 /// The algorithm of a type-0x01 digest (`ima_get_hash_algo`): 16 bytes → md5; 20 bytes →
 /// sha1, unless its last four bytes are zero (a legacy md5 digest padded to 20) → md5.
 pub fn legacy_digest_algo(d: &[u8]) -> Option<HashAlgo> {

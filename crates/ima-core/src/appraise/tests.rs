@@ -313,3 +313,158 @@ fn file_id_digest_matches_reference_13_4() {
         hex!("85f7d0270c4d5f1681d12d2d649b34fc1f30a90dd37cfe3150f4425e9c56ec48")
     );
 }
+
+/// The byte-level readers `appraise` used before it decoded `security.ima` with
+/// [`XattrValue`] (written from `ima_get_hash_algo` and `xattr_verify`), kept as the oracle
+/// that the unified parser changes no decision.
+mod reference {
+    use super::*;
+
+    pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
+        let Some(x) = xattr.filter(|x| x.len() >= 2) else {
+            return default;
+        };
+        let from_sig = |version: u8| {
+            if x[1] != version || x.len() <= 9 || !HashAlgo(x[2]).is_known() {
+                default
+            } else {
+                HashAlgo(x[2])
+            }
+        };
+        match x[0] {
+            0x06 => from_sig(3),
+            0x03 => from_sig(2),
+            0x04 if HashAlgo(x[1]).is_known() => HashAlgo(x[1]),
+            0x01 if x.len() == 21 => {
+                if x[17..21] == [0, 0, 0, 0] {
+                    HashAlgo::MD5
+                } else {
+                    HashAlgo::SHA1
+                }
+            }
+            0x01 if x.len() == 17 => HashAlgo::MD5,
+            _ => default,
+        }
+    }
+
+    pub fn xattr_verify(
+        r: &Request<'_>,
+        x: &[u8],
+        digest: &Digest,
+        keyring: &dyn Verifier,
+        digsig: &mut bool,
+    ) -> Result<(), Failure> {
+        let fail = |status, cause| Err(Failure { status, cause });
+        match x[0] {
+            0x01 | 0x04 => {
+                let start = if x[0] == 0x04 { 2 } else { 1 };
+                if r.evm != Status::PassImmutable {
+                    if r.req.digsig {
+                        let cause = if r.req.verity {
+                            Cause::VeritySignatureRequired
+                        } else {
+                            Cause::ImaSignatureRequired
+                        };
+                        return fail(Status::Fail, cause);
+                    }
+                } else {
+                    *digsig = true;
+                }
+                match x.get(start..start + digest.len()) {
+                    Some(stored) if stored == &digest[..] => Ok(()),
+                    _ => fail(Status::Fail, Cause::InvalidHash),
+                }
+            }
+            0x03 => {
+                *digsig = true;
+                if r.req.digsig && r.req.verity {
+                    return fail(Status::Fail, Cause::VeritySignatureRequired);
+                }
+                if x.get(1).is_some_and(|&v| v >= 3) {
+                    return fail(Status::Fail, Cause::InvalidSignatureVersion);
+                }
+                match digsig_verify(keyring, x, digest) {
+                    Ok(()) => Ok(()),
+                    Err(DigsigError::Unsupported(_)) => fail(Status::Unknown, Cause::Unknown),
+                    Err(_) => fail(Status::Fail, Cause::InvalidSignature),
+                }
+            }
+            0x06 => {
+                *digsig = true;
+                if r.req.digsig && !r.req.verity {
+                    return fail(Status::Fail, Cause::ImaSignatureRequired);
+                }
+                if x.get(1) != Some(&3) {
+                    return fail(Status::Fail, Cause::InvalidSignatureVersion);
+                }
+                let Ok(id) = file_id_hash(XattrType::VERITY_DIGSIG, digest) else {
+                    return fail(Status::Fail, Cause::Sigv3HashingError);
+                };
+                match digsig_verify(keyring, x, &id) {
+                    Ok(()) => Ok(()),
+                    Err(_) => fail(Status::Fail, Cause::InvalidVeritySignature),
+                }
+            }
+            _ => fail(Status::Unknown, Cause::UnknownImaData),
+        }
+    }
+}
+
+/// Type bytes around the defined ones, lengths around the header and digest sizes, and
+/// sometimes the real digest at the right place.
+fn label_strategy() -> impl proptest::strategy::Strategy<Value = Vec<u8>> {
+    use proptest::prelude::*;
+    (
+        0u8..9,
+        0u8..5,
+        prop_oneof![Just(4u8), Just(2), 0u8..25],
+        proptest::collection::vec(any::<u8>(), 0..80),
+        any::<bool>(),
+        0usize..3,
+    )
+        .prop_map(|(ty, b1, b2, mut rest, real, extra)| {
+            let mut v = vec![ty, b1, b2];
+            if real && (ty == 3 || ty == 6) {
+                return sig(ty, b1);
+            }
+            if real && (ty == 1 || ty == 4) {
+                v.truncate(if ty == 4 { 2 } else { 1 });
+                v.extend_from_slice(sha256().as_bytes());
+                rest.truncate(extra * 3);
+            }
+            v.extend_from_slice(&rest);
+            v
+        })
+}
+
+proptest::proptest! {
+    #[test]
+    fn unified_parser_names_the_same_algorithm(x in label_strategy(), cut in 0usize..90) {
+        let x = &x[..cut.min(x.len())];
+        for default in [HashAlgo::SHA256, HashAlgo::SHA1] {
+            proptest::prop_assert_eq!(
+                hash_algo(Some(x), default),
+                reference::hash_algo(Some(x), default)
+            );
+        }
+    }
+
+    #[test]
+    fn unified_parser_gives_the_same_verdicts(
+        x in label_strategy(),
+        digsig in proptest::prelude::any::<bool>(),
+        verity in proptest::prelude::any::<bool>(),
+        evm in 0usize..7,
+    ) {
+        proptest::prop_assume!(!x.is_empty());
+        let d = sha256();
+        let ring = OneSig { sig: &[0xde, 0xad], digest: &d };
+        let mut r = req(ImaXattr::Value(&x), digsig, Status::ALL[evm]);
+        r.req.verity = verity;
+        let (mut new_flag, mut old_flag) = (false, false);
+        let new = xattr_verify(&r, &x, &d, &ring, &mut new_flag);
+        let old = reference::xattr_verify(&r, &x, &d, &ring, &mut old_flag);
+        proptest::prop_assert_eq!(new, old);
+        proptest::prop_assert_eq!(new_flag, old_flag);
+    }
+}
