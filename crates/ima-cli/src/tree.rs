@@ -5,11 +5,17 @@
 //! Parallel and streaming: one thread walks (walkdir, not following symlinks) and feeds a
 //! bounded queue; one worker per CPU takes the **largest** queued file first, so a few huge
 //! files (libLLVM, node) start early instead of finishing alone at the end, while memory
-//! stays bounded by the queue size (not the tree size). A progress bar is drawn on stderr
-//! when it is a terminal; a summary (files, bytes, time, failures, errors) is printed to
-//! stderr at the end of tree runs. Per-file errors never stop the run.
+//! stays bounded by the queue size (not the tree size). What an operation prints with
+//! [`out_line`] comes out in input/walk order all the same (walkdir's order is `nftw`'s, so
+//! `hash -n -r` lists files as `evmctl -r` does): a bounded reorder buffer holds the lines
+//! of files that finished early, and the walker waits when it runs [`WINDOW`] files ahead
+//! of the oldest unprinted one. A progress bar is drawn on stderr when it is a terminal; a
+//! summary (files, bytes, time, failures, errors) is printed to stderr at the end of tree
+//! runs. Per-file errors (stderr) are printed at once and never stop the run.
 
-use std::collections::BinaryHeap;
+use std::cell::RefCell;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -21,6 +27,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 /// Files waiting for a worker, at most (bounds memory on huge trees).
 const QUEUE_MAX: usize = 65536;
+
+/// Files walked but not yet printed, at most: bounds the reorder buffer (each waiting file
+/// holds its few output lines) while leaving the largest-first scheduler a wide choice.
+pub const WINDOW: u64 = QUEUE_MAX as u64;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +87,84 @@ impl fmt::Display for Summary {
     }
 }
 
-/// Serialised line output from many threads: each call writes one whole line.
+thread_local! {
+    /// The output of the file this worker thread is processing (`None` outside [`run`]).
+    static PENDING: RefCell<Option<Vec<String>>> = const { RefCell::new(None) };
+}
+
+/// One whole line of a file's result on stdout. Inside [`run`] it is held back until every
+/// file walked before this one has been printed; elsewhere it is written at once.
 pub fn out_line(line: &str) {
-    let mut o = std::io::stdout().lock();
-    let _ = writeln!(o, "{line}");
+    let held = PENDING.with(|p| match p.borrow_mut().as_mut() {
+        Some(lines) => {
+            lines.push(line.to_owned());
+            true
+        }
+        None => false,
+    });
+    if !held {
+        let mut o = std::io::stdout().lock();
+        let _ = writeln!(o, "{line}");
+    }
+}
+
+/// Lines of finished files, released in walk order.
+struct Reorder<W> {
+    state: Mutex<ReorderState<W>>,
+    window: u64,
+    /// Signalled when the oldest unprinted file advances (the walker waits on it).
+    advanced: Condvar,
+}
+
+struct ReorderState<W> {
+    /// Sequence number of the oldest file not yet printed.
+    next: u64,
+    waiting: BTreeMap<u64, Vec<String>>,
+    out: W,
+}
+
+impl<W: Write> Reorder<W> {
+    fn new(out: W, window: u64) -> Self {
+        Self {
+            window: window.max(1),
+            state: Mutex::new(ReorderState {
+                next: 0,
+                waiting: BTreeMap::new(),
+                out,
+            }),
+            advanced: Condvar::new(),
+        }
+    }
+
+    /// Records the lines of file `seq` and prints every file now complete in order.
+    fn done(&self, seq: u64, lines: Vec<String>) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        s.waiting.insert(seq, lines);
+        let mut moved = false;
+        loop {
+            let next = s.next;
+            let Some(lines) = s.waiting.remove(&next) else {
+                break;
+            };
+            for l in lines {
+                let _ = writeln!(s.out, "{l}");
+            }
+            s.next += 1;
+            moved = true;
+        }
+        if moved {
+            let _ = s.out.flush();
+            self.advanced.notify_all();
+        }
+    }
+
+    /// Blocks the walker until file `seq` is within the window of the oldest unprinted one.
+    fn wait_for_room(&self, seq: u64) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        while seq >= s.next + self.window {
+            s = self.advanced.wait(s).unwrap_or_else(|p| p.into_inner());
+        }
+    }
 }
 
 /// One error line on stderr, `imactl: error: PATH: MSG`.
@@ -97,19 +181,22 @@ struct Queue {
     space: Condvar,
 }
 
+/// A queued file: size (largest first), then walk order, then where it is.
+type Item = (u64, Reverse<u64>, PathBuf);
+
 #[derive(Default)]
 struct State {
-    heap: BinaryHeap<(u64, PathBuf)>,
+    heap: BinaryHeap<Item>,
     done: bool,
 }
 
 impl Queue {
-    fn push(&self, size: u64, path: PathBuf) {
+    fn push(&self, item: Item) {
         let mut s = lock(&self.state);
         while s.heap.len() >= QUEUE_MAX {
             s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
         }
-        s.heap.push((size, path));
+        s.heap.push(item);
         self.ready.notify_one();
     }
 
@@ -118,7 +205,7 @@ impl Queue {
         self.ready.notify_all();
     }
 
-    fn pop(&self) -> Option<(u64, PathBuf)> {
+    fn pop(&self) -> Option<Item> {
         let mut s = lock(&self.state);
         loop {
             if let Some(item) = s.heap.pop() {
@@ -146,6 +233,17 @@ pub fn run<F>(paths: &[PathBuf], recursive: bool, op: F) -> Summary
 where
     F: Fn(&Path) -> (Outcome, u64) + Sync,
 {
+    run_to(std::io::stdout(), WINDOW, paths, recursive, op)
+}
+
+/// [`run`], printing the files' [`out_line`]s to `out`, the walker at most `window` files
+/// ahead of the printer.
+fn run_to<W, F>(out: W, window: u64, paths: &[PathBuf], recursive: bool, op: F) -> Summary
+where
+    W: Write + Send,
+    F: Fn(&Path) -> (Outcome, u64) + Sync,
+{
+    let reorder = Reorder::new(out, window);
     let start = Instant::now();
     let queue = Queue {
         state: Mutex::new(State::default()),
@@ -162,8 +260,11 @@ where
     std::thread::scope(|s| {
         for _ in 0..workers {
             s.spawn(|| {
-                while let Some((_, path)) = queue.pop() {
+                while let Some((_, Reverse(seq), path)) = queue.pop() {
+                    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
                     let (outcome, n) = op(&path);
+                    let lines = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
+                    reorder.done(seq, lines);
                     files.fetch_add(1, Ordering::Relaxed);
                     bytes.fetch_add(n, Ordering::Relaxed);
                     match outcome {
@@ -180,8 +281,15 @@ where
             });
         }
         // The walker runs here; workers start as soon as the first file is queued.
+        let mut seq = 0u64;
+        let mut push = |size: u64, path: PathBuf| {
+            reorder.wait_for_room(seq);
+            bar.inc_length(1);
+            queue.push((size, Reverse(seq), path));
+            seq += 1;
+        };
         for root in paths {
-            walk_root(root, recursive, &queue, &bar, &errors);
+            walk_root(root, recursive, &mut push, &errors);
         }
         queue.finish();
     });
@@ -195,7 +303,12 @@ where
     }
 }
 
-fn walk_root(root: &Path, recursive: bool, queue: &Queue, bar: &ProgressBar, errors: &AtomicU64) {
+fn walk_root(
+    root: &Path,
+    recursive: bool,
+    push: &mut impl FnMut(u64, PathBuf),
+    errors: &AtomicU64,
+) {
     let meta = match std::fs::metadata(root) {
         Ok(m) => m,
         Err(e) => {
@@ -205,8 +318,7 @@ fn walk_root(root: &Path, recursive: bool, queue: &Queue, bar: &ProgressBar, err
         }
     };
     if meta.is_file() {
-        bar.inc_length(1);
-        queue.push(meta.len(), root.to_path_buf());
+        push(meta.len(), root.to_path_buf());
         return;
     }
     if !meta.is_dir() {
@@ -224,8 +336,7 @@ fn walk_root(root: &Path, recursive: bool, queue: &Queue, bar: &ProgressBar, err
         match entry {
             Ok(e) if e.file_type().is_file() => {
                 let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                bar.inc_length(1);
-                queue.push(size, e.into_path());
+                push(size, e.into_path());
             }
             Ok(_) => {}
             Err(e) => {
@@ -310,6 +421,48 @@ mod tests {
         assert_eq!(seen, [0, 10, 77, 300, 5000], "symlinks are not followed");
         assert_eq!((s.files, s.bytes, s.failed, s.errors), (5, 5387, 1, 0));
         assert_eq!(s.exit_code(), 1);
+    }
+
+    /// Output comes in walk order whatever order the workers finish in, with a window wide
+    /// or narrow (the walker then waits for the printer), and lines of one file stay together.
+    #[test]
+    fn output_in_walk_order() {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..60usize {
+            let sub = dir
+                .path()
+                .join(format!("d{}", i % 4))
+                .join(format!("e{}", i % 3));
+            std::fs::create_dir_all(&sub).unwrap();
+            std::fs::write(sub.join(format!("f{i}")), vec![0u8; (i * 7919) % 5000]).unwrap();
+        }
+        let walk: Vec<String> = walkdir::WalkDir::new(dir.path())
+            .into_iter()
+            .map(|e| e.unwrap())
+            .filter(|e| e.file_type().is_file())
+            .flat_map(|e| {
+                let p = e.path().display().to_string();
+                [format!("{p} a"), format!("{p} b")]
+            })
+            .collect();
+        for window in [WINDOW, 5, 1] {
+            let mut out = Vec::new();
+            let s = run_to(&mut out, window, &[dir.path().to_path_buf()], true, |p| {
+                // Small files finish last: completion order is far from walk order.
+                let n = std::fs::metadata(p).unwrap().len();
+                std::thread::sleep(Duration::from_micros(5000 - n));
+                out_line(&format!("{} a", p.display()));
+                out_line(&format!("{} b", p.display()));
+                (Outcome::Ok, n)
+            });
+            assert_eq!(s.files, 60);
+            let got: Vec<String> = String::from_utf8(out)
+                .unwrap()
+                .lines()
+                .map(str::to_owned)
+                .collect();
+            assert_eq!(got, walk, "window {window}");
+        }
     }
 
     #[test]

@@ -305,14 +305,39 @@ fn hash_matches_evmctl_ima_hash() {
             assert_eq!(getfattr_hex(&f), theirs.trim(), "{algo} xattr");
         }
     }
-    // -r: the same set of values as `evmctl -r ima_hash -n`.
+    // -r over a nested tree whose sizes make the workers finish out of walk order: the same
+    // values as `evmctl -r ima_hash -n`, line for line in the same (nftw) order, and the
+    // paths in `find -type f` order.
+    for i in 0..40usize {
+        let d = dir
+            .path()
+            .join(format!("d{}", i % 3))
+            .join(format!("e{}", i % 2));
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::write(d.join(format!("t{i}")), content(i * 13)).unwrap();
+    }
     let theirs = ok(&tool("evmctl", &["-r", "ima_hash", "-n", s(dir.path())]));
     let ours = ok(&imactl(&["hash", "-r", "-n", s(dir.path())]));
-    let mut a: Vec<&str> = theirs.lines().collect();
-    let mut b: Vec<&str> = ours.lines().map(|l| l.split(' ').next().unwrap()).collect();
-    a.sort();
-    b.sort();
-    assert_eq!(a, b);
+    let values: Vec<&str> = ours.lines().map(|l| l.split(' ').next().unwrap()).collect();
+    assert_eq!(values, theirs.lines().collect::<Vec<_>>());
+    let paths: Vec<&str> = ours.lines().map(|l| l.split_once(' ').unwrap().1).collect();
+    let find = ok(&tool("find", &[s(dir.path()), "-type", "f"]));
+    assert_eq!(paths, find.lines().collect::<Vec<_>>());
+    // sign -n prints in the same order.
+    let k = key("rsa2048");
+    let signed = ok(&imactl(&[
+        "sign",
+        "-r",
+        "-n",
+        "--key",
+        s(&k.key),
+        s(dir.path()),
+    ]));
+    let paths: Vec<&str> = signed
+        .lines()
+        .map(|l| l.split_once(' ').unwrap().1)
+        .collect();
+    assert_eq!(paths, find.lines().collect::<Vec<_>>());
 }
 
 #[test]
