@@ -570,3 +570,145 @@ fn file_hash_algorithm_follows_security_ima() {
     let got = measured(&String::from_utf8_lossy(&out.get_output().stdout));
     assert_eq!(got[0].1, openssl_dgst("md5", &f("ng512")));
 }
+
+/// A process holding a file open for write, killed on Drop.
+struct Writer(std::process::Child);
+
+impl Writer {
+    /// `sleep 60` with its stdout opened for append on `path`.
+    fn hold(path: &Path) -> Self {
+        let f = std::fs::OpenOptions::new().append(true).open(path).unwrap();
+        Self(Std::new("sleep").arg("60").stdout(f).spawn().unwrap())
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `ima_rdwr_violation_check`: measuring a file that another process has open for write adds
+/// an open_writers violation first (zero digests, 0xff.. extended, `violations` counted),
+/// once until the writer is gone. Real writer process, real swtpm, evmctl as the judge.
+#[test]
+fn open_writers_violation_for_files_open_for_write() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let d = tempfile::tempdir().unwrap();
+    let t = d.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let (busy, quiet) = (t.join("busy"), t.join("quiet"));
+    std::fs::write(&busy, b"being written\n").unwrap();
+    std::fs::write(&quiet, b"left alone\n").unwrap();
+    let state = d.path().join("state");
+    let run = |extra: &[&str]| {
+        let out = imactl()
+            .args(["measure", "--tpm", &tcti, "--state"])
+            .arg(&state)
+            .args(extra)
+            .arg("-r")
+            .arg(&t)
+            .assert()
+            .success()
+            .get_output()
+            .clone();
+        (
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let writer = Writer::hold(&busy);
+    let (out, err) = run(&[]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 3, "{out}");
+    let zero = |n: usize| "0".repeat(n);
+    // (stdout shows the sha256 list: its template digest column is 32 zero bytes too.)
+    let violation = format!(
+        "10 {} ima-ng sha256:{} {}",
+        zero(64),
+        zero(64),
+        busy.display()
+    );
+    let vpos = lines.iter().position(|l| *l == violation).expect(&out);
+    let mpos = lines
+        .iter()
+        .position(|l| l.ends_with(&format!(" {}", busy.display())) && *l != violation)
+        .expect(&out);
+    assert!(
+        vpos < mpos,
+        "the violation comes before the measurement: {out}"
+    );
+    assert!(err.contains("2 added, 1 open_writers violations"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("violations")).unwrap(),
+        "1\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
+        "4\n"
+    );
+    let ascii = std::fs::read_to_string(state.join("ascii_runtime_measurements")).unwrap();
+    assert!(
+        ascii.contains(&format!(
+            "10 {} ima-ng sha256:{} {}\n",
+            zero(40),
+            zero(64),
+            busy.display()
+        )),
+        "{ascii}"
+    );
+
+    // The PCRs hold 0xff.. for the violation: our replay and evmctl --ignore-violations agree
+    // with tpm2_pcrread; plain evmctl (zeros extended) must not.
+    let list = state.join("binary_runtime_measurements");
+    let sha256 = tpm2_pcrread(&tcti, "sha256", d.path());
+    assert_eq!(sha256[10], replay(&list, HashAlgo::SHA256, 10));
+    imactl()
+        .args(["log", "verify", "--tpm", &tcti])
+        .arg(&list)
+        .assert()
+        .success();
+    let p256 = d.path().join("sha256.pcrs");
+    evmctl_pcrs(&sha256, &p256);
+    let evmctl = |ignore: bool| {
+        let mut c = Std::new("evmctl");
+        c.args(["ima_measurement", "-v"]);
+        if ignore {
+            c.arg("--ignore-violations");
+        }
+        c.arg("--pcrs")
+            .arg(format!("sha256,{}", p256.display()))
+            .arg(&list)
+            .output()
+            .expect("run evmctl (install ima-evm-utils)")
+    };
+    let ok = evmctl(true);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    assert!(!evmctl(false).status.success());
+
+    // Still open, unchanged: no second violation (IMA_EMITTED_OPENWRITERS).
+    let (out, err) = run(&[]);
+    assert_eq!(out, "", "{err}");
+    assert!(err.contains("0 open_writers violations"), "{err}");
+    // Writer gone, then a new one: a new violation, though the file is unchanged.
+    drop(writer);
+    let (out, _) = run(&[]);
+    assert_eq!(out, "");
+    let _writer = Writer::hold(&busy);
+    let (out, err) = run(&[]);
+    assert_eq!(out, format!("{violation}\n"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(state.join("violations")).unwrap(),
+        "2\n"
+    );
+    // Executing is not a read: BPRM_CHECK has no violation check.
+    let (out, err) = run(&["--func", "BPRM_CHECK"]);
+    assert!(!out.contains(&violation), "{out}");
+    assert!(err.contains("0 open_writers violations"), "{err}");
+}

@@ -10,14 +10,19 @@
 //! the kernel's `IMA_COLLECTED` digest, a cached one is reused whatever template asks for it;
 //! only another `ima_hash` (another "boot") discards it.
 //!
+//! It also remembers the inodes an `open_writers` violation was emitted for
+//! (`IMA_EMITTED_OPENWRITERS`), until a run sees them no longer open for write (the kernel
+//! clears the bit when the last writer closes).
+//!
 //! ```text
-//! file = "ima-engine-cache v2\n" || records: u64 dev, u64 ino, i64 mtime_ns, i64 ctime_ns,
-//!        u64 size, u8 ima_hash, u8 algo, u8 len, digest[len], u32 measured_pcrs   (LE)
+//! file = "ima-engine-cache v3\n" || u64 n || n records: u64 dev, u64 ino, i64 mtime_ns,
+//!        i64 ctime_ns, u64 size, u8 ima_hash, u8 algo, u8 len, digest[len],
+//!        u32 measured_pcrs || rest: (u64 dev, u64 ino) open_writers emitted   (LE)
 //! ```
 //! A cache that cannot be read is discarded (it is only a cache: everything is re-hashed and
 //! duplicates are suppressed by the list).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{self, Metadata, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -25,7 +30,7 @@ use std::path::Path;
 
 use ima_core::hash::{Digest, HashAlgo};
 
-const MAGIC: &[u8] = b"ima-engine-cache v2\n";
+const MAGIC: &[u8] = b"ima-engine-cache v3\n";
 
 /// A file's change cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -67,6 +72,7 @@ pub struct CacheEntry {
 #[derive(Debug, Default)]
 pub struct Cache {
     map: HashMap<(u64, u64), CacheEntry>,
+    open_writers: HashSet<(u64, u64)>,
     dirty: bool,
 }
 
@@ -77,7 +83,11 @@ impl Cache {
             return Self::default();
         };
         match Self::parse(&bytes) {
-            Some(map) => Self { map, dirty: false },
+            Some((map, open_writers)) => Self {
+                map,
+                open_writers,
+                dirty: false,
+            },
             None => {
                 tracing::debug!("discarding unreadable cache {}", path.display());
                 Self::default()
@@ -87,10 +97,15 @@ impl Cache {
 
     /// Parses a cache file's bytes; `None` if they are not a complete, valid cache.
     pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Self::parse(bytes).map(|map| Self { map, dirty: false })
+        Self::parse(bytes).map(|(map, open_writers)| Self {
+            map,
+            open_writers,
+            dirty: false,
+        })
     }
 
-    fn parse(bytes: &[u8]) -> Option<HashMap<(u64, u64), CacheEntry>> {
+    #[allow(clippy::type_complexity)]
+    fn parse(bytes: &[u8]) -> Option<(HashMap<(u64, u64), CacheEntry>, HashSet<(u64, u64)>)> {
         let mut b = bytes.strip_prefix(MAGIC)?;
         let mut map = HashMap::new();
         fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
@@ -101,7 +116,8 @@ impl Cache {
         fn u64_(b: &mut &[u8]) -> Option<u64> {
             Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
         }
-        while !b.is_empty() {
+        let n = u64_(&mut b)?;
+        for _ in 0..n {
             let dev = u64_(&mut b)?;
             let ino = u64_(&mut b)?;
             let mtime_ns = u64_(&mut b)? as i64;
@@ -126,7 +142,11 @@ impl Cache {
                 },
             );
         }
-        Some(map)
+        let mut open_writers = HashSet::new();
+        while !b.is_empty() {
+            open_writers.insert((u64_(&mut b)?, u64_(&mut b)?));
+        }
+        Some((map, open_writers))
     }
 
     /// Writes the cache atomically if it changed.
@@ -135,6 +155,7 @@ impl Cache {
             return Ok(());
         }
         let mut out = MAGIC.to_vec();
+        out.extend_from_slice(&(self.map.len() as u64).to_le_bytes());
         for ((dev, ino), e) in &self.map {
             out.extend_from_slice(&dev.to_le_bytes());
             out.extend_from_slice(&ino.to_le_bytes());
@@ -146,6 +167,10 @@ impl Cache {
             out.push(e.digest.len() as u8); // at most MAX_DIGEST_SIZE (64)
             out.extend_from_slice(e.digest.as_bytes());
             out.extend_from_slice(&e.measured_pcrs.to_le_bytes());
+        }
+        for (dev, ino) in &self.open_writers {
+            out.extend_from_slice(&dev.to_le_bytes());
+            out.extend_from_slice(&ino.to_le_bytes());
         }
         let tmp = path.with_extension("tmp");
         let mut f = OpenOptions::new()
@@ -190,6 +215,21 @@ impl Cache {
         }
         e.measured_pcrs |= pcr_bit(pcr);
         self.dirty = true;
+    }
+
+    /// Records that an `open_writers` violation is due for `key`; `false` if one was
+    /// already emitted while it stayed open for write.
+    pub fn emit_open_writers(&mut self, key: (u64, u64)) -> bool {
+        let new = self.open_writers.insert(key);
+        self.dirty |= new;
+        new
+    }
+
+    /// Forgets the emitted `open_writers` violations of inodes no longer open for write.
+    pub fn retain_open_writers(&mut self, open_for_write: &HashSet<(u64, u64)>) {
+        let before = self.open_writers.len();
+        self.open_writers.retain(|k| open_for_write.contains(k));
+        self.dirty |= self.open_writers.len() != before;
     }
 
     pub fn len(&self) -> usize {
@@ -240,6 +280,16 @@ mod tests {
         fs::write(&f, b"two").unwrap();
         let m2 = fs::metadata(&f).unwrap();
         assert_eq!(c.lookup(&m2, HashAlgo::SHA256, 10), None);
+        // Emitted open_writers violations persist until the writer is gone.
+        let mut c = c;
+        assert!(c.emit_open_writers((1, 2)));
+        assert!(!c.emit_open_writers((1, 2)));
+        c.save(&p).unwrap();
+        let mut c = Cache::load(&p);
+        assert_eq!(c.len(), 2);
+        assert!(!c.emit_open_writers((1, 2)));
+        c.retain_open_writers(&HashSet::new());
+        assert!(c.emit_open_writers((1, 2)));
         fs::write(&p, b"garbage").unwrap();
         assert!(Cache::load(&p).is_empty());
     }

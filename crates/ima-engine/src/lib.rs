@@ -463,17 +463,20 @@ impl Engine {
         self.push(entry)
     }
 
-    /// Adds a violation (ToMToU / open_writers): zero template digests, 0xff.. extended,
-    /// always added, counted in `violations`.
-    pub fn add_violation(&mut self, name: &[u8]) -> Result<Entry, EngineError> {
+    /// Adds a violation (ToMToU / open_writers) for the file `ev` describes, as
+    /// `ima_add_violation`: the boot template, the file's name and inode fields (and its
+    /// `security.evm` for `sig`/`evmsig`), a zero digest of `ima_hash` (20 zero bytes for
+    /// `d`), no `security.ima`; the config PCR; zero template digests, 0xff.. extended;
+    /// never deduplicated; counted in `violations`.
+    pub fn add_violation(&mut self, ev: &Event<'_>) -> Result<Entry, EngineError> {
         let desc = self.cfg.template.clone();
         let zero = Digest::zero(self.cfg.ima_hash)
             .ok_or_else(|| EngineError::Unsupported(self.cfg.ima_hash.to_string()))?;
         let ev = Event {
             digest: Some(zero),
             legacy_digest: Digest::zero(HashAlgo::SHA1),
-            name,
-            ..Event::default()
+            ima_xattr: None,
+            ..*ev
         };
         let data = desc
             .build(&ev, ENDIAN)

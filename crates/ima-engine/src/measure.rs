@@ -9,6 +9,12 @@
 //! or an appraise rule matching), else `ima_hash`. So a sha512-labelled file is measured as
 //! `sha512:…` and the entry can be appraised; the duplicate slot stays the `ima_hash` template
 //! digest, and the legacy `d` field hashes again with sha1 (md5 if `ima_hash=md5`).
+//!
+//! `ima_rdwr_violation_check`: under FILE_CHECK/MMAP_CHECK, a measured file that some process
+//! has open for write (scanned once per run from `/proc`, while the tree is walked) gets an
+//! `open_writers` violation before its measurement, once until the run that finds it no
+//! longer open for write (the kernel: until the last writer closes; a writer that closes and
+//! reopens between two runs is not seen).
 
 use std::collections::HashMap;
 use std::fs::{File, Metadata};
@@ -100,6 +106,8 @@ pub struct Summary {
     pub duplicates: usize,
     /// Unchanged files already measured into their PCR (cache hit: not even opened).
     pub cached: usize,
+    /// `open_writers` violations added (measured files some process had open for write).
+    pub violations: usize,
     /// Files that were hashed.
     pub hashed: usize,
     pub bytes_hashed: u64,
@@ -150,7 +158,16 @@ pub fn measure(
     mut on_new: impl FnMut(&Entry),
 ) -> Result<Summary, EngineError> {
     let mut sum = Summary::default();
-    let files = collect(paths, opts.recursive, &mut sum);
+    // Which files are open for write (`i_writecount`), gathered while the tree is walked.
+    let hooked = matches!(
+        opts.func,
+        Func::FileCheck | Func::MmapCheck | Func::MmapCheckReqprot
+    );
+    let (files, writers) = std::thread::scope(|s| {
+        let w = hooked.then(|| s.spawn(ima_sys::procfs::open_for_write));
+        let files = collect(paths, opts.recursive, &mut sum);
+        (files, w.and_then(|h| h.join().ok()).unwrap_or_default())
+    });
     sum.files = files.len();
     let algo = engine.config().ima_hash;
     let boot = engine.config().template.clone();
@@ -198,6 +215,26 @@ pub fn measure(
         if !eval.measure() {
             sum.not_measured += 1;
             continue;
+        }
+        // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process has
+        // open for write, once until the writers are gone, before the measurement.
+        let key = (meta.dev(), meta.ino());
+        if writers.contains(&key) && engine.cache.emit_open_writers(key) {
+            let evm = if needs_xattrs(&boot) {
+                ima_sys::xattr::get_path(&path, "security.evm").unwrap_or(None)
+            } else {
+                None
+            };
+            let ev = Event {
+                name: pbytes,
+                basename: path.file_name().map(|b| b.as_bytes()),
+                evm_xattr: evm.as_deref(),
+                inode: Some(inode_attrs(&meta)),
+                ..Event::default()
+            };
+            let e = engine.add_violation(&ev)?;
+            sum.violations += 1;
+            on_new(&e);
         }
         let pcr = eval.pcr();
         let tname = eval.template_name(boot.name()).to_owned();
@@ -270,8 +307,19 @@ pub fn measure(
         }
     });
     result?;
+    if hooked {
+        engine.cache.retain_open_writers(&writers);
+    }
     engine.commit()?;
     Ok(sum)
+}
+
+fn inode_attrs(m: &Metadata) -> InodeAttrs {
+    InodeAttrs {
+        uid: m.uid(),
+        gid: m.gid(),
+        mode: (m.mode() & 0xffff) as u16,
+    }
 }
 
 fn needs_xattrs(t: &TemplateDesc) -> bool {
@@ -383,11 +431,7 @@ fn append(
         basename,
         ima_xattr: h.ima_xattr.as_deref(),
         evm_xattr: h.evm_xattr.as_deref(),
-        inode: Some(InodeAttrs {
-            uid: job.meta.uid(),
-            gid: job.meta.gid(),
-            mode: (job.meta.mode() & 0xffff) as u16,
-        }),
+        inode: Some(inode_attrs(&job.meta)),
         ..Event::default()
     };
     match engine.add(&ev, &job.template, job.pcr)? {

@@ -56,7 +56,11 @@ fn new_list_starts_with_boot_aggregate_and_suppresses_duplicates() {
     assert_eq!(e.add(&ev, &t, 10).unwrap(), Added::Duplicate);
     // Another PCR is independent, as in the kernel.
     assert!(matches!(e.add(&ev, &t, 11).unwrap(), Added::New(_)));
-    e.add_violation(b"/tomtou").unwrap();
+    e.add_violation(&Event {
+        name: b"/tomtou",
+        ..Event::default()
+    })
+    .unwrap();
     assert_eq!(e.violations(), 1);
     e.close().unwrap();
     assert_eq!(

@@ -6,4 +6,5 @@ pub mod file;
 pub mod fs;
 pub mod inode;
 pub mod map;
+pub mod procfs;
 pub mod xattr;

@@ -136,10 +136,11 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
         eprintln!("imactl: error: {}: {e}", p.display());
     }
     eprintln!(
-        "imactl: {} files: {} added, {} already in the list, {} unchanged since measured, {} not \
-         measured by the policy, {} errors",
+        "imactl: {} files: {} added, {} open_writers violations, {} already in the list, {} \
+         unchanged since measured, {} not measured by the policy, {} errors",
         sum.files,
         sum.added,
+        sum.violations,
         sum.duplicates,
         sum.cached,
         sum.not_measured,
