@@ -440,7 +440,8 @@ impl Ctx<'_> {
                 .with_context(|| format!("{}: writing security.ima", path.display()))?;
             // ima_fix_xattr writes through __vfs_setxattr_noperm, so EVM's post-setxattr
             // hook recomputes the HMAC when an HMAC key is loaded.
-            if let (Some(key), Some(inode)) = (self.evm_keys.hmac, &evm_inode) {
+            let protected = self.evm_cfg.xattrs.is_protected(evm::XATTR_IMA);
+            if let (Some(key), Some(inode), true) = (self.evm_keys.hmac, &evm_inode, protected) {
                 let mut after = inode.clone();
                 after.xattrs.insert(evm::XATTR_IMA.to_owned(), fix.clone());
                 match protect::update_evmxattr(&self.evm_cfg, key, &after) {

@@ -41,8 +41,8 @@ pub enum EvmCommand {
 /// What goes into the EVM message, with evmctl's overrides.
 #[derive(Debug, Args)]
 pub struct MessageArgs {
-    /// Filesystem UUID: `--uuid=U` uses U, a bare `--uuid` leaves it out (a kernel without
-    /// EVM_ATTR_FSUUID), absent reads it from the filesystem (FS_IOC_GETFSUUID).
+    /// Filesystem UUID: `--uuid=U` uses U, a bare `--uuid` (or `--uuid=`) leaves it out (a
+    /// kernel without EVM_ATTR_FSUUID), absent reads it from the filesystem (FS_IOC_GETFSUUID).
     #[arg(short = 'u', long, num_args = 0..=1, require_equals = true, value_name = "UUID")]
     uuid: Option<Option<String>>,
     /// Generation number instead of FS_IOC_GETVERSION (a bare `--generation` means 0).
@@ -249,7 +249,8 @@ impl MessageArgs {
         if self.m32 {
             cfg.layout = HMiscLayout::ILP32_LE;
         }
-        if matches!(self.uuid, Some(None)) {
+        // `--uuid` and `--uuid=` (evmctl's "empty: do not use") leave the UUID out.
+        if matches!(&self.uuid, Some(None)) || matches!(&self.uuid, Some(Some(u)) if u.is_empty()) {
             cfg.fsuuid = false;
         }
         cfg
@@ -258,7 +259,7 @@ impl MessageArgs {
     /// Reads the open file's protected xattrs and metadata, then applies the overrides.
     fn inode(&self, f: &File, path: &Path, cfg: &EvmConfig) -> anyhow::Result<Inode> {
         let uuid = match &self.uuid {
-            Some(Some(u)) => Some(
+            Some(Some(u)) if !u.is_empty() => Some(
                 ima_sys::inode::parse_uuid(u).ok_or_else(|| anyhow!("--uuid {u:?}: not a UUID"))?,
             ),
             _ => None,
