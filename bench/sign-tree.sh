@@ -27,8 +27,9 @@ if [ ! -d "$tree" ]; then
 fi
 files=$(find "$tree" -type f | wc -l)
 bytes=$(find "$tree" -type f -printf '%s\n' | awk '{s+=$1} END {print s}')
-# Warm the page cache (every path, hard links included, as the tools read them).
-find "$tree" -type f -print0 | xargs -0 cat >/dev/null
+# Warm the page cache as if the tree had been read from disk (every path, hard links
+# included, as the tools read them).
+bench/cache-as-read "$tree"
 
 # The two-core SHA-256 limit: openssl's best multi-process rate on 16 KiB blocks.
 rate=$(openssl speed -multi 2 -seconds 3 -bytes 16384 -evp sha256 2>/dev/null |
