@@ -186,3 +186,47 @@ fn an_interrupted_archive_is_finished_on_open() {
     );
     assert!(replays(d.path()));
 }
+
+/// The engine on the `device:` backend (swtpm chardev over a socketpair, since there is no
+/// /dev/tpm* here): a new list records the TPM's identity, and reopening it on the same TPM
+/// finds every entry anchored.
+#[test]
+fn a_list_on_the_device_backend() {
+    let mut sw = ima_test::SwtpmChardev::start();
+    let file = sw.take_device();
+    // A second descriptor on the same socket keeps swtpm's end open across the reopen.
+    let again = file.try_clone().unwrap();
+    let dev = ima_tpm::DeviceTransport::from_file(file, "swtpm chardev");
+    let tpm = Box::new(ima_tpm::HwTpm::new(dev).unwrap());
+    let d = tempfile::tempdir().unwrap();
+    let cfg = Config::new(d.path().to_path_buf()).unwrap();
+    let mut e = Engine::open(cfg.clone(), tpm).unwrap();
+    for n in ["/a", "/b"] {
+        let (ev, t) = entry(n);
+        e.add(&ev, &t, 10).unwrap();
+    }
+    e.commit().unwrap();
+    let list = std::fs::read(d.path().join("binary_runtime_measurements")).unwrap();
+    let entries = ima_core::log::binary::decode(&list, ListFormat::default()).unwrap();
+    assert_eq!(entries.len(), 3);
+    let mut v = ima_core::hash::Digest::zero(HashAlgo::SHA256).unwrap();
+    for en in &entries {
+        v = ima_tpm::extend_value(
+            &v,
+            &en.extend_value(HashAlgo::SHA256, ima_core::codec::Endian::Little)
+                .unwrap(),
+        );
+    }
+    assert_eq!(e.tpm().pcr_read(HashAlgo::SHA256, &[10]).unwrap(), vec![v]);
+    let record = std::fs::read_to_string(d.path().join(".engine/boot")).unwrap();
+    assert!(
+        record.contains("tpm TPM device swtpm chardev\ntpm_id ak-sha256:"),
+        "{record}"
+    );
+    // Hand the same TPM connection to a reopened list: nothing to roll forward.
+    e.close().unwrap();
+    let dev = ima_tpm::DeviceTransport::from_file(again, "swtpm chardev");
+    let e = Engine::open(cfg, Box::new(ima_tpm::HwTpm::new(dev).unwrap())).unwrap();
+    assert_eq!(e.len(), 3);
+    assert!(!e.recovery().any());
+}

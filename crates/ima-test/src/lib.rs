@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 mod swtpm;
 
-pub use swtpm::Swtpm;
+pub use swtpm::{Swtpm, SwtpmChardev};
 
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {

@@ -135,3 +135,76 @@ fn free_port_pair() -> u16 {
     }
     panic!("no free TCP port pair on 127.0.0.1");
 }
+
+/// swtpm in character-device mode (`swtpm chardev --tpm2 --fd 3`) on one end of a
+/// `SOCK_SEQPACKET` socketpair: the other end has a TPM device's framing (one write per
+/// command, one read per response), so the `device:` backend runs against it without a
+/// `/dev/tpm*`. Killed on Drop.
+#[derive(Debug)]
+pub struct SwtpmChardev {
+    child: Child,
+    device: Option<std::fs::File>,
+    _state: tempfile::TempDir,
+}
+
+impl SwtpmChardev {
+    /// Starts swtpm (TPM 2.0, started up) with a fresh state; reads on the device end time
+    /// out after 10 seconds.
+    ///
+    /// # Panics
+    /// If swtpm is missing or the socketpair cannot be made.
+    pub fn start() -> Self {
+        use rustix::net::{AddressFamily, SocketFlags, SocketType, sockopt};
+        let (ours, theirs) = rustix::net::socketpair(
+            AddressFamily::UNIX,
+            SocketType::SEQPACKET,
+            SocketFlags::CLOEXEC,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("socketpair: {e}"));
+        for fd in [&ours, &theirs] {
+            for t in [sockopt::Timeout::Recv, sockopt::Timeout::Send] {
+                sockopt::set_socket_timeout(fd, t, Some(Duration::from_secs(10)))
+                    .unwrap_or_else(|e| panic!("socket timeout: {e}"));
+            }
+        }
+        let state = tempfile::tempdir().unwrap_or_else(|e| panic!("tempdir: {e}"));
+        // swtpm refuses descriptors 0-2: the shell moves the socket from stdin to fd 3, then
+        // becomes swtpm (exec), so the child we kill is swtpm itself.
+        let child = Command::new("sh")
+            .args([
+                "-c",
+                "exec swtpm chardev --tpm2 --fd 3 --tpmstate dir=\"$1\" \
+                 --flags not-need-init,startup-clear 3<&0 </dev/null",
+                "sh",
+            ])
+            .arg(state.path())
+            .stdin(Stdio::from(theirs))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start swtpm (install Debian package swtpm): {e}"));
+        Self {
+            child,
+            device: Some(std::fs::File::from(ours)),
+            _state: state,
+        }
+    }
+
+    /// The device end (once).
+    ///
+    /// # Panics
+    /// If it was already taken.
+    pub fn take_device(&mut self) -> std::fs::File {
+        self.device
+            .take()
+            .unwrap_or_else(|| panic!("the device end was already taken"))
+    }
+}
+
+impl Drop for SwtpmChardev {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

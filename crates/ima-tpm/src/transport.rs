@@ -101,6 +101,17 @@ impl DeviceTransport {
             file,
         })
     }
+
+    /// A descriptor already open on something with a TPM device's framing (one `write` per
+    /// command, one `read` per whole response): a device opened elsewhere, or `swtpm chardev
+    /// --fd N` over a `SOCK_SEQPACKET` socketpair (how the tests run this backend without a
+    /// `/dev/tpm*`). `name` is what messages call it.
+    pub fn from_file(file: File, name: impl Into<String>) -> Self {
+        Self {
+            path: name.into(),
+            file,
+        }
+    }
 }
 
 impl Transport for DeviceTransport {
