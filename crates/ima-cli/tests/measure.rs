@@ -712,3 +712,60 @@ fn open_writers_violation_for_files_open_for_write() {
     assert!(!out.contains(&violation), "{out}");
     assert!(err.contains("0 open_writers violations"), "{err}");
 }
+
+/// Not root: the /proc scan skips other users' processes (permission errors are not errors)
+/// and still sees the invoking user's own writers.
+#[test]
+fn open_writers_scan_as_an_unprivileged_user() {
+    use std::os::unix::fs::PermissionsExt;
+    const NOBODY: u32 = 65534;
+    let d = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(d.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let t = d.path().join("t");
+    std::fs::create_dir(&t).unwrap();
+    let (mine, roots) = (t.join("mine"), t.join("roots"));
+    std::fs::write(&mine, b"mine\n").unwrap();
+    std::fs::write(&roots, b"root's\n").unwrap();
+    let state = d.path().join("state");
+    std::fs::create_dir(&state).unwrap();
+    let pol = d.path().join("policy");
+    std::fs::write(&pol, "measure func=FILE_CHECK\n").unwrap();
+    for p in [&t, &mine, &roots, &state] {
+        std::os::unix::fs::chown(p, Some(NOBODY), Some(NOBODY)).unwrap();
+    }
+    let as_nobody = |prog: &Path| {
+        let mut c = Std::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(prog);
+        c
+    };
+    // nobody's writer (a process of the same user: its fdinfo is readable) and root's.
+    let append = |p: &Path| std::fs::OpenOptions::new().append(true).open(p).unwrap();
+    let mut w = as_nobody(Path::new("sleep"));
+    let _mine_writer = Writer(w.arg("60").stdout(append(&mine)).spawn().unwrap());
+    let _root_writer = Writer::hold(&roots);
+    let out = as_nobody(&assert_cmd::cargo::cargo_bin("imactl"))
+        .args(["measure", "--policy"])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg("-r")
+        .arg(&t)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("2 added, 1 open_writers violations"),
+        "{stderr}"
+    );
+    let zero = "0".repeat(64);
+    assert!(
+        stdout.contains(&format!(
+            "10 {zero} ima-ng sha256:{zero} {}\n",
+            mine.display()
+        )),
+        "{stdout}"
+    );
+}

@@ -206,6 +206,13 @@ pub fn finish_archiving(dir: &Path) -> Result<bool, EngineError> {
             why: "empty archive plan".into(),
         });
     };
+    // (Again, in case it went missing: a rename into a missing directory would look like a
+    // missing source and leave the list behind.)
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(crate::DIR_MODE)
+        .create(&target)
+        .map_err(io_err("create directory", &target))?;
     let mv = |from: &Path, name: &std::ffi::OsStr| -> Result<(), EngineError> {
         match fs::rename(from, target.join(name)) {
             Ok(()) => Ok(()),

@@ -153,9 +153,39 @@ fn an_interrupted_archive_is_finished_on_open() {
     let (ev, t) = entry("/a");
     e.add(&ev, &t, 10).unwrap();
     e.close().unwrap();
+    // (The crash came before the archive directory was even made.)
     let target = d.path().join("archive/1-crashed");
-    std::fs::create_dir_all(&target).unwrap();
     let soft_path = ima_engine::soft_pcrs_path(d.path());
+    std::fs::write(
+        d.path().join(".engine/archiving"),
+        format!("{}\n{}\n", target.display(), soft_path.display()),
+    )
+    .unwrap();
+    let e = open(d.path()).unwrap();
+    assert_eq!(e.len(), 1, "a new list: boot_aggregate only");
+    drop(e);
+    assert!(!d.path().join(".engine/archiving").exists());
+    for f in [
+        "binary_runtime_measurements_sha1",
+        "binary_runtime_measurements_sha256",
+        "ascii_runtime_measurements_sha1",
+        "runtime_measurements_count",
+        "boot",
+        "soft-pcrs",
+    ] {
+        assert!(target.join(f).exists(), "{f} not archived");
+    }
+    assert_eq!(
+        std::fs::read_to_string(target.join("runtime_measurements_count")).unwrap(),
+        "2\n"
+    );
+    // A crash after the journal alone was moved.
+    let mut e = open(d.path()).unwrap();
+    let (ev, t) = entry("/b");
+    e.add(&ev, &t, 10).unwrap();
+    e.close().unwrap();
+    let target = d.path().join("archive/2-crashed");
+    std::fs::create_dir_all(&target).unwrap();
     std::fs::write(
         d.path().join(".engine/archiving"),
         format!("{}\n{}\n", target.display(), soft_path.display()),
