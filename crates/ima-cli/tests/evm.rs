@@ -1096,6 +1096,33 @@ fn appraise_reports_every_hook() {
         stdout(&o),
         format!("{p}: not appraised (no appraise rule matches any hook)\n")
     );
+    // One rule for every hook: ten decisions. In fix mode the first hook relabels a stale
+    // hash and the later ones see the new label (they pass without fixing again).
+    std::os::unix::fs::chown(&f, Some(0), None).unwrap();
+    std::fs::write(&pol, "appraise fowner=0\n").unwrap();
+    set_xattr(&f, "security.ima", &hex::decode(IMA_HELLO).unwrap());
+    std::fs::write(&f, b"changed\n").unwrap();
+    let o = run(&["--mode", "fix"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let out = stdout(&o);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 10, "{out}");
+    assert!(
+        lines[0].starts_with(&format!(
+            "{p}: FILE_CHECK: pass (was fail invalid-hash) fixed"
+        )),
+        "{out}"
+    );
+    for l in &lines[1..] {
+        assert!(l.ends_with(": pass [line 1: appraise fowner=0]"), "{out}");
+    }
+    let o = run(&[]);
+    assert_eq!(
+        stdout(&o).matches(": pass [line 1").count(),
+        10,
+        "{}",
+        text(&o)
+    );
 }
 
 /// Fix mode with an HMAC key: `ima_fix_xattr` writes security.ima through the VFS, so EVM's

@@ -162,6 +162,7 @@ struct Report {
     kind: ReportKind,
 }
 
+#[derive(Clone)]
 enum ReportKind {
     NotAppraised,
     Pass {
@@ -315,6 +316,7 @@ impl Ctx<'_> {
         let mut reports = Vec::new();
         let mut file: Option<(File, u64)> = None;
         let mut digests: Vec<Digest> = Vec::new();
+        let mut decided: Vec<(Requirements, ReportKind)> = Vec::new();
         for &func in funcs {
             let ev = event(func);
             let eval = self.policy.evaluate(&ev);
@@ -344,7 +346,20 @@ impl Ctx<'_> {
             let Some((f, size)) = file.as_mut() else {
                 continue;
             };
-            let kind = self.appraise_one(path, f, *size, req, &mut digests)?;
+            // Hooks whose rules ask for the same thing get the same answer: appraise once
+            // (a signature is checked once), unless a fix since changed the labels.
+            let kind = match decided.iter().find(|(r, _)| *r == req) {
+                Some((_, k)) => k.clone(),
+                None => {
+                    let k = self.appraise_one(path, f, *size, req, &mut digests)?;
+                    if matches!(k, ReportKind::Pass { fixed: Some(_), .. }) {
+                        decided.clear();
+                    } else {
+                        decided.push((req, k.clone()));
+                    }
+                    k
+                }
+            };
             reports.push(Report {
                 func: Some(func),
                 rule: Some((rule.line, rule.text.to_string())),
