@@ -263,8 +263,25 @@ fn the_software_bank_keeps_its_list_across_reboots() {
         .arg(state.join("binary_runtime_measurements"))
         .assert()
         .success();
-    // The boot id source must be readable.
+    // The boot id source must be readable and hold one id; the record must parse.
     measure(None, &state, &d.path().join("missing"), &t, &[])
         .code(2)
         .stderr(predicates::str::contains("read boot id"));
+    let empty = d.path().join("empty");
+    std::fs::write(&empty, "\n").unwrap();
+    measure(None, &state, &empty, &t, &[])
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "{}:1: not a boot id",
+            empty.display()
+        )));
+    let rec = state.join(".engine/boot");
+    let good = std::fs::read_to_string(&rec).unwrap();
+    std::fs::write(&rec, format!("{good}bogus 1\n")).unwrap();
+    measure(None, &state, &boot_b, &t, &[])
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "{}:4: unknown key \"bogus\"",
+            rec.display()
+        )));
 }

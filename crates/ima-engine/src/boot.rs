@@ -45,6 +45,11 @@ impl BootRecord {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
             Err(e) => return Err(io_err("read", &p)(e)),
         };
+        Self::parse(&text, &p).map(Some)
+    }
+
+    /// Parses a record's text (`path` names it in errors).
+    pub fn parse(text: &str, path: &Path) -> Result<Self, EngineError> {
         let mut r = Self::default();
         for (i, line) in text.lines().enumerate() {
             let (k, v) = line.split_once(' ').unwrap_or((line, ""));
@@ -53,15 +58,15 @@ impl BootRecord {
                 "tpm" => r.tpm = v.to_owned(),
                 "tpm_id" => r.tpm_id = v.to_owned(),
                 _ => {
-                    return Err(EngineError::Journal {
-                        path: p.display().to_string(),
-                        offset: i + 1,
-                        why: format!("line {}: unknown key {k:?}", i + 1),
+                    return Err(EngineError::Record {
+                        path: path.display().to_string(),
+                        line: i + 1,
+                        why: format!("unknown key {k:?}"),
                     });
                 }
             }
         }
-        Ok(Some(r))
+        Ok(r)
     }
 
     /// Writes the record (durably: it decides what happens to the list after a reboot).
@@ -94,9 +99,9 @@ pub fn read_boot_id(path: &Path) -> Result<String, EngineError> {
     let s = fs::read_to_string(path).map_err(io_err("read boot id", path))?;
     let id = s.trim();
     if id.is_empty() || id.contains(char::is_whitespace) {
-        return Err(EngineError::Journal {
+        return Err(EngineError::Record {
             path: path.display().to_string(),
-            offset: 0,
+            line: 1,
             why: format!("not a boot id: {id:?}"),
         });
     }
@@ -200,9 +205,9 @@ pub fn finish_archiving(dir: &Path) -> Result<bool, EngineError> {
     };
     let mut lines = plan.lines();
     let Some(target) = lines.next().map(PathBuf::from) else {
-        return Err(EngineError::Journal {
+        return Err(EngineError::Record {
             path: mark.display().to_string(),
-            offset: 0,
+            line: 1,
             why: "empty archive plan".into(),
         });
     };

@@ -116,6 +116,12 @@ pub enum EngineError {
     Tpm(#[from] ima_tpm::TpmError),
     #[error("template: {0}")]
     Template(String),
+    #[error("{path}:{line}: {why}")]
+    Record {
+        path: String,
+        line: usize,
+        why: String,
+    },
     #[error("{path}: entry at byte offset {offset}: {why}")]
     Journal {
         path: String,
