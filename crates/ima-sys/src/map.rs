@@ -67,7 +67,7 @@ extern "C" fn on_sigbus(_sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mu
     for slot in &GUARDS {
         let start = slot.start.load(SeqCst);
         let end = slot.end.load(SeqCst);
-        if start == 0 || addr < start || addr >= end {
+        if start <= CLAIMED || addr < start || addr >= end {
             continue;
         }
         let from = addr & !(page - 1);
@@ -160,6 +160,7 @@ impl Mapping {
         match map_aligned(file, len) {
             Ok(ptr) => {
                 GUARDS[slot].hit.store(false, SeqCst);
+                GUARDS[slot].start.store(ptr as usize, SeqCst);
                 GUARDS[slot].end.store(ptr as usize + len, SeqCst);
                 Ok(Self { ptr, len, slot })
             }
@@ -177,11 +178,14 @@ impl Mapping {
     }
 }
 
+/// `start` of a slot that is claimed but not yet published (its `end` is still 0).
+const CLAIMED: usize = 1;
+
 fn claim_slot() -> Option<usize> {
-    // A placeholder start (1) claims the slot; the real range is published by `new`.
+    // A placeholder start claims the slot; `new` publishes the real start, then the end.
     GUARDS
         .iter()
-        .position(|s| s.start.compare_exchange(0, 1, SeqCst, SeqCst).is_ok())
+        .position(|s| s.start.compare_exchange(0, CLAIMED, SeqCst, SeqCst).is_ok())
 }
 
 /// Maps `len` bytes of `file` read-only, at a 2 MiB boundary when `len` is at least that.
@@ -356,6 +360,20 @@ mod tests {
         let (f, _) = file_of(HUGE + 1);
         let m = Mapping::new(f.as_file(), (HUGE + 1) as u64).unwrap();
         assert_eq!(m.as_ptr() as usize % HUGE, 0);
+    }
+
+    #[test]
+    fn the_guard_covers_exactly_the_mapping_and_is_released() {
+        let (f, _) = file_of(HUGE + 7);
+        let m = Mapping::new(f.as_file(), (HUGE + 7) as u64).unwrap();
+        let slot = &GUARDS[m.slot];
+        let range = (slot.start.load(SeqCst), slot.end.load(SeqCst));
+        assert_eq!(range, (m.as_ptr() as usize, m.as_ptr() as usize + m.len()));
+        let i = m.slot;
+        drop(m);
+        // Released (a concurrent test may reuse the slot, but never for this length).
+        let now = (GUARDS[i].start.load(SeqCst), GUARDS[i].end.load(SeqCst));
+        assert_ne!(now, range);
     }
 
     #[test]
