@@ -811,6 +811,19 @@ fn evm_change_refuses_what_a_portable_signature_covers() {
     ]));
     // An unprotected xattr is none of EVM's business.
     ok(&change(&["--setxattr", "user.note=6869"]));
+    // A POSIX ACL is judged by the mode it gives (evm_xattr_acl_change): u::rw,g::r,o::r
+    // is 0644 again and allowed; u::rwx would be 0744 and is refused.
+    let acl = |user: &str| {
+        format!(
+            "system.posix_acl_access=02000000\
+             0100{user}00ffffffff04000400ffffffff20000400ffffffff"
+        )
+    };
+    ok(&change(&["--setxattr", &acl("06")]));
+    let o = change(&["--setxattr", &acl("07")]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(stdout(&o).contains("pass_immutable"), "{}", text(&o));
+    assert_eq!(mode_of(&f), 0o644);
     assert_eq!(get_xattr(&f, "security.evm").unwrap(), evm_before);
     let o = evmctl(&["verify", "--key", s(&fx.rsa_der), s(&f)]);
     assert_eq!(code(&o), 0, "{}", text(&o));

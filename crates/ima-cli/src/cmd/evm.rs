@@ -551,17 +551,44 @@ fn apply_update(f: &File, u: protect::EvmUpdate) -> anyhow::Result<&'static str>
     })
 }
 
-/// `CAP_SYS_ADMIN` in the effective set (`CapEff` of /proc/self/status).
-fn cap_sys_admin() -> bool {
+/// The caller's credentials as the EVM hooks test them, from /proc/self/status: the
+/// effective capabilities (`CapEff`), the filesystem gid and the supplementary groups.
+struct Creds {
+    caps: u64,
+    groups: Vec<u32>,
+}
+
+impl Creds {
+    const CAP_FSETID: u32 = 4;
     const CAP_SYS_ADMIN: u32 = 21;
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("CapEff:"))
-                .and_then(|h| u64::from_str_radix(h.trim(), 16).ok())
-        })
-        .is_some_and(|caps| caps & (1 << CAP_SYS_ADMIN) != 0)
+
+    fn current() -> Self {
+        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or("")
+                .to_owned()
+        };
+        let caps = u64::from_str_radix(field("CapEff:").trim(), 16).unwrap_or(0);
+        // "Gid: real effective saved fs": in_group_p tests the fs gid and the groups.
+        let mut groups: Vec<u32> = field("Groups:")
+            .split_whitespace()
+            .filter_map(|g| g.parse().ok())
+            .collect();
+        groups.extend(
+            field("Gid:")
+                .split_whitespace()
+                .nth(3)
+                .and_then(|g| g.parse::<u32>().ok()),
+        );
+        Self { caps, groups }
+    }
+
+    fn capable(&self, cap: u32) -> bool {
+        self.caps & (1 << cap) != 0
+    }
 }
 
 /// The operation `imactl evm change` was asked for.
@@ -619,7 +646,7 @@ fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
         fix_mode: a.evm_fix,
     };
     let cfg = a.msg.config();
-    let cap = cap_sys_admin();
+    let creds = Creds::current();
     let single = !a.recursive && a.files.len() == 1;
     let summary = tree::run(&a.files, a.recursive, |path| {
         per_file(path, |f| {
@@ -629,7 +656,9 @@ fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
                 keys: &keys,
                 flags,
                 facts: inode_facts(f, &inode)?,
-                cap_sys_admin: cap,
+                cap_sys_admin: creds.capable(Creds::CAP_SYS_ADMIN),
+                keeps_sgid: creds.capable(Creds::CAP_FSETID)
+                    || creds.groups.contains(&inode.meta.gid),
             };
             let m = inode.meta.mode;
             let change = match &op {

@@ -14,6 +14,7 @@ use std::fmt;
 
 use super::{EvmConfig, EvmKeys, HMAC_XATTR_LEN, HmacKey, Inode, MessageError, XATTR_EVM};
 use crate::appraise::Status;
+use crate::codec::{Codec, DecodeError, Reader};
 
 /// `XATTR_NAME_POSIX_ACL_ACCESS` and `XATTR_NAME_POSIX_ACL_DEFAULT`: not protected, but
 /// writing them can change `i_mode`, so EVM guards them too (`posix_xattr_acl`).
@@ -238,6 +239,9 @@ pub struct Context<'a> {
     pub facts: InodeFacts,
     /// `capable(CAP_SYS_ADMIN)` of the caller.
     pub cap_sys_admin: bool,
+    /// The caller is in the file's group or has CAP_FSETID: setting an ACL keeps the
+    /// set-group-ID bit (`posix_acl_update_mode`).
+    pub keeps_sgid: bool,
 }
 
 /// The kernel's decision for `change` on `inode` (whose `xattrs` hold the protected xattrs
@@ -438,7 +442,7 @@ fn protect_xattr(
     if status == Status::FailImmutable {
         return Ok(());
     }
-    if status == Status::PassImmutable && !xattr_change(inode, name, value) {
+    if status == Status::PassImmutable && !xattr_change(ctx, inode, name, value) {
         return Ok(());
     }
     if status == Status::Pass {
@@ -481,13 +485,111 @@ fn no_xattrs_allowed(
 }
 
 /// `evm_xattr_change`: whether `value` differs from the current value (an absent xattr
-/// always differs). The kernel compares POSIX ACLs by the mode they would give
-/// (`evm_xattr_acl_change`); not modelled: any ACL write counts as a change.
-fn xattr_change(inode: &Inode, name: &str, value: &[u8]) -> bool {
+/// always differs). A POSIX ACL is a change when it would change `i_mode`
+/// (`evm_xattr_acl_change`, 6.1): an ACL that does not parse, an empty one (or a removal)
+/// always is.
+fn xattr_change(ctx: &Context<'_>, inode: &Inode, name: &str, value: &[u8]) -> bool {
     if is_posix_acl(name) {
-        return true;
+        let mode = inode.meta.mode;
+        return match PosixAcl::from_bytes(value) {
+            Ok(acl) if !acl.0.is_empty() => acl.mode_after(mode, ctx.keeps_sgid) != Some(mode),
+            _ => true,
+        };
     }
     inode.xattrs.get(name).is_none_or(|cur| cur[..] != *value)
+}
+
+/// A POSIX ACL as stored in `system.posix_acl_access`/`_default` (`posix_acl_xattr_header`
+/// version 2, then `posix_acl_xattr_entry`s, all little-endian).
+///
+/// ```text
+/// struct posix_acl_xattr_header { __le32 a_version; };
+/// struct posix_acl_xattr_entry { __le16 e_tag; __le16 e_perm; __le32 e_id; };
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PosixAcl(pub Vec<AclEntry>);
+
+/// One `posix_acl_xattr_entry`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AclEntry {
+    pub tag: u16,
+    pub perm: u16,
+    pub id: u32,
+}
+
+impl AclEntry {
+    pub const USER_OBJ: u16 = 0x01;
+    pub const USER: u16 = 0x02;
+    pub const GROUP_OBJ: u16 = 0x04;
+    pub const GROUP: u16 = 0x08;
+    pub const MASK: u16 = 0x10;
+    pub const OTHER: u16 = 0x20;
+}
+
+/// `POSIX_ACL_XATTR_VERSION`.
+const ACL_XATTR_VERSION: u32 = 2;
+
+impl<'a> Codec<'a> for PosixAcl {
+    /// `posix_acl_from_xattr`: version 2, a whole number of entries, known tags, and a
+    /// valid id (not `(uid_t)-1`) for named users and groups.
+    fn decode(r: &mut Reader<'a>) -> Result<Self, DecodeError> {
+        if r.u32_le("ACL version")? != ACL_XATTR_VERSION {
+            return Err(r.invalid("ACL version", "not POSIX_ACL_XATTR_VERSION (2)"));
+        }
+        if r.remaining() % 8 != 0 {
+            return Err(r.invalid("ACL entries", "not a whole number of 8-byte entries"));
+        }
+        let mut entries = Vec::with_capacity(r.remaining() / 8);
+        while !r.is_empty() {
+            let e = AclEntry {
+                tag: r.u16_le("ACL tag")?,
+                perm: r.u16_le("ACL perm")?,
+                id: r.u32_le("ACL id")?,
+            };
+            match e.tag {
+                AclEntry::USER_OBJ | AclEntry::GROUP_OBJ | AclEntry::MASK | AclEntry::OTHER => {}
+                AclEntry::USER | AclEntry::GROUP if e.id != u32::MAX => {}
+                _ => return Err(r.invalid("ACL tag", format!("tag {:#x} id {}", e.tag, e.id))),
+            }
+            entries.push(e);
+        }
+        Ok(Self(entries))
+    }
+
+    fn encode(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&ACL_XATTR_VERSION.to_le_bytes());
+        for e in &self.0 {
+            out.extend_from_slice(&e.tag.to_le_bytes());
+            out.extend_from_slice(&e.perm.to_le_bytes());
+            out.extend_from_slice(&e.id.to_le_bytes());
+        }
+    }
+}
+
+impl PosixAcl {
+    /// `posix_acl_update_mode`: the `i_mode` after setting this ACL on an inode whose mode
+    /// is `mode` (`posix_acl_equiv_mode`: owner, group (or mask) and other permission bits
+    /// from the entries; set-group-ID dropped unless the caller is in the file's group or
+    /// has CAP_FSETID). `None` where the kernel fails (a tag it does not know).
+    pub fn mode_after(&self, mode: u16, keeps_sgid: bool) -> Option<u16> {
+        let mut bits = 0u16;
+        for e in &self.0 {
+            let p = e.perm & 0o7;
+            match e.tag {
+                AclEntry::USER_OBJ => bits |= p << 6,
+                AclEntry::GROUP_OBJ => bits |= p << 3,
+                AclEntry::OTHER => bits |= p,
+                AclEntry::MASK => bits = (bits & !0o070) | (p << 3),
+                AclEntry::USER | AclEntry::GROUP => {}
+                _ => return None,
+            }
+        }
+        let mut m = (mode & !0o777) | bits;
+        if !keeps_sgid {
+            m &= !0o2000;
+        }
+        Some(m)
+    }
 }
 
 /// `posix_xattr_acl`.

@@ -99,6 +99,7 @@ impl Env {
             flags: self.flags,
             facts: self.facts,
             cap_sys_admin: self.cap,
+            keeps_sgid: true,
         };
         decide(&ctx, inode, &change)
     }
@@ -472,4 +473,84 @@ fn chown_drops_setid_bits_as_the_vfs_does() {
     assert_eq!(m(c(0o102745, Some(1))), None);
     assert_eq!(m(c(0o100644, Some(1))), None);
     assert_eq!(m(c(0o046755, Some(1))), None, "directories keep them");
+}
+
+fn acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    PosixAcl(
+        entries
+            .iter()
+            .map(|&(tag, perm, id)| AclEntry { tag, perm, id })
+            .collect(),
+    )
+    .to_vec()
+}
+
+#[test]
+fn acls_change_what_they_do_to_the_mode() {
+    use AclEntry as E;
+    let x509 = Env::new(false, true);
+    let p = signed(EvmKind::Portable); // mode 0644
+    let set = |v: &[u8]| {
+        x509.decide(
+            &p,
+            Change::SetXattr {
+                name: XATTR_POSIX_ACL_ACCESS,
+                value: v,
+            },
+        )
+        .map(|_| ())
+    };
+    // Equivalent to 0644: no change (evm_xattr_acl_change), allowed under PASS_IMMUTABLE.
+    let same = acl(&[(E::USER_OBJ, 6, 0), (E::GROUP_OBJ, 4, 0), (E::OTHER, 4, 0)]);
+    assert_eq!(set(&same), Ok(()));
+    // A named user with mask r--: the group bits come from the mask, still 0644.
+    let named = acl(&[
+        (E::USER_OBJ, 6, 0),
+        (E::USER, 7, 1000),
+        (E::GROUP_OBJ, 4, 0),
+        (E::MASK, 4, 0),
+        (E::OTHER, 4, 0),
+    ]);
+    assert_eq!(set(&named), Ok(()));
+    // u::rwx would make it 0744: refused.
+    let wider = acl(&[(E::USER_OBJ, 7, 0), (E::GROUP_OBJ, 4, 0), (E::OTHER, 4, 0)]);
+    assert_eq!(set(&wider).unwrap_err().status, Some(Status::PassImmutable));
+    // Malformed, empty or removed: always a change.
+    let bad_version = [&[1u8, 0, 0, 0][..], &same[4..]].concat();
+    for v in [
+        &bad_version[..],
+        &same[..same.len() - 1],
+        &acl(&[]),
+        &[][..],
+    ] {
+        assert!(set(v).is_err(), "{v:?}");
+    }
+    let rm = x509.decide(
+        &p,
+        Change::RemoveXattr {
+            name: XATTR_POSIX_ACL_ACCESS,
+        },
+    );
+    assert!(rm.is_err());
+
+    // posix_acl_equiv_mode in detail: entry order, mask, set-group-ID, unknown tags.
+    let a = PosixAcl::from_bytes(&named).unwrap();
+    assert_eq!(a.to_vec(), named);
+    assert_eq!(a.mode_after(0o102755, true), Some(0o102644));
+    assert_eq!(a.mode_after(0o102755, false), Some(0o100644));
+    let group_after_mask = PosixAcl(vec![
+        AclEntry {
+            tag: E::MASK,
+            perm: 4,
+            id: 0,
+        },
+        AclEntry {
+            tag: E::GROUP_OBJ,
+            perm: 3,
+            id: 0,
+        },
+    ]);
+    assert_eq!(group_after_mask.mode_after(0o100000, true), Some(0o100070));
+    assert!(PosixAcl::from_bytes(&acl(&[(0x40, 7, 0)])).is_err());
+    assert!(PosixAcl::from_bytes(&acl(&[(E::USER, 7, u32::MAX)])).is_err());
 }
