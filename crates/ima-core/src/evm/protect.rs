@@ -536,7 +536,7 @@ impl<'a> Codec<'a> for PosixAcl {
         if r.u32_le("ACL version")? != ACL_XATTR_VERSION {
             return Err(r.invalid("ACL version", "not POSIX_ACL_XATTR_VERSION (2)"));
         }
-        if r.remaining() % 8 != 0 {
+        if !r.remaining().is_multiple_of(8) {
             return Err(r.invalid("ACL entries", "not a whole number of 8-byte entries"));
         }
         let mut entries = Vec::with_capacity(r.remaining() / 8);
