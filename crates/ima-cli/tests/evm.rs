@@ -799,6 +799,23 @@ fn evm_change_refuses_what_a_portable_signature_covers() {
         hex::decode(IMA_HELLO).unwrap()
     );
     assert_eq!(get_xattr(&f, "security.evm").unwrap(), evm_before);
+    // IMA's hook runs first for security.ima: an undefined type is EINVAL, an algorithm
+    // outside the SETXATTR_CHECK list EACCES.
+    let o = change(&["--setxattr", "security.ima=07aa"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("refused by IMA: EINVAL"),
+        "{}",
+        text(&o)
+    );
+    let sha1 = format!("security.ima=01{}", "22".repeat(20));
+    let o = change(&["--setxattr-algos", "sha256,sha512", "--setxattr", &sha1]);
+    assert!(
+        stdout(&o)
+            .contains("refused by IMA: EACCES [audit op=set_data cause=denied-hash-algorithm]"),
+        "{}",
+        text(&o)
+    );
     // Writing security.evm from userspace as an HMAC: EPERM before any check.
     let o = change(&["--setxattr", &format!("security.evm=02{}", "00".repeat(20))]);
     assert_eq!(code(&o), 1, "{}", text(&o));
@@ -860,6 +877,27 @@ fn signature_becomes_hmac_as_the_kernel_converts_it() {
     assert_eq!(
         stdout(&verify(&[])).trim(),
         format!("{}: pass", f.display())
+    );
+    assert_eq!(get_xattr(&f, "security.evm").unwrap()[0], 3);
+    // An immutable inode (chattr +i, IS_IMMUTABLE) is never converted.
+    let set_immutable = |on: bool| {
+        let file = std::fs::File::open(&f).unwrap();
+        let flags = rustix::fs::ioctl_getflags(&file).unwrap();
+        let flags = if on {
+            flags | rustix::fs::IFlags::IMMUTABLE
+        } else {
+            flags - rustix::fs::IFlags::IMMUTABLE
+        };
+        rustix::fs::ioctl_setflags(&file, flags).unwrap();
+    };
+    set_immutable(true);
+    let o = verify(&["--fix"]);
+    set_immutable(false);
+    assert_eq!(
+        stdout(&o).trim(),
+        format!("{}: pass", f.display()),
+        "{}",
+        text(&o)
     );
     assert_eq!(get_xattr(&f, "security.evm").unwrap()[0], 3);
     let want = ok(&imactl(&[

@@ -270,6 +270,56 @@ pub fn hash_algo(xattr: Option<&[u8]>, default: HashAlgo) -> HashAlgo {
     xattr.and_then(xattr::ima_hash_algo).unwrap_or(default)
 }
 
+/// Why IMA refuses a write or removal of `security.ima` (`ima_inode_setxattr`,
+/// `ima_inode_removexattr`): the errno, and the `op=set_data` audit cause when there is one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SetxattrRefused {
+    pub errno: &'static str,
+    pub cause: Option<&'static str>,
+}
+
+impl fmt::Display for SetxattrRefused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.errno)?;
+        if let Some(c) = self.cause {
+            write!(f, " [audit op=set_data cause={c}]")?;
+        }
+        Ok(())
+    }
+}
+
+/// `ima_inode_setxattr` for `security.ima` (`value`; `None` is `ima_inode_removexattr`),
+/// which the kernel runs before EVM's hook: CAP_SYS_ADMIN (`ima_protect_xattr`, EPERM); a
+/// non-empty value of a defined type (EINVAL); and `validate_hash_algo`: the algorithm the
+/// value names ([`hash_algo`], else `ima_hash`) must be in the SETXATTR_CHECK rule's
+/// `appraise_algos` when one is loaded (`setxattr_algos`, bit `1 << id`;
+/// `denied-hash-algorithm`), otherwise be `ima_hash` or one the kernel can compute
+/// (`unavailable-hash-algorithm`); both EACCES.
+pub fn inode_setxattr(
+    value: Option<&[u8]>,
+    ima_hash: HashAlgo,
+    setxattr_algos: Option<u32>,
+    cap_sys_admin: bool,
+) -> Result<(), SetxattrRefused> {
+    let refuse = |errno, cause| Err(SetxattrRefused { errno, cause });
+    if !cap_sys_admin {
+        return refuse("EPERM", None);
+    }
+    let Some(v) = value else {
+        return Ok(());
+    };
+    if v.first().is_none_or(|&t| t >= XattrType::LAST) {
+        return refuse("EINVAL", None);
+    }
+    let algo = hash_algo(Some(v), ima_hash);
+    match setxattr_algos.filter(|&m| m != 0) {
+        Some(mask) if algo.0 < 32 && mask & (1 << algo.0) != 0 => Ok(()),
+        Some(_) => refuse("EACCES", Some("denied-hash-algorithm")),
+        None if algo == ima_hash || algo.is_supported() => Ok(()),
+        None => refuse("EACCES", Some("unavailable-hash-algorithm")),
+    }
+}
+
 /// `ima_fix_xattr`: the `security.ima` value for a collected digest: `01 || digest` for
 /// md4, md5 and sha1, else `04 || algo || digest`.
 pub fn hash_xattr(digest: &Digest) -> Vec<u8> {

@@ -192,6 +192,14 @@ pub struct ChangeArgs {
     /// The `evm=fix` boot option: the current status is not checked.
     #[arg(long)]
     evm_fix: bool,
+    /// `ima_hash=`: for a write of security.ima, IMA (whose hook runs before EVM's) accepts
+    /// this algorithm or any other it can compute...
+    #[arg(long, default_value = "sha256", value_name = "ALG")]
+    ima_hash: HashAlgo,
+    /// ...unless a SETXATTR_CHECK rule limits security.ima writes to these algorithms
+    /// (its `appraise_algos=`, comma separated).
+    #[arg(long, value_delimiter = ',', value_name = "ALG,...")]
+    setxattr_algos: Vec<HashAlgo>,
     /// chmod to MODE (octal permission bits).
     #[arg(long, group = "op", value_name = "MODE", value_parser = parse_octal)]
     chmod: Option<u16>,
@@ -667,6 +675,21 @@ fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
                 Op::Set(name, value) => protect::Change::SetXattr { name, value },
                 Op::Remove(name) => protect::Change::RemoveXattr { name },
             };
+            // security_inode_setxattr/removexattr: IMA's hook, then EVM's.
+            let ima_value = match &op {
+                Op::Set(name, value) if name == evm::XATTR_IMA => Some(Some(&value[..])),
+                Op::Remove(name) if name == evm::XATTR_IMA => Some(None),
+                _ => None,
+            };
+            if let Some(v) = ima_value {
+                let algos = (a.setxattr_algos.iter())
+                    .fold(0u32, |m, h| m | 1u32.checked_shl(h.0.into()).unwrap_or(0));
+                let cap = creds.capable(Creds::CAP_SYS_ADMIN);
+                if let Err(r) = appraise::inode_setxattr(v, a.ima_hash, Some(algos), cap) {
+                    tree::out_line(&format!("{}: refused by IMA: {r}", path.display()));
+                    return Ok((Outcome::Failed, 0));
+                }
+            }
             let plan = match protect::decide(&ctx, &inode, &change) {
                 Ok(p) => p,
                 Err(refused) => {

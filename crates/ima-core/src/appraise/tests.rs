@@ -468,3 +468,52 @@ proptest::proptest! {
         proptest::prop_assert_eq!(new_flag, old_flag);
     }
 }
+
+#[test]
+fn setting_security_ima_follows_ima_inode_setxattr() {
+    let sha256 = HashAlgo::SHA256;
+    let label = hash_xattr(&sha256.digest(b"x").unwrap());
+    let refused = |errno, cause| Err(SetxattrRefused { errno, cause });
+    assert_eq!(inode_setxattr(Some(&label), sha256, None, true), Ok(()));
+    // ima_protect_xattr: CAP_SYS_ADMIN for writes and removals.
+    assert_eq!(
+        inode_setxattr(Some(&label), sha256, None, false),
+        refused("EPERM", None)
+    );
+    assert_eq!(
+        inode_setxattr(None, sha256, None, false),
+        refused("EPERM", None)
+    );
+    assert_eq!(inode_setxattr(None, sha256, None, true), Ok(()));
+    // Empty, or a type past IMA_XATTR_LAST: EINVAL. 0x02 and 0x05 are defined types.
+    assert_eq!(
+        inode_setxattr(Some(&[]), sha256, None, true),
+        refused("EINVAL", None)
+    );
+    assert_eq!(
+        inode_setxattr(Some(&[7, 1]), sha256, None, true),
+        refused("EINVAL", None)
+    );
+    assert_eq!(inode_setxattr(Some(&[2, 1]), sha256, None, true), Ok(()));
+    // validate_hash_algo: any algorithm the kernel has, unless SETXATTR_CHECK restricts it.
+    let sha1 = hash_xattr(&HashAlgo::SHA1.digest(b"x").unwrap());
+    assert_eq!(inode_setxattr(Some(&sha1), sha256, None, true), Ok(()));
+    let only_sha256 = Some(1 << HashAlgo::SHA256.0);
+    assert_eq!(
+        inode_setxattr(Some(&label), sha256, only_sha256, true),
+        Ok(())
+    );
+    assert_eq!(
+        inode_setxattr(Some(&sha1), sha256, only_sha256, true),
+        refused("EACCES", Some("denied-hash-algorithm"))
+    );
+    // A known id that cannot be computed here (tgr128 = 14): unavailable-hash-algorithm;
+    // unless it is ima_hash itself.
+    let tgr = [4u8, 14, 0, 0];
+    assert!(!HashAlgo(14).is_supported());
+    assert_eq!(
+        inode_setxattr(Some(&tgr), sha256, None, true),
+        refused("EACCES", Some("unavailable-hash-algorithm"))
+    );
+    assert_eq!(inode_setxattr(Some(&tgr), HashAlgo(14), None, true), Ok(()));
+}
