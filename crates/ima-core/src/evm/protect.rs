@@ -250,9 +250,15 @@ pub struct Context<'a> {
 /// computes it (with [`super::verify`]), since only then can the 0x03 → HMAC conversion
 /// happen.
 pub fn decide(ctx: &Context<'_>, inode: &Inode, change: &Change<'_>) -> Result<Plan, Refused> {
+    // The status evm_verify_hmac returned, if the hook ran it.
     let mut verified = None;
     let current = || {
-        let s = current_integrity(ctx, inode);
+        if !ctx.keys.loaded() || !ctx.facts.regular || ctx.flags.fix_mode {
+            // evm_verify_current_integrity: PASS without looking when no key is loaded,
+            // the inode is not a regular file, or in `evm=fix` mode.
+            return Status::Pass;
+        }
+        let s = super::verify(ctx.cfg, ctx.keys, inode).status;
         verified = Some(s);
         s
     };
@@ -284,15 +290,6 @@ pub fn decide(ctx: &Context<'_>, inode: &Inode, change: &Change<'_>) -> Result<P
         converted,
         update: post_update(ctx, change),
     })
-}
-
-/// `evm_verify_current_integrity`: PASS without looking when no key is loaded, the inode is
-/// not a regular file or in `evm=fix` mode; otherwise `evm_verify_hmac`.
-fn current_integrity(ctx: &Context<'_>, inode: &Inode) -> Status {
-    if !ctx.keys.loaded() || !ctx.facts.regular || ctx.flags.fix_mode {
-        return Status::Pass;
-    }
-    super::verify(ctx.cfg, ctx.keys, inode).status
 }
 
 /// Why a non-passing status blocks a change, in words.

@@ -188,6 +188,14 @@ fn setattr_under_signatures() {
     let mut ro = Env::new(true, true);
     ro.facts.writable = false;
     assert_eq!(ro.decide(&i, CHMOD_600), allowed(true));
+    // No verification, no conversion: not a regular file, or evm=fix (the post-hook still
+    // writes the HMAC afterwards).
+    let mut dir = Env::new(true, true);
+    dir.facts.regular = false;
+    assert_eq!(dir.decide(&i, CHMOD_600), allowed(true));
+    let mut fix = Env::new(true, true);
+    fix.flags.fix_mode = true;
+    assert_eq!(fix.decide(&i, CHMOD_600), allowed(true));
     // X.509 only: allowed, nothing rewritten (the signature no longer matches afterwards).
     let x509 = Env::new(false, true);
     assert_eq!(x509.decide(&i, CHMOD_600), allowed(false));
