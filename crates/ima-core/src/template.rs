@@ -679,10 +679,12 @@ impl Field {
 impl Field {
     /// Appends the ascii-list rendering of a stored value (`ima_show_template_*`): hex,
     /// the string up to its NUL, `algo:` + hex, or decimal. An empty value renders as
-    /// nothing.
+    /// nothing, and so does an integer field whose length is not 1, 2, 4 or 8 bytes (the
+    /// `default: break` of `DATA_FMT_UINT` in `ima_show_template_data_ascii`).
     pub fn render_ascii(self, data: &[u8], endian: Endian, out: &mut Vec<u8>) {
         match self.decode(data, endian) {
             FieldValue::Empty => {}
+            FieldValue::Bytes(_) if matches!(self.format(), FieldFormat::Uint(_)) => {}
             FieldValue::Bytes(b) => push_hex(b, out),
             FieldValue::Str(s) => out.extend_from_slice(s),
             FieldValue::Digest { prefix, digest, .. } => {

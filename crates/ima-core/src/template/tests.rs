@@ -241,3 +241,19 @@ fn parse_errors() {
     assert!(Field::Imode.parse_ascii(b"70000", Endian::Little).is_err());
     assert!(Field::Iuid.parse_ascii(b"-1", Endian::Little).is_err());
 }
+
+#[test]
+fn integers_of_odd_lengths_render_as_nothing_like_the_kernel() {
+    // DATA_FMT_UINT prints lengths 1, 2, 4 and 8 only (found by fuzzing: a 38-byte igid
+    // rendered as hex read back as the decimal 0).
+    for (data, want) in [
+        (&[7u8][..], "7"),
+        (&[1, 1][..], "257"),
+        (&[0, 0, 0][..], ""),
+        (&[0; 38][..], ""),
+    ] {
+        let mut out = Vec::new();
+        Field::Igid.render_ascii(data, Endian::Little, &mut out);
+        assert_eq!(String::from_utf8(out).unwrap(), want, "{data:?}");
+    }
+}
