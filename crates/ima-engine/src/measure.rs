@@ -16,12 +16,12 @@
 //! longer open for write (the kernel: until the last writer closes; a writer that closes and
 //! reopens between two runs is not seen).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fs::{File, Metadata};
 use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 
@@ -155,19 +155,63 @@ pub fn measure(
     engine: &mut Engine,
     opts: &Options,
     paths: &[PathBuf],
-    mut on_new: impl FnMut(&Entry),
+    on_new: impl FnMut(&Entry),
 ) -> Result<Summary, EngineError> {
-    let mut sum = Summary::default();
-    // Which files are open for write (`i_writecount`), gathered while the tree is walked.
-    let hooked = matches!(
-        opts.func,
-        Func::FileCheck | Func::MmapCheck | Func::MmapCheckReqprot
-    );
+    measure_walked(engine, opts, walk(opts, paths), on_new)
+}
+
+/// The files a run will look at, with their metadata, and which files are open for write
+/// (`i_writecount`): everything [`measure_walked`] needs from the filesystem before hashing.
+/// Needs no engine, so callers can walk while the engine opens.
+#[derive(Debug, Default)]
+pub struct Walked {
+    files: Vec<(PathBuf, Metadata)>,
+    writers: HashSet<(u64, u64)>,
+    errors: Vec<(PathBuf, String)>,
+}
+
+/// Walks `paths` (in parallel) and, for the hooks the kernel checks for writers, scans
+/// `/proc` for files open for write at the same time.
+pub fn walk(opts: &Options, paths: &[PathBuf]) -> Walked {
+    let hooked = writers_checked(opts.func);
+    let mut errors = Vec::new();
     let (files, writers) = std::thread::scope(|s| {
         let w = hooked.then(|| s.spawn(ima_sys::procfs::open_for_write));
-        let files = collect(paths, opts.recursive, &mut sum);
+        let files = collect(paths, opts.recursive, &mut errors);
         (files, w.and_then(|h| h.join().ok()).unwrap_or_default())
     });
+    Walked {
+        files,
+        writers,
+        errors,
+    }
+}
+
+/// The hooks for which the kernel checks writers (`ima_rdwr_violation_check`).
+fn writers_checked(func: Func) -> bool {
+    matches!(
+        func,
+        Func::FileCheck | Func::MmapCheck | Func::MmapCheckReqprot
+    )
+}
+
+/// [`measure`] of what [`walk`] found.
+pub fn measure_walked(
+    engine: &mut Engine,
+    opts: &Options,
+    walked: Walked,
+    mut on_new: impl FnMut(&Entry),
+) -> Result<Summary, EngineError> {
+    let Walked {
+        files,
+        writers,
+        errors,
+    } = walked;
+    let hooked = writers_checked(opts.func);
+    let mut sum = Summary {
+        errors,
+        ..Summary::default()
+    };
     sum.files = files.len();
     let algo = engine.config().ima_hash;
     let boot = engine.config().template.clone();
@@ -452,22 +496,95 @@ fn append(
     Ok(())
 }
 
+/// What a parallel walk found.
+#[derive(Default)]
+struct Found {
+    files: Vec<(PathBuf, Metadata)>,
+    errors: Vec<(PathBuf, String)>,
+}
+
+/// Files stat'ed per task: a directory of thousands of libraries is split between cores.
+const STAT_CHUNK: usize = 128;
+
+/// Lists `dir` in one task; its regular files are stat'ed relative to the directory
+/// (`fstatat`, no path walk) in tasks of [`STAT_CHUNK`], and its subdirectories become tasks
+/// of their own, so both cores walk (the walk is most of an unchanged tree's second run).
+/// Symlinks are not followed.
+fn visit<'s>(s: &rayon::Scope<'s>, dir: PathBuf, found: &'s Mutex<Found>) {
+    let mut files = Vec::new();
+    let mut errors = Vec::new();
+    match std::fs::read_dir(&dir) {
+        Ok(entries) => {
+            for ent in entries {
+                let ent = match ent {
+                    Ok(e) => e,
+                    Err(e) => {
+                        errors.push((dir.clone(), e.to_string()));
+                        continue;
+                    }
+                };
+                match ent.file_type() {
+                    Ok(t) if t.is_dir() => {
+                        let sub = ent.path();
+                        s.spawn(move |s| visit(s, sub, found));
+                    }
+                    Ok(t) if t.is_file() => files.push(ent),
+                    Ok(_) => {} // symlinks, devices, sockets: not measured, not followed
+                    Err(e) => errors.push((ent.path(), e.to_string())),
+                }
+            }
+        }
+        Err(e) => errors.push((dir, e.to_string())),
+    }
+    if !errors.is_empty() {
+        found
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .errors
+            .append(&mut errors);
+    }
+    while files.len() > STAT_CHUNK {
+        let rest = files.split_off(STAT_CHUNK);
+        let chunk = std::mem::replace(&mut files, rest);
+        s.spawn(move |_| stat_files(chunk, found));
+    }
+    stat_files(files, found);
+}
+
+fn stat_files(files: Vec<std::fs::DirEntry>, found: &Mutex<Found>) {
+    let mut ok = Vec::with_capacity(files.len());
+    let mut errors = Vec::new();
+    for ent in files {
+        match ent.metadata() {
+            Ok(m) => ok.push((ent.path(), m)),
+            Err(e) => errors.push((ent.path(), e.to_string())),
+        }
+    }
+    let mut f = found.lock().unwrap_or_else(|p| p.into_inner());
+    f.files.append(&mut ok);
+    f.errors.append(&mut errors);
+}
+
 /// The regular files named by `paths` (directories walked with `recursive`, symlinks inside
 /// them not followed), each with its absolute, symlink-free path.
-fn collect(paths: &[PathBuf], recursive: bool, sum: &mut Summary) -> Vec<(PathBuf, Metadata)> {
+fn collect(
+    paths: &[PathBuf],
+    recursive: bool,
+    errors: &mut Vec<(PathBuf, String)>,
+) -> Vec<(PathBuf, Metadata)> {
     let mut out = Vec::new();
     for p in paths {
         let root = match std::fs::canonicalize(p) {
             Ok(r) => r,
             Err(e) => {
-                sum.errors.push((p.clone(), e.to_string()));
+                errors.push((p.clone(), e.to_string()));
                 continue;
             }
         };
         let meta = match std::fs::metadata(&root) {
             Ok(m) => m,
             Err(e) => {
-                sum.errors.push((p.clone(), e.to_string()));
+                errors.push((p.clone(), e.to_string()));
                 continue;
             }
         };
@@ -479,26 +596,63 @@ fn collect(paths: &[PathBuf], recursive: bool, sum: &mut Summary) -> Vec<(PathBu
             continue; // only regular files are measured
         }
         if !recursive {
-            sum.errors
-                .push((p.clone(), "is a directory (use -r)".to_owned()));
+            errors.push((p.clone(), "is a directory (use -r)".to_owned()));
             continue;
         }
-        for ent in walkdir::WalkDir::new(&root).sort_by_file_name() {
-            match ent {
-                Ok(ent) if ent.file_type().is_file() => match ent.metadata() {
-                    Ok(m) => out.push((ent.into_path(), m)),
-                    Err(e) => sum.errors.push((ent.into_path(), e.to_string())),
-                },
-                Ok(_) => {}
-                Err(e) => {
-                    let path = e
-                        .path()
-                        .map(Path::to_path_buf)
-                        .unwrap_or_else(|| root.clone());
-                    sum.errors.push((path, e.to_string()));
-                }
-            }
-        }
+        let found = Mutex::new(Found::default());
+        rayon::scope(|s| visit(s, root, &found));
+        let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
+        out.extend(found.files);
+        errors.extend(found.errors);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_parallel_walk_finds_every_regular_file_once_and_follows_no_symlink() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = std::fs::canonicalize(dir.path()).unwrap();
+        let mut want = Vec::new();
+        // One directory with more files than a stat task takes, and a nested chain.
+        let big = root.join("big");
+        std::fs::create_dir(&big).unwrap();
+        for i in 0..(STAT_CHUNK * 2 + 5) {
+            let p = big.join(format!("f{i}"));
+            std::fs::write(&p, [0u8; 3]).unwrap();
+            want.push(p);
+        }
+        let mut deep = root.clone();
+        for i in 0..6 {
+            deep = deep.join(format!("d{i}"));
+            std::fs::create_dir(&deep).unwrap();
+            let p = deep.join("x");
+            std::fs::write(&p, b"x").unwrap();
+            want.push(p);
+        }
+        std::os::unix::fs::symlink(big.join("f0"), root.join("link-to-file")).unwrap();
+        std::os::unix::fs::symlink(&big, root.join("link-to-dir")).unwrap();
+        let mut errors = Vec::new();
+        let mut got: Vec<PathBuf> = collect(&[root.clone()], true, &mut errors)
+            .into_iter()
+            .map(|(p, m)| {
+                assert!(m.is_file());
+                p
+            })
+            .collect();
+        assert!(errors.is_empty(), "{errors:?}");
+        got.sort();
+        want.sort();
+        assert_eq!(got, want);
+
+        let mut errors = Vec::new();
+        assert!(collect(&[root.join("big")], false, &mut errors).is_empty());
+        assert_eq!(errors.len(), 1, "a directory without -r is an error");
+        let mut errors = Vec::new();
+        assert!(collect(&[root.join("missing")], true, &mut errors).is_empty());
+        assert_eq!(errors.len(), 1);
+    }
 }

@@ -77,8 +77,20 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     if let Some(f) = &a.boot_id_file {
         cfg.boot_id_file = f.clone();
     }
-    let mut engine = Engine::open_tcti(cfg, a.tpm.as_deref())
-        .with_context(|| format!("measurement list in {}", dir.display()))?;
+    let opts = Options {
+        policy,
+        func: a.func,
+        recursive: a.recursive,
+        creds: Creds::current(),
+    };
+    // The walk needs no engine: it runs while the engine opens (recovery, replay check).
+    let (engine, walked) = std::thread::scope(|s| {
+        let walk = s.spawn(|| measure::walk(&opts, &a.paths));
+        let engine = Engine::open_tcti(cfg, a.tpm.as_deref());
+        (engine, walk.join())
+    });
+    let walked = walked.map_err(|_| anyhow::anyhow!("the directory walk panicked"))?;
+    let mut engine = engine.with_context(|| format!("measurement list in {}", dir.display()))?;
     let kind = engine.tpm().kind();
     if let Some(ar) = engine.archived() {
         eprintln!(
@@ -106,12 +118,6 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     } else {
         HashAlgo::SHA1
     };
-    let opts = Options {
-        policy,
-        func: a.func,
-        recursive: a.recursive,
-        creds: Creds::current(),
-    };
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = Vec::new();
@@ -127,7 +133,7 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
             let _ = out.write_all(&line);
         }
     };
-    let sum = measure::measure(&mut engine, &opts, &a.paths, &mut print)?;
+    let sum = measure::measure_walked(&mut engine, &opts, walked, &mut print)?;
     out.flush()?;
     drop(out);
     let entries = engine.len();
