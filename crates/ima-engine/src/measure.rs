@@ -636,7 +636,7 @@ mod tests {
         std::os::unix::fs::symlink(big.join("f0"), root.join("link-to-file")).unwrap();
         std::os::unix::fs::symlink(&big, root.join("link-to-dir")).unwrap();
         let mut errors = Vec::new();
-        let mut got: Vec<PathBuf> = collect(&[root.clone()], true, &mut errors)
+        let mut got: Vec<PathBuf> = collect(std::slice::from_ref(&root), true, &mut errors)
             .into_iter()
             .map(|(p, m)| {
                 assert!(m.is_file());
