@@ -83,7 +83,8 @@ impl BootRecord {
         f.write_all(self.text().as_bytes())
             .and_then(|()| f.sync_all())
             .map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &p).map_err(io_err("rename", &p))
+        fs::rename(&tmp, &p).map_err(io_err("rename", &p))?;
+        crate::sync_dir(internal)
     }
 
     fn text(&self) -> String {

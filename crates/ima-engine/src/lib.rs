@@ -340,6 +340,7 @@ impl Engine {
                 })?;
         }
 
+        let fresh = !jpath.exists();
         let journal = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -348,6 +349,11 @@ impl Engine {
             .mode(FILE_MODE)
             .open(&jpath)
             .map_err(io_err("open", &jpath))?;
+        if fresh {
+            // The journal's name must be durable before anything is extended on its behalf:
+            // fdatasync of the file alone does not persist the directory entry.
+            sync_dir(&dir)?;
+        }
         let cache = Cache::load(&internal.join("cache"));
         let mut e = Self {
             cfg,
@@ -981,6 +987,13 @@ impl Engine {
         let m = self.marker()?;
         write_replace(&dir.join(".engine").join("derived"), m.as_bytes(), 0o600)
     }
+}
+
+/// Makes the entries of directory `dir` (created, renamed files) durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), EngineError> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io_err("fsync", dir))
 }
 
 /// Replaces `path` atomically (write a temporary file, rename it over).
