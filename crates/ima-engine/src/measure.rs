@@ -22,7 +22,6 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex, mpsc};
 
 use ima_core::hash::{Digest, HashAlgo};
@@ -312,25 +311,23 @@ pub fn measure_walked(
     // Largest first: the long hashes start early and the small ones fill the gaps.
     jobs.sort_by_key(|j| std::cmp::Reverse(j.meta.size()));
 
-    // One shared cursor over the sorted jobs, one loop per core: each worker takes the
-    // largest job left. (A rayon `par_iter` here split the sorted list into contiguous ranges,
-    // so one core hashed the big files alone while the other idled: 1.16 cores busy.)
-    let jobs: Vec<Mutex<Option<Job>>> = jobs.into_iter().map(|j| Mutex::new(Some(j))).collect();
-    let next = AtomicUsize::new(0);
+    // One queue of the sorted jobs, one loop per core: each worker takes the largest job
+    // left. (A rayon `par_iter` here split the sorted list into contiguous ranges, so one
+    // core hashed the big files alone while the other idled: 1.16 cores busy.)
+    let queue = Mutex::new(jobs.into_iter());
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let (tx, rx) = mpsc::sync_channel::<Done>(256);
     let mut result = Ok(());
     std::thread::scope(|s| {
         for _ in 0..workers {
             let tx = tx.clone();
-            let (jobs, next) = (&jobs, &next);
+            let queue = &queue;
             s.spawn(move || {
                 loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(slot) = jobs.get(i) else { break };
-                    let Some(job) = slot.lock().ok().and_then(|mut j| j.take()) else {
-                        continue;
-                    };
+                    // Its own statement: the guard is dropped before the hash (a `while let`
+                    // scrutinee would hold it for the whole body).
+                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
+                    let Some(job) = next else { break };
                     let result = hash_job(&job, algo);
                     // The receiver only goes away on an engine error; then stop quietly.
                     if tx.send(Done { job, result }).is_err() {
