@@ -9,21 +9,10 @@ use std::process::Command as Std;
 use assert_cmd::Command;
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::{ListFormat, binary};
-use ima_test::Swtpm;
+use ima_test::{Swtpm, run_ok};
 
 fn imactl() -> Command {
     Command::cargo_bin("imactl").unwrap()
-}
-
-fn run_ok(cmd: &mut Std) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// PCR 0..=23 of `bank` as tpm2_pcrread sees them.

@@ -11,19 +11,8 @@ use std::process::Command as Std;
 
 use assert_cmd::Command;
 use assert_cmd::assert::Assert;
-use ima_test::Swtpm;
+use ima_test::{Swtpm, run_ok};
 use predicates::prelude::PredicateBooleanExt;
-
-fn run_ok(cmd: &mut Std) -> String {
-    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
 
 /// `imactl measure -q -r` of `tree` into `state` in boot `boot` (a file holding the id).
 fn measure(tpm: Option<&str>, state: &Path, boot: &Path, tree: &Path, extra: &[&str]) -> Assert {

@@ -7,6 +7,19 @@ mod swtpm;
 
 pub use swtpm::{Swtpm, SwtpmChardev};
 
+/// Runs `cmd` and returns its stdout; panics (the test's failure report) with the command,
+/// its stdout and stderr if it cannot start or exits non-zero.
+pub fn run_ok(cmd: &mut std::process::Command) -> String {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// The repository root (the workspace directory).
 pub fn repo_root() -> PathBuf {
     // CARGO_MANIFEST_DIR is crates/ima-test at compile time.
