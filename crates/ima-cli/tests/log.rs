@@ -109,6 +109,71 @@ fn boot_aggregate_equals_the_first_entry() {
     }
 }
 
+/// PCRs 0-9 given: boot_aggregate is checked against them, so a list replayed under other
+/// boot PCRs (a changed PCR 0) fails even though PCR 10 matches (issue #12).
+#[test]
+fn verify_checks_boot_aggregate_against_pcrs_0_to_9() {
+    for c in ima_test::kernel_captures() {
+        let d = ima_test::kernel_capture(&c);
+        imactl()
+            .args(["log", "verify"])
+            .arg(capture(&c, BIN))
+            .args(pcrs_args(&c))
+            .assert()
+            .code(0)
+            .stdout(predicate::str::contains("ok: boot_aggregate ("));
+        let tmp = tempfile::tempdir().unwrap();
+        let mut args = Vec::new();
+        for alg in ["sha1", "sha256"] {
+            let text = std::fs::read_to_string(d.join(format!("pcrs_{alg}.txt"))).unwrap();
+            let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+            let zero = lines.iter().position(|l| l.starts_with("0 ")).unwrap();
+            let hex = lines[zero][2..].to_owned();
+            let flipped: String = hex
+                .chars()
+                .enumerate()
+                .map(|(i, ch)| {
+                    if i == 0 {
+                        if ch == '0' { '1' } else { '0' }
+                    } else {
+                        ch
+                    }
+                })
+                .collect();
+            lines[zero] = format!("0 {flipped}");
+            let p = tmp.path().join(format!("pcrs_{alg}.txt"));
+            std::fs::write(&p, lines.join("\n") + "\n").unwrap();
+            args.push("--pcrs".to_owned());
+            args.push(format!("{alg}:{}", p.display()));
+        }
+        imactl()
+            .args(["log", "verify"])
+            .arg(capture(&c, BIN))
+            .args(&args)
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("MISMATCH: entry 1 ("))
+            .stdout(predicate::str::contains("boot_aggregate: logged"))
+            .stdout(predicate::str::contains("FAILED"));
+    }
+    // Only PCR 10 given: boot_aggregate cannot be checked and nothing is said about it.
+    let c = "a-tcb-ima-ng-sha256";
+    let d = ima_test::kernel_capture(c);
+    let text = std::fs::read_to_string(d.join("pcrs_sha256.txt")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let p = tmp.path().join("pcr10");
+    let ten: String = text.lines().filter(|l| l.starts_with("10 ")).collect();
+    std::fs::write(&p, ten + "\n").unwrap();
+    imactl()
+        .args(["log", "verify"])
+        .arg(capture(c, BIN))
+        .arg("--pcrs")
+        .arg(format!("sha256:{}", p.display()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("boot_aggregate").not());
+}
+
 fn flipped(dir: &Path, src: &Path, at: usize) -> PathBuf {
     let mut b = std::fs::read(src).unwrap();
     b[at] ^= 0x80;

@@ -48,7 +48,8 @@ pub enum LogCommand {
         /// Output file (default: standard output).
         output: Option<PathBuf>,
     },
-    /// Replay the list into every bank given and compare every PCR it uses. Exit 0 when all
+    /// Replay the list into every bank given and compare every PCR it uses; check the first
+    /// entry's boot_aggregate whenever PCRs 0-9 of its bank are given. Exit 0 when all
     /// match, 1 on a mismatch or a wrong template digest, 2 on an error.
     Verify {
         log: PathBuf,
@@ -449,11 +450,11 @@ fn verify(
             .with_context(|| format!("{p}: binary list"))?;
         let r = replay::replay(&raw, f.bank, &algos, &expected, f.endian)?;
         input.intact()?;
-        report(&r, &raw, f.bank)
+        report(&r, &raw, f.bank, &banks)
     } else {
         let entries = input.entries()?;
         let r = replay::replay(&entries, f.bank, &algos, &expected, f.endian)?;
-        report(&r, &entries, f.bank)
+        report(&r, &entries, f.bank, &banks)
     }
 }
 
@@ -461,9 +462,30 @@ fn report<E: ReplayEntry>(
     r: &Replay,
     entries: &[E],
     log_bank: HashAlgo,
+    banks: &[PcrBank],
 ) -> anyhow::Result<ExitCode> {
     let mut out = String::new();
     let mut failed = false;
+    // boot_aggregate against PCRs 0-9, whenever they are given in the entry's bank.
+    if let Some(first) = entries.first() {
+        let c = replay::check_boot_aggregate(first, banks);
+        match &c {
+            replay::BootAggregateCheck::Match { .. } => out.push_str(&format!("ok: {c}\n")),
+            replay::BootAggregateCheck::NotChecked { missing, algo } => {
+                let last = replay::last_boot_pcr(*algo) as usize;
+                if missing.len() <= last {
+                    out.push_str(&format!("note: {c}\n"));
+                }
+            }
+            // Only a check of boot PCRs that were given can fail.
+            replay::BootAggregateCheck::NotBootAggregate { .. }
+                if !banks.iter().any(|b| b.get(0).is_some()) => {}
+            _ => {
+                failed = true;
+                out.push_str(&format!("MISMATCH: entry 1 ({}): {c}\n", first.describe()));
+            }
+        }
+    }
     let name = |i: usize| {
         entries
             .get(i)

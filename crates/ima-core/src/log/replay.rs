@@ -154,6 +154,13 @@ pub trait ReplayEntry: Sync {
     }
     /// Short description for messages (the event name).
     fn describe(&self) -> String;
+    /// The template name as the list writes it.
+    fn template(&self) -> &str;
+    /// The first field's stored value (`d`, `d-ng`, `d-ngv2`, ... in every built-in
+    /// template; the bare 20-byte digest for the legacy `ima` template).
+    fn digest_field(&self) -> &[u8];
+    /// The second field's stored value (the event name in every built-in template).
+    fn name_field(&self) -> &[u8];
     /// For a violation: whether its file digest (first field) is all zero, as the kernel
     /// writes it. A non-zero digest there means the entry was altered.
     fn violation_digest_is_zero(&self) -> bool;
@@ -199,6 +206,23 @@ impl ReplayEntry for Entry {
             .unwrap_or_default();
         describe(&self.template_name, name)
     }
+    fn template(&self) -> &str {
+        &self.template_name
+    }
+    fn digest_field(&self) -> &[u8] {
+        self.data
+            .fields()
+            .first()
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
+    fn name_field(&self) -> &[u8] {
+        self.data
+            .fields()
+            .get(1)
+            .map(Vec::as_slice)
+            .unwrap_or_default()
+    }
     fn violation_digest_is_zero(&self) -> bool {
         first_field_zero(
             self.data
@@ -232,6 +256,23 @@ impl ReplayEntry for RawEntry<'_> {
             RawBody::Fields { bytes, .. } => second_field(bytes).unwrap_or_default(),
         };
         describe(self.template_name, name)
+    }
+    fn template(&self) -> &str {
+        self.template_name
+    }
+    fn digest_field(&self) -> &[u8] {
+        use crate::log::binary::RawBody;
+        match self.body {
+            RawBody::Legacy { digest, .. } => digest,
+            RawBody::Fields { bytes, .. } => first_field(bytes).unwrap_or_default(),
+        }
+    }
+    fn name_field(&self) -> &[u8] {
+        use crate::log::binary::RawBody;
+        match self.body {
+            RawBody::Legacy { name, .. } => name,
+            RawBody::Fields { bytes, .. } => second_field(bytes).unwrap_or_default(),
+        }
     }
     fn violation_digest_is_zero(&self) -> bool {
         use crate::log::binary::RawBody;
@@ -604,7 +645,7 @@ fn chain<E: ReplayEntry>(
 pub fn boot_aggregate(bank: &PcrBank) -> Result<Digest, UnsupportedAlgo> {
     let algo = bank.algo();
     let zero = Digest::zero(algo).ok_or(UnsupportedAlgo(algo))?;
-    let last = if algo == HashAlgo::SHA1 { 7 } else { 9 };
+    let last = last_boot_pcr(algo);
     let mut h = algo.hasher()?;
     for i in 0..=last {
         h.update(bank.get(i).unwrap_or(&zero));
@@ -618,6 +659,156 @@ pub fn boot_aggregate_bank(available: &[HashAlgo], ima_hash: HashAlgo) -> Option
     [ima_hash, HashAlgo::SHA256, HashAlgo::SHA1]
         .into_iter()
         .find(|a| available.contains(a))
+}
+
+/// The event name of the entry the kernel adds first (`boot_aggregate_name`).
+pub const BOOT_AGGREGATE_NAME: &[u8] = b"boot_aggregate";
+
+/// What checking a list's first entry against PCRs 0–9 found ([`check_boot_aggregate`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BootAggregateCheck {
+    /// The logged digest equals boot_aggregate of the given PCRs in its bank; `no_tpm`: both
+    /// are "no TPM" (a zero digest, and PCRs 0–9 all zero: the software bank).
+    Match { algo: HashAlgo, no_tpm: bool },
+    /// The logged digest is not boot_aggregate of the given PCRs: the boot PCRs (firmware,
+    /// boot loader) are not those the list was started under.
+    Mismatch {
+        algo: HashAlgo,
+        logged: Vec<u8>,
+        computed: Digest,
+    },
+    /// The first entry is not `boot_aggregate`, or its digest field cannot be read.
+    NotBootAggregate { name: String, why: &'static str },
+    /// Not every PCR boot_aggregate covers was given in the entry's bank.
+    NotChecked { algo: HashAlgo, missing: Vec<u32> },
+}
+
+impl BootAggregateCheck {
+    /// Whether this is a failure (a mismatch or a list not starting with boot_aggregate).
+    /// `NotChecked` is not a failure: the caller decides whether missing PCRs are.
+    pub fn failed(&self) -> bool {
+        matches!(self, Self::Mismatch { .. } | Self::NotBootAggregate { .. })
+    }
+}
+
+impl fmt::Display for BootAggregateCheck {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Match {
+                algo,
+                no_tpm: false,
+            } => {
+                write!(
+                    f,
+                    "boot_aggregate ({algo}) matches PCRs 0-{}",
+                    last_boot_pcr(*algo)
+                )
+            }
+            Self::Match { algo, no_tpm: true } => write!(
+                f,
+                "boot_aggregate ({algo}) is zero (list started without a TPM) and PCRs 0-{} are zero",
+                last_boot_pcr(*algo)
+            ),
+            Self::Mismatch {
+                algo,
+                logged,
+                computed,
+            } => write!(
+                f,
+                "boot_aggregate: logged {algo}:{}, PCRs 0-{} give {computed}",
+                hex::encode(logged),
+                last_boot_pcr(*algo)
+            ),
+            Self::NotBootAggregate { name, why } => {
+                write!(f, "first entry {name:?} is not a boot_aggregate: {why}")
+            }
+            Self::NotChecked { algo, missing } => write!(
+                f,
+                "boot_aggregate ({algo}) not checked: {algo} PCRs {} not given",
+                missing
+                    .iter()
+                    .map(u32::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+        }
+    }
+}
+
+/// The last PCR boot_aggregate covers in `algo`'s bank: 7 for sha1, else 9.
+pub fn last_boot_pcr(algo: HashAlgo) -> u32 {
+    if algo == HashAlgo::SHA1 { 7 } else { 9 }
+}
+
+/// Checks a list's first entry, which must be `boot_aggregate`, against the PCRs 0–9 of
+/// its digest's bank in `banks` (the `ima` template's 20-byte digest is sha1;
+/// `d-ng`/`d-ngv2` name their algorithm). A zero digest (the kernel without a TPM) matches
+/// only PCRs that are all zero.
+pub fn check_boot_aggregate<E: ReplayEntry>(first: &E, banks: &[PcrBank]) -> BootAggregateCheck {
+    let raw_name = first.name_field();
+    let name = match raw_name.iter().position(|&b| b == 0) {
+        Some(p) => &raw_name[..p],
+        None => raw_name,
+    };
+    let not = |why| BootAggregateCheck::NotBootAggregate {
+        name: String::from_utf8_lossy(name).into_owned(),
+        why,
+    };
+    if name != BOOT_AGGREGATE_NAME {
+        return not("the list does not start with boot_aggregate");
+    }
+    let field = first.digest_field();
+    let (algo, logged) = match field.iter().position(|&b| b == 0) {
+        Some(p) if field[..p].ends_with(b":") => {
+            let prefix = &field[..p - 1];
+            let name = prefix.rsplit(|&b| b == b':').next().unwrap_or_default();
+            let Some(algo) = std::str::from_utf8(name)
+                .ok()
+                .and_then(|n| n.parse::<HashAlgo>().ok())
+            else {
+                return not("unknown digest algorithm");
+            };
+            (algo, &field[p + 1..])
+        }
+        _ if field.len() == HashAlgo::SHA1.digest_len().unwrap_or(20) => (HashAlgo::SHA1, field),
+        _ => return not("unreadable digest field"),
+    };
+    if algo.digest_len() != Some(logged.len()) {
+        return not("digest length does not match its algorithm");
+    }
+    let last = last_boot_pcr(algo);
+    let Some(bank) = banks.iter().find(|b| b.algo() == algo) else {
+        return BootAggregateCheck::NotChecked {
+            algo,
+            missing: (0..=last).collect(),
+        };
+    };
+    let missing: Vec<u32> = (0..=last).filter(|&i| bank.get(i).is_none()).collect();
+    if !missing.is_empty() {
+        return BootAggregateCheck::NotChecked { algo, missing };
+    }
+    let Ok(computed) = boot_aggregate(bank) else {
+        return BootAggregateCheck::NotChecked {
+            algo,
+            missing: Vec::new(),
+        };
+    };
+    let zero = |d: &[u8]| d.iter().all(|&b| b == 0);
+    if zero(logged) && (0..=last).all(|i| bank.get(i).is_some_and(|d| zero(d))) {
+        return BootAggregateCheck::Match { algo, no_tpm: true };
+    }
+    if computed.as_bytes() == logged {
+        BootAggregateCheck::Match {
+            algo,
+            no_tpm: false,
+        }
+    } else {
+        BootAggregateCheck::Mismatch {
+            algo,
+            logged: logged.to_vec(),
+            computed,
+        }
+    }
 }
 
 impl fmt::Display for PcrBank {
@@ -688,6 +879,72 @@ mod tests {
         assert_eq!(
             boot_aggregate_bank(&[HashAlgo::SM3_256], HashAlgo::SHA1),
             None
+        );
+    }
+
+    /// The first entry of a kernel capture is boot_aggregate over its PCRs 0-9; a changed
+    /// PCR 0, a list not starting with boot_aggregate and missing PCRs are told apart.
+    #[test]
+    fn boot_aggregate_check() {
+        use crate::template::{Event, TemplateDesc};
+        let mut b = PcrBank::new(HashAlgo::SHA256);
+        for i in 0..10 {
+            b.set(
+                i,
+                HashAlgo::SHA256
+                    .digest(format!("pcr{i}").as_bytes())
+                    .unwrap(),
+            );
+        }
+        let agg = boot_aggregate(&b).unwrap();
+        let desc = TemplateDesc::builtin("ima-ng").unwrap();
+        let entry = |name: &[u8], d: Digest| {
+            let ev = Event {
+                digest: Some(d),
+                name,
+                ..Event::default()
+            };
+            let data = desc.build(&ev, Endian::Little).unwrap();
+            Entry::new(10, &desc, data, HashAlgo::SHA1, Endian::Little).unwrap()
+        };
+        let good = entry(BOOT_AGGREGATE_NAME, agg);
+        let banks = [b.clone()];
+        assert_eq!(
+            check_boot_aggregate(&good, &banks),
+            BootAggregateCheck::Match {
+                algo: HashAlgo::SHA256,
+                no_tpm: false
+            }
+        );
+        let mut changed = b.clone();
+        changed.set(0, HashAlgo::SHA256.digest(b"other firmware").unwrap());
+        let c = check_boot_aggregate(&good, &[changed.clone()]);
+        assert!(c.failed(), "{c}");
+        assert!(c.to_string().contains(&agg.to_hex()), "{c}");
+        let mut partial = b.clone();
+        partial.values.remove(&9);
+        assert_eq!(
+            check_boot_aggregate(&good, &[partial]),
+            BootAggregateCheck::NotChecked {
+                algo: HashAlgo::SHA256,
+                missing: vec![9]
+            }
+        );
+        let other = entry(b"/usr/bin/true", agg);
+        assert!(check_boot_aggregate(&other, &banks).failed());
+        // No TPM: a zero digest matches all-zero PCRs only.
+        let zero = entry(BOOT_AGGREGATE_NAME, Digest::zero(HashAlgo::SHA256).unwrap());
+        assert!(check_boot_aggregate(&zero, &banks).failed());
+        let mut zeros = PcrBank::new(HashAlgo::SHA256);
+        for i in 0..10 {
+            zeros.set(i, Digest::zero(HashAlgo::SHA256).unwrap());
+        }
+        assert_eq!(
+            check_boot_aggregate(&zero, &[zeros]),
+            BootAggregateCheck::Match {
+                algo: HashAlgo::SHA256,
+                no_tpm: true
+            }
         );
     }
 }
