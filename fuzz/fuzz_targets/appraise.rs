@@ -2,7 +2,8 @@
 //! The appraisal decision over an arbitrary `security.ima` value: never panics; a pass needs
 //! a label matching the digest; fix mode only ever writes a hash label of the digest.
 
-use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements, Status};
+use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements};
+use ima_core::integrity::Status;
 use ima_core::digsig::{KeyId, Verifier, VerifyError};
 use ima_core::hash::{Digest, HashAlgo};
 use libfuzzer_sys::fuzz_target;

@@ -2,7 +2,7 @@
 //! EVM verification over arbitrary `security.evm` and `security.ima` values: never panics,
 //! and an HMAC value only passes when it is the one we compute.
 
-use ima_core::appraise::Status;
+use ima_core::integrity::Status;
 use ima_core::digsig::{KeyId, Verifier, VerifyError};
 use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, Inode};
 use ima_core::hash::Digest;

@@ -8,11 +8,12 @@
 
 use std::collections::BTreeMap;
 
-use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements, Status};
+use ima_core::appraise::{self, ImaXattr, Mode, Request, Requirements};
 use ima_core::codec::Codec;
 use ima_core::digsig::{Keyring, Signature, Verifier};
 use ima_core::evm::{self, EvmConfig, EvmKeys, Inode, InodeMeta};
 use ima_core::hash::{Digest, HashAlgo};
+use ima_core::integrity::Status;
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags, Uuid};
 
 /// The data disk's UUID (testdata/kernel-6.1/README.md).

@@ -4,86 +4,17 @@
 //! the only way to obtain an [`Appraised`] token.
 //!
 //! Mirrors `security/integrity/ima/ima_appraise.c` (`ima_appraise_measurement`,
-//! `xattr_verify`, `ima_get_hash_algo`, `ima_fix_xattr`), the `appraise_algos` check of
-//! `process_measurement` (ima_main.c) and `enum integrity_status` (include/linux/integrity.h).
+//! `xattr_verify`, `ima_get_hash_algo`, `ima_fix_xattr`) and the `appraise_algos` check of
+//! `process_measurement` (ima_main.c). The status it ends in is [`Status`].
 
 use std::fmt;
 use std::str::FromStr;
 
 use crate::codec::Codec;
-use crate::digsig::{Verifier, file_id_hash};
-use crate::evm::{DigsigError, digsig_verify};
+use crate::digsig::{DigsigError, Verifier, digsig_verify, file_id_hash};
 use crate::hash::{Digest, HashAlgo};
-use crate::xattr::{self, XattrType, XattrValue};
-
-/// `enum integrity_status`, displayed with EVM's audit spelling.
-///
-/// ```text
-/// enum integrity_status {
-///     INTEGRITY_PASS = 0, INTEGRITY_PASS_IMMUTABLE, INTEGRITY_FAIL, INTEGRITY_FAIL_IMMUTABLE,
-///     INTEGRITY_NOLABEL, INTEGRITY_NOXATTRS, INTEGRITY_UNKNOWN,
-/// };
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Status {
-    Pass,
-    PassImmutable,
-    Fail,
-    FailImmutable,
-    NoLabel,
-    NoXattrs,
-    Unknown,
-}
-
-impl Status {
-    pub const ALL: [Self; 7] = [
-        Self::Pass,
-        Self::PassImmutable,
-        Self::Fail,
-        Self::FailImmutable,
-        Self::NoLabel,
-        Self::NoXattrs,
-        Self::Unknown,
-    ];
-
-    /// `integrity_status_msg[]`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Pass => "pass",
-            Self::PassImmutable => "pass_immutable",
-            Self::Fail => "fail",
-            Self::FailImmutable => "fail_immutable",
-            Self::NoLabel => "no_label",
-            Self::NoXattrs => "no_xattrs",
-            Self::Unknown => "unknown",
-        }
-    }
-
-    pub fn is_pass(self) -> bool {
-        matches!(self, Self::Pass | Self::PassImmutable)
-    }
-}
-
-impl fmt::Display for Status {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-impl FromStr for Status {
-    type Err = UnknownName;
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Self::ALL
-            .into_iter()
-            .find(|v| v.as_str() == s)
-            .ok_or_else(|| UnknownName(s.to_owned()))
-    }
-}
-
-/// A string that names no [`Status`], [`Cause`] or [`Mode`].
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown name {0:?}")]
-pub struct UnknownName(pub String);
+use crate::integrity::{Status, UnknownName, XattrType};
+use crate::xattr::{self, XattrValue};
 
 /// The `cause=` string of an `op=appraise_data` (or `collect_data`) audit record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

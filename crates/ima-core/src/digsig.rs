@@ -39,7 +39,7 @@ pub use key::{
 
 use crate::codec::{Codec, DecodeError, DecodeErrorKind, Reader};
 use crate::hash::{Digest, HashAlgo, UnsupportedAlgo};
-use crate::xattr::XattrType;
+use crate::integrity::XattrType;
 
 /// Size of `signature_v2_hdr` including the type byte.
 pub const SIG_HEADER_LEN: usize = 9;
@@ -307,6 +307,69 @@ pub enum VerifyError {
         signature: HashAlgo,
         digest: HashAlgo,
     },
+}
+
+/// Why `integrity_digsig_verify` rejected a signature. The kernel collapses all of these
+/// into a failure, except that appraisal treats [`DigsigError::Unsupported`] as UNKNOWN and
+/// modsig fallback looks at [`DigsigError::NoKey`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DigsigError {
+    /// No key with the signature's keyid (`-ENOKEY`).
+    #[error("no key with keyid {0}")]
+    NoKey(KeyId),
+    /// A signature version the kernel does not dispatch (`-EOPNOTSUPP`).
+    #[error("unsupported signature: {0}")]
+    Unsupported(String),
+    /// Malformed header or a signature that does not verify (`-EBADMSG`, `-EKEYREJECTED`).
+    #[error("invalid signature: {0}")]
+    Invalid(String),
+}
+
+/// `integrity_digsig_verify(keyring, xattr, digest)`: `xattr` is the whole value (type byte
+/// included), `digest` what was signed. Version 2 and 3 headers go to the keyring
+/// (`asymmetric_verify`: exact `sig_size`, known algorithm, key by keyid); version 1 (the
+/// deprecated RSA scheme, needing a v1 key this implementation never has) fails; other
+/// versions are `EOPNOTSUPP`.
+pub fn digsig_verify(
+    ring: &dyn Verifier,
+    xattr: &[u8],
+    digest: &Digest,
+) -> Result<(), DigsigError> {
+    let Some(&version) = xattr.get(1) else {
+        return Err(DigsigError::Invalid("value shorter than 2 bytes".into()));
+    };
+    match version {
+        1 => Err(DigsigError::Invalid(
+            "no key for a version 1 signature".into(),
+        )),
+        2 | 3 => {
+            let sig =
+                Signature::from_bytes(xattr).map_err(|e| DigsigError::Invalid(e.to_string()))?;
+            if !sig.hash_algo.is_known() {
+                return Err(DigsigError::Invalid(format!(
+                    "unknown hash algorithm {}",
+                    sig.hash_algo
+                )));
+            }
+            if sig.hash_algo != digest.algo() {
+                return Err(DigsigError::Invalid(format!(
+                    "signature is over {}, digest is {}",
+                    sig.hash_algo,
+                    digest.algo()
+                )));
+            }
+            ring.verify_digest(sig.keyid, digest, &sig.sig)
+                .map_err(|e| match e {
+                    VerifyError::NoKey(k) => DigsigError::NoKey(k),
+                    // The kernel could check these; we cannot decide (appraisal: UNKNOWN).
+                    e @ (VerifyError::UnsupportedCombination { .. }
+                    | VerifyError::UnsupportedHash(_)) => DigsigError::Unsupported(e.to_string()),
+                    other => DigsigError::Invalid(other.to_string()),
+                })
+        }
+        v => Err(DigsigError::Unsupported(format!("signature version {v}"))),
+    }
 }
 
 #[cfg(test)]

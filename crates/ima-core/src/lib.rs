@@ -5,6 +5,7 @@ pub mod codec;
 pub mod digsig;
 pub mod evm;
 pub mod hash;
+pub mod integrity;
 pub mod log;
 pub mod policy;
 pub mod template;

@@ -22,6 +22,7 @@ use std::fmt;
 use crate::codec::{Codec, DecodeError, DecodeErrorKind, Reader};
 use crate::digsig::Signature;
 use crate::hash::{Digest, HashAlgo};
+use crate::integrity::XattrType;
 
 /// Name of the IMA attribute (`XATTR_NAME_IMA`).
 pub const XATTR_NAME_IMA: &str = "security.ima";
@@ -29,64 +30,6 @@ pub const XATTR_NAME_IMA: &str = "security.ima";
 pub const XATTR_NAME_EVM: &str = "security.evm";
 /// `XATTR_SIZE_MAX`: no attribute value the kernel stores is longer.
 pub const MAX_XATTR_SIZE: usize = 65536;
-
-/// The type byte that starts every `security.ima`/`security.evm` value
-/// (`enum evm_ima_xattr_type`). Unknown values are representable.
-#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct XattrType(pub u8);
-
-impl XattrType {
-    /// `IMA_XATTR_DIGEST`: `01 || digest`, md5 or sha1 without an algorithm byte.
-    pub const DIGEST: Self = Self(0x01);
-    /// `EVM_XATTR_HMAC`: `02 || HMAC-SHA1(metadata)` (security.evm).
-    pub const EVM_HMAC: Self = Self(0x02);
-    /// `EVM_IMA_XATTR_DIGSIG`: `03 || signature_v2_hdr || sig` (both attributes).
-    pub const DIGSIG: Self = Self(0x03);
-    /// `IMA_XATTR_DIGEST_NG`: `04 || algo || digest`.
-    pub const DIGEST_NG: Self = Self(0x04);
-    /// `EVM_XATTR_PORTABLE_DIGSIG`: `05 || signature_v2_hdr || sig` (security.evm).
-    pub const EVM_PORTABLE_DIGSIG: Self = Self(0x05);
-    /// `IMA_VERITY_DIGSIG`: `06 || signature_v2_hdr (version 3) || sig`.
-    pub const VERITY_DIGSIG: Self = Self(0x06);
-    /// `IMA_XATTR_LAST`: the first value the kernel does not define.
-    pub const LAST: u8 = 0x07;
-
-    /// The kernel's enumerator name, or `None` for an unknown value.
-    pub fn name(self) -> Option<&'static str> {
-        Some(match self {
-            Self::DIGEST => "IMA_XATTR_DIGEST",
-            Self::EVM_HMAC => "EVM_XATTR_HMAC",
-            Self::DIGSIG => "EVM_IMA_XATTR_DIGSIG",
-            Self::DIGEST_NG => "IMA_XATTR_DIGEST_NG",
-            Self::EVM_PORTABLE_DIGSIG => "EVM_XATTR_PORTABLE_DIGSIG",
-            Self::VERITY_DIGSIG => "IMA_VERITY_DIGSIG",
-            _ => return None,
-        })
-    }
-
-    /// Whether values of this type start with a `signature_v2_hdr` (0x03, 0x05, 0x06).
-    pub fn is_signature(self) -> bool {
-        matches!(
-            self,
-            Self::DIGSIG | Self::EVM_PORTABLE_DIGSIG | Self::VERITY_DIGSIG
-        )
-    }
-}
-
-impl fmt::Display for XattrType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.name() {
-            Some(n) => f.write_str(n),
-            None => write!(f, "xattr type 0x{:02x}", self.0),
-        }
-    }
-}
-
-impl fmt::Debug for XattrType {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "XattrType(0x{:02x})", self.0)
-    }
-}
 
 /// A decoded `security.ima` or `security.evm` value.
 ///

@@ -17,10 +17,11 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Args;
 use ima_core::appraise::Cause;
-use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements, Status};
+use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements};
 use ima_core::digsig::Verifier;
 use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, protect};
 use ima_core::hash::{Digest, HashAlgo};
+use ima_core::integrity::Status;
 use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags};
 use ima_sys::xattr::SetMode;
 

@@ -20,7 +20,7 @@ use ima_core::evm::{
     self, EvmConfig, EvmKeys, EvmKind, HMiscLayout, HmacKey, Inode, XattrList, protect,
 };
 use ima_core::hash::HashAlgo;
-use ima_core::xattr::XattrType;
+use ima_core::integrity::XattrType;
 use ima_sys::xattr::SetMode;
 
 use crate::tree::{self, Outcome};

@@ -12,8 +12,9 @@ use anyhow::{Context as _, bail};
 use clap::Args;
 use ima_core::codec::Codec;
 use ima_core::digsig::{Keyring, Signature, VerifyError};
+use ima_core::integrity::XattrType;
 use ima_core::verity::VerityHasher;
-use ima_core::xattr::{XATTR_NAME_IMA, XattrType, XattrValue};
+use ima_core::xattr::{XATTR_NAME_IMA, XattrValue};
 
 use crate::tree::{self, Outcome};
 

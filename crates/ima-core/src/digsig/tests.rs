@@ -228,8 +228,7 @@ proptest! {
 
 #[test]
 fn kernel_shaped_digsig_verify() {
-    // `evm::digsig_verify` (integrity_digsig_verify) over this crate's Keyring.
-    use crate::evm::{DigsigError, digsig_verify};
+    // `digsig_verify` (integrity_digsig_verify) over this crate's Keyring.
     let k = keyring();
     let x = unhex(SIG_RSA_SHA256);
     let d = HashAlgo::SHA256.digest(DATA).unwrap();

@@ -13,8 +13,8 @@
 use std::fmt;
 
 use super::{EvmConfig, EvmKeys, HMAC_XATTR_LEN, HmacKey, Inode, MessageError, XATTR_EVM};
-use crate::appraise::Status;
 use crate::codec::{Codec, DecodeError, Reader};
+use crate::integrity::Status;
 
 /// `XATTR_NAME_POSIX_ACL_ACCESS` and `XATTR_NAME_POSIX_ACL_DEFAULT`: not protected, but
 /// writing them can change `i_mode`, so EVM guards them too (`posix_xattr_acl`).

@@ -1,6 +1,8 @@
 use hex_literal::hex;
 
 use super::*;
+use crate::codec::Codec;
+use crate::digsig::{KeyId, Signature, VerifyError};
 
 /// §13.5–13.7 of kernel-ima.md (evmctl 1.4 / 1.6.2 runs): `hello world\n`, root-owned 0644,
 /// only security.ima set.
@@ -286,7 +288,7 @@ fn testdata(f: &str) -> Vec<u8> {
 
 fn sign(kind: EvmKind, inode: &Inode) -> Vec<u8> {
     use crate::digsig::PrivateKey;
-    use crate::xattr::XattrType;
+    use crate::integrity::XattrType;
     let key = PrivateKey::from_pem(&testdata("rsa_priv.pem"), None).unwrap();
     let cfg = EvmConfig::default();
     let d = signed_digest(&cfg, inode, kind, HashAlgo::SHA256).unwrap();

@@ -5,7 +5,7 @@ use crate::codec::Codec;
 use crate::digsig::{Keyring, PrivateKey, Signature};
 use crate::evm::{EvmKind, InodeMeta, XATTR_CAPS, XATTR_IMA, signed_digest};
 use crate::hash::HashAlgo;
-use crate::xattr::XattrType;
+use crate::integrity::XattrType;
 
 const IMA: &[u8] = &[4, 4, 1, 2, 3];
 
