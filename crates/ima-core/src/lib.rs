@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod appraise;
+pub mod attest;
 pub mod codec;
 pub mod digsig;
 pub mod evm;

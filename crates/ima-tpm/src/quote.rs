@@ -18,6 +18,7 @@ use std::fmt;
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
 use ima_core::hash::{Digest, HashAlgo};
+use ima_core::log::replay::PcrBank;
 
 use crate::{NUM_PCRS, TpmError};
 
@@ -355,6 +356,34 @@ impl QuoteCheck {
     /// Whether everything checked passed.
     pub fn ok(&self) -> bool {
         self.signature_ok && self.nonce_ok && self.pcrs_ok != Some(false)
+    }
+
+    /// What the quote says, for [`ima_core::attest::verify`]: these checks' outcomes, the
+    /// clock info and `pcrs` (the values checked against the digest; the PCR digest counts
+    /// as failed when none were given).
+    pub fn quoted(&self, pcrs: Option<&PcrValues>) -> ima_core::attest::Quoted {
+        let banks = pcrs
+            .map(|p| {
+                p.iter()
+                    .map(|(algo, values)| {
+                        let mut b = PcrBank::new(*algo);
+                        for (i, d) in values {
+                            b.set(*i, *d);
+                        }
+                        b
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        ima_core::attest::Quoted {
+            signature_ok: self.signature_ok,
+            nonce_ok: self.nonce_ok,
+            pcr_digest_ok: self.pcrs_ok == Some(true),
+            reset_count: self.attest.reset_count,
+            restart_count: self.attest.restart_count,
+            clock: self.attest.clock,
+            pcrs: banks,
+        }
     }
 }
 

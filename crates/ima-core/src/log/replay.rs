@@ -442,6 +442,21 @@ pub fn replay<E: ReplayEntry>(
     expected: &[Option<&PcrBank>],
     endian: Endian,
 ) -> Result<Replay, UnsupportedAlgo> {
+    replay_from(entries, log_bank, banks, expected, &[], endian)
+}
+
+/// [`replay`] continuing from earlier values: each PCR of bank `banks[k]` starts from
+/// `initial[k]`'s value for it (zero where none is given), as when `entries` follow a
+/// prefix already replayed (an attestation checkpoint). List indexes in the result count
+/// from the first entry given.
+pub fn replay_from<E: ReplayEntry>(
+    entries: &[E],
+    log_bank: HashAlgo,
+    banks: &[HashAlgo],
+    expected: &[Option<&PcrBank>],
+    initial: &[Option<&PcrBank>],
+    endian: Endian,
+) -> Result<Replay, UnsupportedAlgo> {
     // The log's bank is always hashed, to check the logged digests.
     let mut algos: Vec<HashAlgo> = banks.to_vec();
     if !algos.contains(&log_bank) {
@@ -520,6 +535,7 @@ pub fn replay<E: ReplayEntry>(
                 &values,
                 algo,
                 expected.get(k).copied().flatten(),
+                initial.get(k).copied().flatten(),
                 &suspects,
             )
         })
@@ -557,6 +573,7 @@ fn chain<E: ReplayEntry>(
     v: &Values<'_>,
     algo: HashAlgo,
     expected: Option<&PcrBank>,
+    initial: Option<&PcrBank>,
     suspects: &[usize],
 ) -> BankReplay {
     let mut states: Vec<PcrState> = Vec::new();
@@ -575,9 +592,14 @@ fn chain<E: ReplayEntry>(
                 None => {
                     let exp = expected.and_then(|b| b.get(pcr)).copied();
                     let Some(z) = zero else { break };
+                    let start = initial
+                        .and_then(|b| b.get(pcr))
+                        .filter(|d| d.algo() == algo)
+                        .copied()
+                        .unwrap_or(z);
                     states.push(PcrState {
                         index: pcr,
-                        value: z,
+                        value: start,
                         expected: exp,
                         entries: 0,
                         last_match: None,
