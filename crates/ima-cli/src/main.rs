@@ -44,6 +44,17 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Library warnings (a busy TPM or lock being waited for, a cache rebuilt) on stderr;
+    // IMACTL_LOG=debug (an EnvFilter) shows more.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("IMACTL_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_ansi(false)
+        .init();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -14,10 +14,9 @@
 //!     "boot" (the old record) + "reason"
 //! ```
 
-use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+
+use ima_sys::statedir::Dir;
 
 use crate::{EngineError, io_err};
 
@@ -25,6 +24,11 @@ use crate::{EngineError, io_err};
 pub const BOOT_ID_FILE: &str = "/proc/sys/kernel/random/boot_id";
 const RECORD: &str = "boot";
 const ARCHIVING: &str = "archiving";
+const ARCHIVE: &str = "archive";
+/// The software bank's file name in `.engine/` and in an archive.
+const SOFT_BANK: &str = "soft-pcrs";
+/// More than any valid record, plan or boot id file holds.
+const SMALL_MAX: u64 = 4096;
 
 /// The boot and TPM a list was started in.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -38,13 +42,19 @@ pub struct BootRecord {
 
 impl BootRecord {
     /// The record in `internal` (`.engine/`), if there is one.
-    pub fn load(internal: &Path) -> Result<Option<Self>, EngineError> {
+    pub fn load(internal: &Dir) -> Result<Option<Self>, EngineError> {
         let p = internal.join(RECORD);
-        let text = match fs::read_to_string(&p) {
-            Ok(t) => t,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(io_err("read", &p)(e)),
+        let Some(bytes) = internal
+            .read_bounded(RECORD, SMALL_MAX)
+            .map_err(io_err("read", &p))?
+        else {
+            return Ok(None);
         };
+        let text = String::from_utf8(bytes).map_err(|_| EngineError::Record {
+            path: p.display().to_string(),
+            line: 1,
+            why: "not UTF-8 text".into(),
+        })?;
         Self::parse(&text, &p).map(Some)
     }
 
@@ -61,7 +71,7 @@ impl BootRecord {
                     return Err(EngineError::Record {
                         path: path.display().to_string(),
                         line: i + 1,
-                        why: format!("unknown key {k:?}"),
+                        why: format!("unknown key {:?}", k.chars().take(32).collect::<String>()),
                     });
                 }
             }
@@ -70,21 +80,12 @@ impl BootRecord {
     }
 
     /// Writes the record (durably: it decides what happens to the list after a reboot).
-    pub fn save(&self, internal: &Path) -> Result<(), EngineError> {
+    pub fn save(&self, internal: &Dir) -> Result<(), EngineError> {
         let p = internal.join(RECORD);
-        let tmp = p.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(io_err("create", &tmp))?;
-        f.write_all(self.text().as_bytes())
-            .and_then(|()| f.sync_all())
-            .map_err(io_err("write", &tmp))?;
-        fs::rename(&tmp, &p).map_err(io_err("rename", &p))?;
-        crate::sync_dir(internal)
+        internal
+            .replace(RECORD, self.text().as_bytes(), 0o600, true)
+            .and_then(|()| internal.sync())
+            .map_err(io_err("write", &p))
     }
 
     fn text(&self) -> String {
@@ -97,18 +98,29 @@ impl BootRecord {
 
 /// The current boot id, read from `path` (normally [`BOOT_ID_FILE`]).
 pub fn read_boot_id(path: &Path) -> Result<String, EngineError> {
-    let s = fs::read_to_string(path).map_err(io_err("read boot id", path))?;
+    let f = std::fs::File::open(path).map_err(io_err("read boot id", path))?;
+    let bytes = ima_sys::statedir::read_to_end_bounded(f, SMALL_MAX)
+        .map_err(io_err("read boot id", path))?;
+    let s = String::from_utf8_lossy(&bytes);
     let id = s.trim();
-    if id.is_empty() || id.contains(char::is_whitespace) {
+    if !is_boot_id(id) {
         return Err(EngineError::Record {
             path: path.display().to_string(),
             line: 1,
-            why: format!("not a boot id: {id:?}"),
+            why: format!(
+                "not a boot id: {:?} (expected 1 to 64 letters, digits and dashes)",
+                id.chars().take(64).collect::<String>()
+            ),
         });
     }
     Ok(id.to_owned())
 }
 
+/// A boot id as the kernel prints it (a UUID), or anything of that alphabet: it becomes
+/// part of an archive directory's name.
+fn is_boot_id(id: &str) -> bool {
+    (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+}
 /// The identity of `tpm`: `ak-sha256:` + SHA-256 of its AK's SubjectPublicKeyInfo (the AK is
 /// a deterministic primary key under the endorsement hierarchy, so the same TPM gives the
 /// same value and another TPM, or a TPM with a new endorsement seed, another), or
@@ -125,124 +137,153 @@ pub fn tpm_identity(tpm: &mut dyn ima_tpm::Tpm) -> Result<String, EngineError> {
 }
 
 /// The list's files in the runtime directory (those that exist are archived).
-fn list_files(dir: &Path) -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let n = e.file_name();
-            let n = n.to_string_lossy();
-            if n.starts_with("binary_runtime_measurements")
+fn list_files(state: &Dir) -> Result<Vec<String>, EngineError> {
+    Ok(state
+        .names()
+        .map_err(io_err("list", state.path()))?
+        .into_iter()
+        .filter(|n| {
+            n.starts_with("binary_runtime_measurements")
                 || n.starts_with("ascii_runtime_measurements")
                 || n == "runtime_measurements_count"
                 || n == "violations"
-            {
-                v.push(e.path());
-            }
-        }
-    }
-    v
+        })
+        .collect())
 }
 
-/// Moves the list in `dir` (and, if `soft_bank` is given, the software PCR bank file) into
-/// a new directory under `dir/archive/`, with the old boot record and `reason`. Nothing is
-/// deleted but the cache and the derived-files marker (both recomputable). Crash-safe: the
-/// target is named in `.engine/archiving` first, and [`finish_archiving`] completes an
-/// interrupted move on the next open. Returns the archive directory.
+/// Moves the list in `state` (and, if `soft_bank`, the software PCR bank file of
+/// `.engine/`) into a new directory under `state/archive/`, with the old boot record and
+/// `reason`. Nothing is deleted but the cache and the derived-files marker (both
+/// recomputable). Crash-safe: the target is named in `.engine/archiving` first, and
+/// [`finish_archiving`] completes an interrupted move on the next open. Returns the archive
+/// directory.
+///
+/// ```text
+/// .engine/archiving = "<archive directory name>\n" [ "soft-pcrs\n" ]
+/// ```
+/// The plan names no path: only a directory name of the engine's own form, inside
+/// `state/archive/`, and whether our software bank goes with it. Anything else is refused.
 pub fn archive(
-    dir: &Path,
+    state: &Dir,
+    internal: &Dir,
     old: Option<&BootRecord>,
     reason: &str,
-    soft_bank: Option<&Path>,
+    soft_bank: bool,
 ) -> Result<PathBuf, EngineError> {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
-    let boot = old.map_or("unknown-boot", |r| r.boot_id.as_str());
-    let base = dir.join("archive");
-    let mut target = base.join(format!("{secs}-{boot}"));
+    let boot = old
+        .map(|r| r.boot_id.as_str())
+        .filter(|b| is_boot_id(b))
+        .unwrap_or("unknown-boot");
+    let base = state
+        .private_subdir(ARCHIVE, crate::DIR_MODE)
+        .map_err(io_err("open directory", &state.join(ARCHIVE)))?;
+    let mut name = format!("{secs}-{boot}");
     let mut n = 1;
-    while target.exists() {
+    while base.exists(&name).map_err(io_err("stat", base.path()))? {
         n += 1;
-        target = base.join(format!("{secs}-{boot}-{n}"));
+        name = format!("{secs}-{boot}-{n}");
     }
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(crate::DIR_MODE)
-        .create(&target)
-        .map_err(io_err("create directory", &target))?;
+    let target = base
+        .private_subdir(&name, crate::DIR_MODE)
+        .map_err(io_err("create directory", &base.join(&name)))?;
     let mut why = format!("{reason}\n");
     if let Some(r) = old {
         why.push_str(&r.text());
     }
-    fs::write(target.join("reason"), why).map_err(io_err("write", &target))?;
-    let internal = dir.join(".engine");
-    let mut plan = format!("{}\n", target.display());
-    if let Some(s) = soft_bank {
-        plan.push_str(&format!("{}\n", s.display()));
+    target
+        .replace("reason", why.as_bytes(), 0o600, false)
+        .map_err(io_err("write", &target.join("reason")))?;
+    let mut plan = format!("{name}\n");
+    if soft_bank {
+        plan.push_str(SOFT_BANK);
+        plan.push('\n');
     }
-    let mark = internal.join(ARCHIVING);
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&mark)
-        .map_err(io_err("create", &mark))?;
-    f.write_all(plan.as_bytes())
-        .and_then(|()| f.sync_all())
-        .map_err(io_err("write", &mark))?;
-    finish_archiving(dir)?;
-    Ok(target)
+    internal
+        .replace(ARCHIVING, plan.as_bytes(), 0o600, true)
+        .and_then(|()| internal.sync())
+        .map_err(io_err("write", &internal.join(ARCHIVING)))?;
+    finish_archiving(state, internal)?;
+    Ok(target.path().to_path_buf())
+}
+
+/// Whether `name` is an archive directory name [`archive`] could have chosen.
+fn is_archive_name(name: &str) -> bool {
+    name.len() <= 128
+        && name.bytes().next().is_some_and(|b| b.is_ascii_digit())
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
 /// Completes an archive move that a crash interrupted; `false` if none was pending.
-pub fn finish_archiving(dir: &Path) -> Result<bool, EngineError> {
-    let internal = dir.join(".engine");
+pub fn finish_archiving(state: &Dir, internal: &Dir) -> Result<bool, EngineError> {
     let mark = internal.join(ARCHIVING);
-    let plan = match fs::read_to_string(&mark) {
-        Ok(p) => p,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(io_err("read", &mark)(e)),
+    let Some(plan) = internal
+        .read_bounded(ARCHIVING, SMALL_MAX)
+        .map_err(io_err("read", &mark))?
+    else {
+        return Ok(false);
     };
+    let bad = |line: usize, why: String| EngineError::Record {
+        path: mark.display().to_string(),
+        line,
+        why,
+    };
+    let plan = String::from_utf8(plan).map_err(|_| bad(1, "not UTF-8 text".into()))?;
     let mut lines = plan.lines();
-    let Some(target) = lines.next().map(PathBuf::from) else {
-        return Err(EngineError::Record {
-            path: mark.display().to_string(),
-            line: 1,
-            why: "empty archive plan".into(),
-        });
+    let name = lines
+        .next()
+        .ok_or_else(|| bad(1, "empty archive plan".into()))?;
+    if !is_archive_name(name) {
+        return Err(bad(
+            1,
+            "not an archive directory name the engine chooses (digits, then letters, digits \
+             and dashes); refusing to move the list anywhere"
+                .into(),
+        ));
+    }
+    let soft = match lines.next() {
+        None => false,
+        Some(SOFT_BANK) => true,
+        Some(_) => return Err(bad(2, format!("expected {SOFT_BANK:?} or nothing"))),
     };
+    if lines.next().is_some() {
+        return Err(bad(3, "trailing lines".into()));
+    }
     // (Again, in case it went missing: a rename into a missing directory would look like a
     // missing source and leave the list behind.)
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(crate::DIR_MODE)
-        .create(&target)
-        .map_err(io_err("create directory", &target))?;
-    let mv = |from: &Path, name: &std::ffi::OsStr| -> Result<(), EngineError> {
-        match fs::rename(from, target.join(name)) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(io_err("archive", from)(e)),
-        }
-    };
-    for p in list_files(dir) {
-        if let Some(n) = p.file_name() {
-            mv(&p, n)?;
-        }
+    let base = state
+        .private_subdir(ARCHIVE, crate::DIR_MODE)
+        .map_err(io_err("open directory", &state.join(ARCHIVE)))?;
+    let target = base
+        .private_subdir(name, crate::DIR_MODE)
+        .map_err(io_err("create directory", &base.join(name)))?;
+    for n in list_files(state)? {
+        state
+            .rename(&n, &target, &n)
+            .map_err(io_err("archive", &state.join(&n)))?;
     }
-    mv(&internal.join(RECORD), std::ffi::OsStr::new("boot"))?;
-    if let Some(soft) = lines.next() {
-        mv(Path::new(soft), std::ffi::OsStr::new("soft-pcrs"))?;
+    internal
+        .rename(RECORD, &target, "boot")
+        .map_err(io_err("archive", &internal.join(RECORD)))?;
+    if soft {
+        internal
+            .rename(SOFT_BANK, &target, SOFT_BANK)
+            .map_err(io_err("archive", &internal.join(SOFT_BANK)))?;
     }
     for recomputable in ["derived", "cache"] {
-        match fs::remove_file(internal.join(recomputable)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io_err("remove", &internal.join(recomputable))(e));
-            }
-            _ => {}
-        }
+        internal
+            .remove(recomputable)
+            .map_err(io_err("remove", &internal.join(recomputable)))?;
     }
-    fs::remove_file(&mark).map_err(io_err("remove", &mark))?;
+    target
+        .sync()
+        .and_then(|()| state.sync())
+        .map_err(io_err("fsync", target.path()))?;
+    internal
+        .remove(ARCHIVING)
+        .and_then(|_| internal.sync())
+        .map_err(io_err("remove", &mark))?;
     Ok(true)
 }

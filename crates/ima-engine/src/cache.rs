@@ -23,14 +23,18 @@
 //! duplicates are suppressed by the list).
 
 use std::collections::{HashMap, HashSet};
-use std::fs::{self, Metadata, OpenOptions};
-use std::io::{self, Write};
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
-use std::path::Path;
+use std::fs::Metadata;
+use std::io;
+use std::os::unix::fs::MetadataExt;
 
 use ima_core::hash::{Digest, HashAlgo};
+use ima_sys::statedir::Dir;
 
 const MAGIC: &[u8] = b"ima-engine-cache v3\n";
+const FILE: &str = "cache";
+/// Larger than the cache of any tree a run measures (a record is at most 107 bytes: ten
+/// million inodes).
+const MAX_FILE: u64 = 1 << 30;
 
 /// A file's change cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,10 +81,15 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Loads `path`; a missing or unreadable cache is an empty one.
-    pub fn load(path: &Path) -> Self {
-        let Ok(bytes) = fs::read(path) else {
-            return Self::default();
+    /// Loads `.engine/cache` from `internal`; a missing or unreadable cache is an empty one.
+    pub fn load(internal: &Dir) -> Self {
+        let bytes = match internal.read_bounded(FILE, MAX_FILE) {
+            Ok(Some(b)) => b,
+            Ok(None) => return Self::default(),
+            Err(e) => {
+                tracing::warn!("discarding cache {}: {e}", internal.join(FILE).display());
+                return Self::default();
+            }
         };
         match Self::parse(&bytes) {
             Some((map, open_writers)) => Self {
@@ -89,7 +98,10 @@ impl Cache {
                 dirty: false,
             },
             None => {
-                tracing::debug!("discarding unreadable cache {}", path.display());
+                tracing::debug!(
+                    "discarding unreadable cache {}",
+                    internal.join(FILE).display()
+                );
                 Self::default()
             }
         }
@@ -150,7 +162,7 @@ impl Cache {
     }
 
     /// Writes the cache atomically if it changed.
-    pub fn save(&mut self, path: &Path) -> io::Result<()> {
+    pub fn save(&mut self, internal: &Dir) -> io::Result<()> {
         if !self.dirty {
             return Ok(());
         }
@@ -172,15 +184,7 @@ impl Cache {
             out.extend_from_slice(&dev.to_le_bytes());
             out.extend_from_slice(&ino.to_le_bytes());
         }
-        let tmp = path.with_extension("tmp");
-        let mut f = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(&out)?;
-        fs::rename(&tmp, path)?;
+        internal.replace(FILE, &out, 0o600, false)?;
         self.dirty = false;
         Ok(())
     }
@@ -248,6 +252,7 @@ fn pcr_bit(pcr: u32) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn round_trips_and_detects_changes() {
@@ -268,9 +273,10 @@ mod tests {
             d512,
             10,
         );
-        let p = d.path().join("cache");
-        c.save(&p).unwrap();
-        let c = Cache::load(&p);
+        let dir = Dir::open_private(&d.path().join("state"), 0o700).unwrap();
+        let p = d.path().join("state/cache");
+        c.save(&dir).unwrap();
+        let c = Cache::load(&dir);
         assert_eq!(c.lookup(&m, HashAlgo::SHA256, 10), Some((dg, true)));
         assert_eq!(c.lookup(&m, HashAlgo::SHA256, 11), Some((dg, false)));
         assert_eq!(c.lookup(&m, HashAlgo::SHA1, 10), None);
@@ -284,13 +290,13 @@ mod tests {
         let mut c = c;
         assert!(c.emit_open_writers((1, 2)));
         assert!(!c.emit_open_writers((1, 2)));
-        c.save(&p).unwrap();
-        let mut c = Cache::load(&p);
+        c.save(&dir).unwrap();
+        let mut c = Cache::load(&dir);
         assert_eq!(c.len(), 2);
         assert!(!c.emit_open_writers((1, 2)));
         c.retain_open_writers(&HashSet::new());
         assert!(c.emit_open_writers((1, 2)));
         fs::write(&p, b"garbage").unwrap();
-        assert!(Cache::load(&p).is_empty());
+        assert!(Cache::load(&dir).is_empty());
     }
 }

@@ -18,10 +18,10 @@
 //! list is archived in a later boot or with [`Config::start_over`], refused otherwise.
 
 use std::collections::HashSet;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use ima_core::codec::{Endian, Reader};
 use ima_core::hash::{Digest, HashAlgo};
@@ -29,6 +29,7 @@ use ima_core::log::binary::{RawEntry, encode_entry};
 use ima_core::log::replay::{PcrBank, boot_aggregate, boot_aggregate_bank};
 use ima_core::log::{Entry, ListFormat, ascii};
 use ima_core::template::{Event, TemplateDesc};
+use ima_sys::statedir::{Dir, How};
 use ima_tpm::Tpm;
 
 pub mod boot;
@@ -45,7 +46,13 @@ pub const BATCH: usize = 512;
 const ENDIAN: Endian = Endian::Little;
 const JOURNAL: &str = "binary_runtime_measurements_sha1";
 const FILE_MODE: u32 = 0o640;
-pub(crate) const DIR_MODE: u32 = 0o750;
+/// The state directory, `.engine/` and archives: the caller's alone.
+pub(crate) const DIR_MODE: u32 = 0o700;
+const LOCK: &str = "lock";
+/// What the lock file holds: who has it (pid and command line).
+const LOCK_MAX: u64 = 4096;
+const DERIVED_MARKER: &str = "derived";
+const MARKER_MAX: u64 = 4096;
 
 /// What the engine is configured with (the kernel's boot parameters).
 #[derive(Clone, Debug)]
@@ -64,6 +71,8 @@ pub struct Config {
     /// If the list no longer replays to the TPM within the same boot (TPM reset or
     /// replaced), archive it and start a new list instead of refusing.
     pub start_over: bool,
+    /// How long to wait for another writer of the same directory to finish.
+    pub lock_timeout: Duration,
 }
 
 impl Config {
@@ -77,6 +86,7 @@ impl Config {
             pcr: DEFAULT_PCR,
             boot_id_file: PathBuf::from(boot::BOOT_ID_FILE),
             start_over: false,
+            lock_timeout: Duration::from_secs(120),
         })
     }
 }
@@ -153,6 +163,15 @@ pub enum EngineError {
     },
     #[error("unsupported: {0}")]
     Unsupported(String),
+    #[error(
+        "{path}: another writer has held the lock for {secs} s ({holder}); is it stuck? Stop \
+         it, or wait for it to finish"
+    )]
+    Locked {
+        path: String,
+        holder: String,
+        secs: u64,
+    },
 }
 
 pub(crate) fn io_err(
@@ -226,6 +245,9 @@ pub struct Engine {
     violations: u64,
     pending: Vec<Pending>,
     jbuf: Vec<u8>,
+    state: Dir,
+    /// `.engine/` of `state`.
+    internal: Dir,
     _lock: File,
     /// The entries found by recovery, until the derived files are checked.
     recovered: Option<Vec<Entry>>,
@@ -248,21 +270,28 @@ impl std::fmt::Debug for Engine {
 impl Engine {
     /// Opens (or creates) the list in `cfg.dir` anchored in `tpm`: takes the directory lock,
     /// recovers from any crash, and on a new list adds boot_aggregate.
-    pub fn open(cfg: Config, mut tpm: Box<dyn Tpm>) -> Result<Self, EngineError> {
+    pub fn open(cfg: Config, tpm: Box<dyn Tpm>) -> Result<Self, EngineError> {
+        let held = Held::take(&cfg)?;
+        Self::open_held(cfg, tpm, held)
+    }
+
+    /// Opens the TPM `tcti` names (`None`: the software bank in `cfg.dir/.engine/`), then
+    /// the list ([`Engine::open`]). The lock is taken first: nothing of the state (the
+    /// software bank included) is read before it is held.
+    pub fn open_tcti(cfg: Config, tcti: Option<&str>) -> Result<Self, EngineError> {
+        let held = Held::take(&cfg)?;
+        let tpm = ima_tpm::open(tcti, &soft_pcrs_path(&cfg.dir))?;
+        Self::open_held(cfg, tpm, held)
+    }
+
+    fn open_held(cfg: Config, mut tpm: Box<dyn Tpm>, held: Held) -> Result<Self, EngineError> {
+        let Held {
+            state,
+            internal,
+            lock,
+        } = held;
         let dir = cfg.dir.clone();
-        create_dir(&dir, DIR_MODE)?;
-        let internal = dir.join(".engine");
-        create_dir(&internal, 0o700)?;
-        let lock_path = internal.join("lock");
-        let lock = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .mode(0o600)
-            .open(&lock_path)
-            .map_err(io_err("create", &lock_path))?;
-        lock.lock().map_err(io_err("lock", &lock_path))?;
-        if boot::finish_archiving(&dir)? {
+        if boot::finish_archiving(&state, &internal)? {
             // An interrupted archive took our software bank's file: start it afresh.
             if let Some(p) = own_soft_bank(tpm.as_ref(), &dir) {
                 tpm = ima_tpm::open(Some(&format!("soft:{}", p.display())), &p)?;
@@ -277,14 +306,20 @@ impl Engine {
         let boot_id = boot::read_boot_id(&cfg.boot_id_file)?;
         let record = boot::BootRecord::load(&internal)?;
         let later_boot = record.as_ref().is_some_and(|r| r.boot_id != boot_id);
-        let jpath = dir.join(JOURNAL);
-        let mut bytes = match fs::read(&jpath) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Vec::new(),
-            Err(e) => return Err(io_err("read", &jpath)(e)),
+        let jpath = state.join(JOURNAL);
+        let mut bytes = match state.open(JOURNAL, How::read()) {
+            Ok(Some(f)) => Some(ima_sys::map::read_or_map_file(f).map_err(io_err("read", &jpath))?),
+            Ok(None) => None,
+            Err(e) => return Err(io_err("open", &jpath)(e)),
         };
-        let mut scan = Scan::run(tpm.as_mut(), &banks, &cfg, &bytes, &jpath)?;
-        let floor = extended_floor(&internal);
+        let mut scan = Scan::run(
+            tpm.as_mut(),
+            &banks,
+            &cfg,
+            bytes.as_deref().unwrap_or(&[]),
+            &jpath,
+        )?;
+        let floor = extended_floor(&internal)?;
         let strict = later_boot && tpm.kind().is_tpm();
         let mut archived = None;
         if let Err(why) = scan.anchored(floor, strict) {
@@ -319,7 +354,8 @@ impl Engine {
             } else {
                 format!("--start-over in boot {boot_id}: {why}")
             };
-            let target = boot::archive(&dir, record.as_ref(), &reason, soft.as_deref())?;
+            let target =
+                boot::archive(&state, &internal, record.as_ref(), &reason, soft.is_some())?;
             tracing::info!("archived the list in {}: {reason}", target.display());
             if let Some(p) = &soft {
                 tpm = ima_tpm::open(Some(&format!("soft:{}", p.display())), p)?;
@@ -328,8 +364,8 @@ impl Engine {
                 dir: target,
                 reason,
             });
-            bytes.clear();
-            scan = Scan::run(tpm.as_mut(), &banks, &cfg, &bytes, &jpath)?;
+            bytes = None;
+            scan = Scan::run(tpm.as_mut(), &banks, &cfg, &[], &jpath)?;
             scan.anchored(0, false)
                 .map_err(|why| EngineError::Inconsistent {
                     path: jpath.display().to_string(),
@@ -340,21 +376,28 @@ impl Engine {
                 })?;
         }
 
-        let fresh = !jpath.exists();
-        let journal = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .mode(FILE_MODE)
-            .open(&jpath)
-            .map_err(io_err("open", &jpath))?;
+        let fresh = !state.exists(JOURNAL).map_err(io_err("stat", &jpath))?;
+        let journal = state
+            .open(
+                JOURNAL,
+                How {
+                    read: true,
+                    append: true,
+                    create: true,
+                    mode: FILE_MODE,
+                    ..How::default()
+                },
+            )
+            .map_err(io_err("open", &jpath))?
+            .ok_or_else(|| io_err("open", &jpath)(io::ErrorKind::NotFound.into()))?;
         if fresh {
             // The journal's name must be durable before anything is extended on its behalf:
             // fdatasync of the file alone does not persist the directory entry.
-            sync_dir(&dir)?;
+            state.sync().map_err(io_err("fsync", state.path()))?;
         }
-        let cache = Cache::load(&internal.join("cache"));
+        let cache = Cache::load(&internal);
+        let len = bytes.as_ref().map_or(0, |b| b.len());
+        drop(bytes);
         let mut e = Self {
             cfg,
             tpm,
@@ -368,13 +411,15 @@ impl Engine {
             violations: 0,
             pending: Vec::new(),
             jbuf: Vec::new(),
+            state,
+            internal,
             _lock: lock,
             recovered: None,
             recovery: Recovery::default(),
             archived,
             cache,
         };
-        e.apply(scan, bytes.len())?;
+        e.apply(scan, len)?;
         e.open_derived()?;
         if e.entries == 0 {
             let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
@@ -383,7 +428,7 @@ impl Engine {
                 tpm: e.tpm.kind().to_string(),
                 tpm_id,
             }
-            .save(&internal)?;
+            .save(&e.internal)?;
             e.add_boot_aggregate()?;
             e.commit()?;
         } else if let Some(mut r) = record {
@@ -391,7 +436,7 @@ impl Engine {
                 // The TPM kept the list across the reboot (software bank, or a TPM that
                 // was not reset): it goes on.
                 r.boot_id = boot_id;
-                r.save(&internal)?;
+                r.save(&e.internal)?;
             }
         } else {
             let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
@@ -400,7 +445,7 @@ impl Engine {
                 tpm: e.tpm.kind().to_string(),
                 tpm_id,
             }
-            .save(&internal)?;
+            .save(&e.internal)?;
         }
         Ok(e)
     }
@@ -408,15 +453,6 @@ impl Engine {
     /// The list that was archived when this one was opened, if any.
     pub fn archived(&self) -> Option<&Archived> {
         self.archived.as_ref()
-    }
-
-    /// Opens the TPM `tcti` names (`None`: the software bank in `cfg.dir/.engine/`), then
-    /// the list ([`Engine::open`]).
-    pub fn open_tcti(cfg: Config, tcti: Option<&str>) -> Result<Self, EngineError> {
-        create_dir(&cfg.dir, DIR_MODE)?;
-        create_dir(&cfg.dir.join(".engine"), 0o700)?;
-        let tpm = ima_tpm::open(tcti, &soft_pcrs_path(&cfg.dir))?;
-        Self::open(cfg, tpm)
     }
 
     /// The TPM (for `kind()` and reads).
@@ -537,7 +573,7 @@ impl Engine {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let jpath = self.cfg.dir.join(JOURNAL);
+        let jpath = self.state.join(JOURNAL);
         // (1) durable in the journal first ...
         self.journal
             .write_all(&self.jbuf)
@@ -563,8 +599,9 @@ impl Engine {
     /// Commits and saves the cache.
     pub fn close(mut self) -> Result<(), EngineError> {
         self.commit()?;
-        let p = self.cfg.dir.join(".engine").join("cache");
-        self.cache.save(&p).map_err(io_err("write", &p))
+        self.cache
+            .save(&self.internal)
+            .map_err(io_err("write", &self.internal.join("cache")))
     }
 
     fn add_boot_aggregate(&mut self) -> Result<(), EngineError> {
@@ -608,7 +645,7 @@ impl Engine {
     /// Crash recovery (see the module docs) from a scan that [`Scan::anchored`] accepted:
     /// cut the torn tail, extend what is durable but not yet extended.
     fn apply(&mut self, scan: Scan, len: usize) -> Result<(), EngineError> {
-        let jpath = self.cfg.dir.join(JOURNAL);
+        let jpath = self.state.join(JOURNAL);
         let k = scan.matched.map_or(0, |(k, _)| k);
         if scan.good_end < len {
             tracing::debug!(
@@ -800,11 +837,16 @@ impl Scan {
 
 /// The journal length the derived-files marker recorded (every entry before it had been
 /// extended when it was written); 0 without a marker.
-fn extended_floor(internal: &Path) -> u64 {
-    fs::read_to_string(internal.join("derived"))
-        .ok()
-        .and_then(|m| m.lines().next().and_then(|l| l.parse().ok()))
-        .unwrap_or(0)
+fn extended_floor(internal: &Dir) -> Result<u64, EngineError> {
+    let m = internal
+        .read_bounded(DERIVED_MARKER, MARKER_MAX)
+        .map_err(io_err("read", &internal.join(DERIVED_MARKER)))?
+        .unwrap_or_default();
+    Ok(String::from_utf8_lossy(&m)
+        .lines()
+        .next()
+        .and_then(|l| l.parse().ok())
+        .unwrap_or(0))
 }
 
 /// The file of `tpm` if it is the software bank of the list in `dir`.
@@ -851,20 +893,15 @@ fn pcr_in_use(
 }
 
 impl Engine {
-    fn derived_paths(&self) -> Vec<(HashAlgo, Option<PathBuf>, PathBuf)> {
+    /// Per list bank: its binary list's name (none for sha1: the journal is that one) and
+    /// its ascii list's name.
+    fn derived_names(&self) -> Vec<(HashAlgo, Option<String>, String)> {
         self.lists
             .iter()
             .map(|b| {
-                let bin = (*b != HashAlgo::SHA1).then(|| {
-                    self.cfg
-                        .dir
-                        .join(format!("binary_runtime_measurements_{b}"))
-                });
-                (
-                    *b,
-                    bin,
-                    self.cfg.dir.join(format!("ascii_runtime_measurements_{b}")),
-                )
+                let bin =
+                    (*b != HashAlgo::SHA1).then(|| format!("binary_runtime_measurements_{b}"));
+                (*b, bin, format!("ascii_runtime_measurements_{b}"))
             })
             .collect()
     }
@@ -883,23 +920,31 @@ impl Engine {
     /// Opens the per-bank list files (and the kernel's compatibility symlinks); regenerates
     /// them from the journal when the marker shows they lag behind it.
     fn open_derived(&mut self) -> Result<(), EngineError> {
-        let open = |p: &Path| {
-            OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .append(true)
-                .mode(FILE_MODE)
-                .open(p)
-                .map_err(io_err("open", p))
+        let state = &self.state;
+        let open = |name: &str| -> Result<File, EngineError> {
+            let p = state.join(name);
+            state
+                .open(
+                    name,
+                    How {
+                        append: true,
+                        create: true,
+                        mode: FILE_MODE,
+                        ..How::default()
+                    },
+                )
+                .map_err(io_err("open", &p))?
+                .ok_or_else(|| io_err("open", &p)(io::ErrorKind::NotFound.into()))
         };
-        let paths = self.derived_paths();
-        for (b, bin, asc) in &paths {
+        let mut derived = Vec::new();
+        for (b, bin, asc) in self.derived_names() {
             let bin = match bin {
-                Some(p) => Some(open(p)?),
+                Some(n) => Some(open(&n)?),
                 None => None,
             };
-            self.derived.push((*b, bin, open(asc)?));
+            derived.push((b, bin, open(&asc)?));
         }
+        self.derived = derived;
         for (link, target) in [
             ("binary_runtime_measurements", JOURNAL),
             (
@@ -907,16 +952,22 @@ impl Engine {
                 "ascii_runtime_measurements_sha1",
             ),
         ] {
-            let l = self.cfg.dir.join(link);
-            if fs::read_link(&l).is_err() {
-                let _ = fs::remove_file(&l);
-                std::os::unix::fs::symlink(target, &l).map_err(io_err("symlink", &l))?;
+            // Recreated unless it is exactly our link; never followed.
+            let l = self.state.join(link);
+            let have = self.state.read_link(link).map_err(io_err("readlink", &l))?;
+            if have.as_deref() != Some(Path::new(target)) {
+                self.state
+                    .set_symlink(target, link)
+                    .map_err(io_err("symlink", &l))?;
             }
         }
-        let mpath = self.cfg.dir.join(".engine").join("derived");
-        let have = fs::read_to_string(&mpath).unwrap_or_default();
+        let have = self
+            .internal
+            .read_bounded(DERIVED_MARKER, MARKER_MAX)
+            .map_err(io_err("read", &self.internal.join(DERIVED_MARKER)))?
+            .unwrap_or_default();
         let entries = self.recovered.take().unwrap_or_default();
-        if have != self.marker()? {
+        if have != self.marker()?.as_bytes() {
             self.recovery.regenerated = !have.is_empty();
             for (_, bin, asc) in &self.derived {
                 for f in bin.iter().chain(std::iter::once(asc)) {
@@ -973,51 +1024,114 @@ impl Engine {
     /// `runtime_measurements_count`, `violations`, and the marker that says the derived files
     /// are complete up to the journal's current length.
     fn write_counts(&mut self) -> Result<(), EngineError> {
-        let dir = self.cfg.dir.clone();
-        write_replace(
-            &dir.join("runtime_measurements_count"),
-            format!("{}\n", self.entries).as_bytes(),
+        let put = |d: &Dir, name: &str, text: String, mode| {
+            d.replace(name, text.as_bytes(), mode, false)
+                .map_err(io_err("write", &d.join(name)))
+        };
+        put(
+            &self.state,
+            "runtime_measurements_count",
+            format!("{}\n", self.entries),
             FILE_MODE,
         )?;
-        write_replace(
-            &dir.join("violations"),
-            format!("{}\n", self.violations).as_bytes(),
+        put(
+            &self.state,
+            "violations",
+            format!("{}\n", self.violations),
             FILE_MODE,
         )?;
-        let m = self.marker()?;
-        write_replace(&dir.join(".engine").join("derived"), m.as_bytes(), 0o600)
+        put(&self.internal, DERIVED_MARKER, self.marker()?, 0o600)
     }
 }
 
-/// Makes the entries of directory `dir` (created, renamed files) durable.
-pub(crate) fn sync_dir(dir: &Path) -> Result<(), EngineError> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io_err("fsync", dir))
+/// The state directory and its `.engine/`, opened and checked, with the lock held.
+struct Held {
+    state: Dir,
+    internal: Dir,
+    lock: File,
 }
 
-/// Replaces `path` atomically (write a temporary file, rename it over).
-fn write_replace(path: &Path, bytes: &[u8], mode: u32) -> Result<(), EngineError> {
-    let tmp = path.with_extension("tmp");
-    let mut f = OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io_err("create", &tmp))?;
-    f.write_all(bytes).map_err(io_err("write", &tmp))?;
-    fs::rename(&tmp, path).map_err(io_err("rename", path))
+impl Held {
+    /// Opens (creating them 0700) the state directory and `.engine/`, refusing either if it
+    /// is a symlink, not the caller's, or writable by others; then takes the lock, waiting
+    /// up to `cfg.lock_timeout` for another writer (named in the wait message and the
+    /// error), and records who holds it.
+    fn take(cfg: &Config) -> Result<Self, EngineError> {
+        let state = Dir::open_private(&cfg.dir, DIR_MODE)
+            .map_err(io_err("open state directory", &cfg.dir))?;
+        let internal = state
+            .private_subdir(".engine", DIR_MODE)
+            .map_err(io_err("open state directory", &cfg.dir.join(".engine")))?;
+        let lpath = internal.join(LOCK);
+        let lock = internal
+            .open(
+                LOCK,
+                How {
+                    read: true,
+                    write: true,
+                    create: true,
+                    mode: 0o600,
+                    ..How::default()
+                },
+            )
+            .map_err(io_err("open", &lpath))?
+            .ok_or_else(|| io_err("open", &lpath)(io::ErrorKind::NotFound.into()))?;
+        let start = std::time::Instant::now();
+        let mut told = false;
+        loop {
+            match lock.try_lock() {
+                Ok(()) => break,
+                Err(fs::TryLockError::WouldBlock) => {
+                    let holder = || {
+                        internal
+                            .read_bounded(LOCK, LOCK_MAX)
+                            .ok()
+                            .flatten()
+                            .map(|b| String::from_utf8_lossy(&b).trim().replace('\n', ", "))
+                            .filter(|h| !h.is_empty())
+                            .unwrap_or_else(|| "a process that has not said who it is".into())
+                    };
+                    if start.elapsed() >= cfg.lock_timeout {
+                        return Err(EngineError::Locked {
+                            path: lpath.display().to_string(),
+                            holder: holder(),
+                            secs: cfg.lock_timeout.as_secs(),
+                        });
+                    }
+                    if !told {
+                        tracing::warn!(
+                            "waiting up to {} s for the lock on {}: held by {}",
+                            cfg.lock_timeout.as_secs(),
+                            cfg.dir.display(),
+                            holder()
+                        );
+                        told = true;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                Err(fs::TryLockError::Error(e)) => return Err(io_err("lock", &lpath)(e)),
+            }
+        }
+        let cmdline = fs::File::open("/proc/self/cmdline")
+            .and_then(|f| ima_sys::statedir::read_to_end_bounded(f, 512).or(Ok(Vec::new())))
+            .unwrap_or_default();
+        let cmdline: String = String::from_utf8_lossy(&cmdline)
+            .chars()
+            .map(|c| if c == '\0' || c.is_control() { ' ' } else { c })
+            .collect();
+        let me = format!("pid {}\ncmdline {}\n", std::process::id(), cmdline.trim());
+        use std::os::unix::fs::FileExt;
+        lock.set_len(0)
+            .and_then(|()| lock.write_all_at(me.as_bytes(), 0))
+            .map_err(io_err("write", &lpath))?;
+        Ok(Self {
+            state,
+            internal,
+            lock,
+        })
+    }
 }
 
 fn zero(a: HashAlgo) -> Result<Digest, EngineError> {
     Digest::zero(a).ok_or_else(|| EngineError::Unsupported(a.to_string()))
-}
-
-fn create_dir(dir: &Path, mode: u32) -> Result<(), EngineError> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(mode)
-        .create(dir)
-        .map_err(io_err("create directory", dir))
 }

@@ -155,12 +155,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     e.close().unwrap();
     // (The crash came before the archive directory was even made.)
     let target = d.path().join("archive/1-crashed");
-    let soft_path = ima_engine::soft_pcrs_path(d.path());
-    std::fs::write(
-        d.path().join(".engine/archiving"),
-        format!("{}\n{}\n", target.display(), soft_path.display()),
-    )
-    .unwrap();
+    std::fs::write(d.path().join(".engine/archiving"), "1-crashed\nsoft-pcrs\n").unwrap();
     let e = open(d.path()).unwrap();
     assert_eq!(e.len(), 1, "a new list: boot_aggregate only");
     drop(e);
@@ -186,11 +181,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     e.close().unwrap();
     let target = d.path().join("archive/2-crashed");
     std::fs::create_dir_all(&target).unwrap();
-    std::fs::write(
-        d.path().join(".engine/archiving"),
-        format!("{}\n{}\n", target.display(), soft_path.display()),
-    )
-    .unwrap();
+    std::fs::write(d.path().join(".engine/archiving"), "2-crashed\nsoft-pcrs\n").unwrap();
     std::fs::rename(
         d.path().join("binary_runtime_measurements_sha1"),
         target.join("binary_runtime_measurements_sha1"),

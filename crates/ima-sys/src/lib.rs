@@ -7,4 +7,5 @@ pub mod fs;
 pub mod inode;
 pub mod map;
 pub mod procfs;
+pub mod statedir;
 pub mod xattr;

@@ -315,7 +315,12 @@ impl AsRef<[u8]> for FileBytes {
 
 /// The whole contents of `path`, mapped when it is a large regular file.
 pub fn read_or_map(path: &Path) -> io::Result<FileBytes> {
-    let mut file = File::open(path)?;
+    read_or_map_file(File::open(path)?)
+}
+
+/// The whole contents of an open file (from offset 0 when mapped, from its current offset
+/// otherwise: pass a freshly opened file), mapped when it is a large regular file.
+pub fn read_or_map_file(mut file: File) -> io::Result<FileBytes> {
     let meta = file.metadata()?;
     if meta.is_file()
         && meta.len() >= MAP_THRESHOLD

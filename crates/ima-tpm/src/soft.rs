@@ -9,21 +9,32 @@
 //! the file always holds the state after some complete prefix of extends. The engine relies
 //! on exactly that (ARCHITECTURE.md, "crash consistency").
 //!
+//! The file is opened relative to its directory without following a symlink, and replaced
+//! through a fresh `O_EXCL` temporary name ([`ima_sys::statedir`]), so a link planted as the
+//! bank or as any temporary name is never written through.
+//!
+//! A bank has an instance id, 16 random bytes drawn when its file is created: it is the
+//! software bank's equivalent of a TPM's identity plus reset count (a deleted and recreated
+//! bank starts from zero, like a reset TPM, and has another id). Files of format v1 have none.
+//!
 //! ```text
-//! file = "ima-soft-pcrs v1\n" || for bank in [sha1, sha256]: 24 × digest   (1265 bytes)
+//! file = "ima-soft-pcrs v2\n" || instance[16] || for bank in [sha1, sha256]: 24 × digest
+//!        (1281 bytes; v1: "ima-soft-pcrs v1\n" without the instance, 1265 bytes)
 //! ```
 
-use std::fs::{self, File, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use ima_core::hash::{Digest, HashAlgo};
+use ima_sys::statedir::Dir;
 
 use crate::quote::{AkPublic, Quote};
 use crate::{NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank, extend_value};
 
-const MAGIC: &[u8] = b"ima-soft-pcrs v1\n";
+const MAGIC: &[u8] = b"ima-soft-pcrs v2\n";
+const MAGIC_V1: &[u8] = b"ima-soft-pcrs v1\n";
+const INSTANCE: usize = 16;
+/// The size of a v2 file: nothing larger is read.
+const FILE_LEN: u64 = (MAGIC.len() + INSTANCE + NUM_PCRS as usize * (20 + 32)) as u64;
 const BANKS: [HashAlgo; 2] = [HashAlgo::SHA1, HashAlgo::SHA256];
 
 /// The file-backed software PCR bank.
@@ -32,37 +43,32 @@ pub struct SoftPcrs {
     path: PathBuf,
     /// `pcrs[bank][index]`.
     pcrs: Vec<Vec<Digest>>,
+    /// `None` for a v1 file (rewritten as v2 with a new id on the next flush).
+    instance: Option<[u8; INSTANCE]>,
     dirty: bool,
 }
 
 impl SoftPcrs {
-    /// Opens the bank at `path`, creating it (all PCRs zero) if it does not exist.
+    /// Opens the bank at `path`, creating it (all PCRs zero, a new instance id) if it does not
+    /// exist. A symlink at `path` is refused, not followed.
     pub fn open(path: &Path) -> Result<Self, TpmError> {
-        let mut s = Self {
-            path: path.to_path_buf(),
-            pcrs: BANKS
-                .iter()
-                .map(|b| {
-                    let z = Digest::zero(*b).ok_or(TpmError::NoSuchBank(*b));
-                    z.map(|z| vec![z; NUM_PCRS as usize])
-                })
-                .collect::<Result<_, _>>()?,
-            dirty: false,
-        };
-        match fs::read(path) {
-            Ok(bytes) => s.load(&bytes)?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+        let mut s = Self::zeroed(path)?;
+        let (dir, name) = s.dir_and_name()?;
+        let bytes = dir
+            .read_bounded(&name, FILE_LEN)
+            .map_err(|e| TpmError::io(format!("read {}", path.display()), e))?;
+        match bytes {
+            Some(bytes) => s.load(&bytes)?,
+            None => {
                 s.dirty = true;
                 s.flush()?;
             }
-            Err(e) => return Err(TpmError::io(format!("read {}", path.display()), e)),
         }
         Ok(s)
     }
 
-    /// Parses the bytes of a bank file (`path` only names it in errors). No I/O.
-    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TpmError> {
-        let mut s = Self {
+    fn zeroed(path: &Path) -> Result<Self, TpmError> {
+        Ok(Self {
             path: path.to_path_buf(),
             pcrs: BANKS
                 .iter()
@@ -71,8 +77,35 @@ impl SoftPcrs {
                     z.map(|z| vec![z; NUM_PCRS as usize])
                 })
                 .collect::<Result<_, _>>()?,
+            instance: None,
             dirty: false,
-        };
+        })
+    }
+
+    /// The directory holding the file (opened; its last component not followed) and the
+    /// file's name in it.
+    fn dir_and_name(&self) -> Result<(Dir, String), TpmError> {
+        let name = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| {
+                TpmError::Unsupported(format!("{} names no file", self.path.display()))
+            })?;
+        let parent = self.path.parent().unwrap_or(Path::new(""));
+        let dir = Dir::open_existing(parent)
+            .map_err(|e| TpmError::io(format!("open directory {}", parent.display()), e))?;
+        Ok((dir, name))
+    }
+
+    /// The bank's instance id (`None`: a v1 file, not yet rewritten).
+    pub fn instance(&self) -> Option<[u8; INSTANCE]> {
+        self.instance
+    }
+
+    /// Parses the bytes of a bank file (`path` only names it in errors). No I/O.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TpmError> {
+        let mut s = Self::zeroed(path)?;
         s.load(bytes)?;
         Ok(s)
     }
@@ -83,10 +116,20 @@ impl SoftPcrs {
             offset,
             why,
         };
-        if !bytes.starts_with(MAGIC) {
+        let mut off = if bytes.starts_with(MAGIC) {
+            let id = bytes
+                .get(MAGIC.len()..MAGIC.len() + INSTANCE)
+                .ok_or_else(|| corrupt(MAGIC.len(), "truncated"))?;
+            let mut a = [0; INSTANCE];
+            a.copy_from_slice(id);
+            self.instance = Some(a);
+            MAGIC.len() + INSTANCE
+        } else if bytes.starts_with(MAGIC_V1) {
+            self.instance = None;
+            MAGIC_V1.len()
+        } else {
             return Err(corrupt(0, "bad magic"));
-        }
-        let mut off = MAGIC.len();
+        };
         for (bi, bank) in BANKS.iter().enumerate() {
             let n = bank.digest_len().unwrap_or(0);
             for i in 0..NUM_PCRS as usize {
@@ -166,29 +209,23 @@ impl Tpm for SoftPcrs {
         if !self.dirty {
             return Ok(());
         }
+        let instance = match self.instance {
+            Some(i) => i,
+            None => ima_sys::statedir::random_bytes()
+                .map_err(|e| TpmError::io("draw a software bank instance id", e))?,
+        };
         let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&instance);
         for bank in &self.pcrs {
             for d in bank {
                 bytes.extend_from_slice(d.as_bytes());
             }
         }
-        let tmp = self.path.with_extension("tmp");
-        let io = |what: &str, e| TpmError::io(format!("{what} {}", tmp.display()), e);
-        let mut f = OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)
-            .map_err(|e| io("create", e))?;
-        f.write_all(&bytes).map_err(|e| io("write", e))?;
-        f.sync_all().map_err(|e| io("fsync", e))?;
-        fs::rename(&tmp, &self.path).map_err(|e| io("rename", e))?;
-        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| TpmError::io(format!("fsync {}", dir.display()), e))?;
-        }
+        let (dir, name) = self.dir_and_name()?;
+        dir.replace(&name, &bytes, 0o600, true)
+            .and_then(|()| dir.sync())
+            .map_err(|e| TpmError::io(format!("write {}", self.path.display()), e))?;
+        self.instance = Some(instance);
         self.dirty = false;
         Ok(())
     }
@@ -240,9 +277,39 @@ mod tests {
             s.pcr_read(HashAlgo::SHA1, &[24]),
             Err(TpmError::BadPcr(24))
         ));
-        fs::write(&p, b"ima-soft-pcrs v1\nshort").unwrap();
+        std::fs::write(&p, b"ima-soft-pcrs v1\nshort").unwrap();
         let e = SoftPcrs::open(&p).unwrap_err().to_string();
         assert!(e.contains("byte 17"), "{e}");
         assert!(s.quote(b"n", &[]).is_err());
+    }
+
+    #[test]
+    fn never_writes_through_a_planted_link_and_knows_its_instance() {
+        let dir = tempfile::tempdir().unwrap();
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"precious").unwrap();
+        let p = dir.path().join("pcrs");
+        // The old temporary name, planted: ignored.
+        std::os::unix::fs::symlink(&victim, dir.path().join("pcrs.tmp")).unwrap();
+        let mut s = SoftPcrs::open(&p).unwrap();
+        let id = s.instance().unwrap();
+        let d = [HashAlgo::SHA1, HashAlgo::SHA256].map(|b| b.digest(b"x").unwrap());
+        s.extend(10, &d).unwrap();
+        s.flush().unwrap();
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+        assert_eq!(SoftPcrs::open(&p).unwrap().instance(), Some(id));
+        // Recreated: another instance.
+        std::fs::remove_file(&p).unwrap();
+        assert_ne!(SoftPcrs::open(&p).unwrap().instance(), Some(id));
+        // The bank itself a link (dangling or not): refused, nothing created.
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&victim, &p).unwrap();
+        let e = SoftPcrs::open(&p).unwrap_err().to_string();
+        assert!(e.contains("symlink"), "{e}");
+        let q = dir.path().join("q");
+        std::os::unix::fs::symlink(dir.path().join("nowhere"), &q).unwrap();
+        assert!(SoftPcrs::open(&q).is_err());
+        assert!(!dir.path().join("nowhere").exists());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
     }
 }

@@ -6,12 +6,15 @@ use std::fs::{File, OpenOptions};
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::TpmError;
 
 /// Largest response a TPM sends (`TPM2_MAX_COMMAND_SIZE` of common TPMs is 4096; be generous).
 pub const MAX_RESPONSE: usize = 8192;
+
+/// How long a command waits for swtpm to start answering (it serves one client at a time).
+pub const BUSY_WAIT: Duration = Duration::from_secs(300);
 
 /// Sends one command and returns its whole response.
 pub trait Transport: Send {
@@ -61,10 +64,52 @@ impl Transport for SocketTransport {
             .write_all(cmd)
             .map_err(|e| TpmError::io(format!("send to {addr}"), e))?;
         // A response starts with tag (2) and size (4, big-endian); read exactly that many.
+        // swtpm serves one client at a time: while another holds it, our command waits in
+        // the socket and no byte comes back. Wait for the first byte (saying so), up to
+        // BUSY_WAIT; once the reply has started, the I/O timeout applies.
         let mut head = [0u8; 10];
-        self.stream
-            .read_exact(&mut head)
-            .map_err(|e| TpmError::io(format!("receive from {addr}"), e))?;
+        let mut got = 0;
+        let start = Instant::now();
+        let mut told = false;
+        while got < head.len() {
+            match self.stream.read(&mut head[got..]) {
+                Ok(0) => {
+                    return Err(TpmError::io(
+                        format!("receive from {addr}"),
+                        std::io::ErrorKind::UnexpectedEof.into(),
+                    ));
+                }
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if got == 0
+                        && matches!(
+                            e.kind(),
+                            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                        )
+                        && start.elapsed() < BUSY_WAIT =>
+                {
+                    if !told {
+                        tracing::warn!(
+                            "swtpm at {addr} has not answered for {} s (busy with another \
+                             client?); waiting up to {} s",
+                            start.elapsed().as_secs(),
+                            BUSY_WAIT.as_secs()
+                        );
+                        told = true;
+                    }
+                }
+                Err(e) => {
+                    return Err(TpmError::io(
+                        format!(
+                            "receive from {addr} (after waiting {} s)",
+                            start.elapsed().as_secs()
+                        ),
+                        e,
+                    ));
+                }
+            }
+        }
         let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
         if !(10..=MAX_RESPONSE).contains(&size) {
             return Err(TpmError::Protocol {

@@ -46,6 +46,10 @@ pub struct MeasureArgs {
     /// (After a reboot this happens by itself for a TPM; the software bank keeps its list.)
     #[arg(long)]
     start_over: bool,
+    /// Seconds to wait for another writer of the same state directory (its pid and command
+    /// line are shown while waiting).
+    #[arg(long, value_name = "SECS", default_value_t = 120)]
+    lock_timeout: u64,
     /// Read the boot id from this file instead of /proc/sys/kernel/random/boot_id (tests).
     #[arg(long, hide = true)]
     boot_id_file: Option<PathBuf>,
@@ -74,6 +78,7 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     }
     cfg.ima_hash = a.hash;
     cfg.start_over = a.start_over;
+    cfg.lock_timeout = std::time::Duration::from_secs(a.lock_timeout);
     if let Some(f) = &a.boot_id_file {
         cfg.boot_id_file = f.clone();
     }
