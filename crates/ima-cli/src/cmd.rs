@@ -1,6 +1,7 @@
 //! One module per `imactl` subcommand.
 
 pub mod appraise;
+pub mod attest;
 pub mod evm;
 pub mod hash;
 pub mod log;

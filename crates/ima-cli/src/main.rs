@@ -40,6 +40,10 @@ enum Command {
     /// EVM: sign, verify and HMAC security.evm as the kernel computes it.
     #[command(subcommand)]
     Evm(cmd::evm::EvmCommand),
+    /// Remote attestation: collect a quote and the list it covers; verify them against
+    /// reference values (ours or a Keylime runtime policy).
+    #[command(subcommand)]
+    Attest(cmd::attest::AttestCommand),
 }
 
 fn main() -> ExitCode {
@@ -75,5 +79,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Tpm(c) => cmd::tpm::run(c),
         Command::Appraise(a) => cmd::appraise::run(a),
         Command::Evm(c) => cmd::evm::run(c),
+        Command::Attest(c) => cmd::attest::run(c),
     }
 }

@@ -44,7 +44,8 @@ pub const DEFAULT_PCR: u32 = 10;
 pub const BATCH: usize = 512;
 
 const ENDIAN: Endian = Endian::Little;
-const JOURNAL: &str = "binary_runtime_measurements_sha1";
+/// The journal: the list as it is durable before any of its entries is extended.
+pub const JOURNAL: &str = "binary_runtime_measurements_sha1";
 const FILE_MODE: u32 = 0o640;
 /// The state directory, `.engine/` and archives: the caller's alone.
 pub(crate) const DIR_MODE: u32 = 0o700;

@@ -1,0 +1,501 @@
+//! `imactl attest quote|verify`: one-shot remote attestation. `quote` collects the evidence
+//! (a quote, its PCR values, the AK, and exactly the list prefix the quote covers) into a
+//! directory; `verify` decides with `ima_core::attest` whether it can be trusted.
+//!
+//! Evidence directory (the quote files are tpm2-tools', as `imactl tpm quote` writes them):
+//!
+//! ```text
+//! quote.msg   TPMS_ATTEST            quote.sig   TPMT_SIGNATURE
+//! quote.pcrs  PCR values in selection order (tpm2_quote -F values)
+//! ak.pem      the AK's SubjectPublicKeyInfo
+//! binary_runtime_measurements   the list (sha1 bank, binary) the quote covers
+//! ```
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use ima_core::attest::{self, Baseline, Checkpoint, Failure, Miss, Refs, Verdict};
+use ima_core::codec::Reader;
+use ima_core::digsig::Keyring;
+use ima_core::hash::HashAlgo;
+use ima_core::log::replay::{self, PcrBank};
+use ima_core::log::{ListFormat, binary};
+use ima_core::template::TemplateDesc;
+use ima_tpm::quote::{self, AkPublic, Attest};
+use serde_json::{Value, json};
+
+/// The list file `attest quote` writes.
+pub const LIST_FILE: &str = "binary_runtime_measurements";
+/// Largest quote, signature, PCR or PEM file read.
+const SMALL_FILE_MAX: u64 = 1 << 20;
+/// Largest reference or key file read.
+const REFS_MAX: u64 = 1 << 30;
+
+#[derive(Debug, Subcommand)]
+pub enum AttestCommand {
+    /// Quote every PCR of every bank the TPM has with the AK (bound to --nonce) and write
+    /// the quote, its signature, the PCR values, the AK (PEM) and exactly the prefix of the
+    /// engine's list that the quoted PCRs cover into --out.
+    Quote {
+        /// swtpm:host=H,port=P or device:/dev/tpmrm0.
+        #[arg(long)]
+        tpm: String,
+        /// The verifier's nonce, hex (at most 64 bytes).
+        #[arg(long)]
+        nonce: String,
+        /// Output directory (created).
+        #[arg(long)]
+        out: PathBuf,
+        /// The engine's state directory. Default: /run/ima for root, $XDG_STATE_HOME/ima
+        /// otherwise.
+        #[arg(long)]
+        state: Option<PathBuf>,
+    },
+    /// Verify an evidence directory: quote signature and nonce, PCR digest, replay per
+    /// bank, boot_aggregate against PCRs 0-9, then every entry against the reference values
+    /// and keys. Exit 0 trusted, 1 failed, 2 error.
+    Verify {
+        dir: PathBuf,
+        /// The nonce the quote must carry, hex.
+        #[arg(long)]
+        nonce: String,
+        /// The AK to trust (PEM). Default: DIR/ak.pem, which only checks the quote is
+        /// self-consistent, not whose TPM made it.
+        #[arg(long)]
+        ak: Option<PathBuf>,
+        /// Reference values: our text format (see ima_core::attest::refs) or a Keylime
+        /// runtime policy (JSON). Repeat to merge.
+        #[arg(long)]
+        refs: Vec<PathBuf>,
+        /// Certificates (PEM or DER) for ima-sig / evm-sig signatures. Repeat.
+        #[arg(long)]
+        keys: Vec<PathBuf>,
+        /// Checkpoint file: read when present to verify only new entries, written after a
+        /// trusted verdict.
+        #[arg(long)]
+        checkpoint: Option<PathBuf>,
+        /// The list (default: DIR/binary_runtime_measurements, else
+        /// DIR/ascii_runtime_measurements). Its bank comes from its name, else sha1.
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// A template this tool does not know, as NAME=FORMAT.
+        #[arg(long = "template", value_name = "NAME=FMT")]
+        templates: Vec<String>,
+        /// Print the verdict as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(c: AttestCommand) -> anyhow::Result<ExitCode> {
+    match c {
+        AttestCommand::Quote {
+            tpm,
+            nonce,
+            out,
+            state,
+        } => quote_cmd(&tpm, &nonce, &out, state),
+        AttestCommand::Verify {
+            dir,
+            nonce,
+            ak,
+            refs,
+            keys,
+            checkpoint,
+            list,
+            templates,
+            json,
+        } => verify_cmd(&VerifyArgs {
+            dir,
+            nonce,
+            ak,
+            refs,
+            keys,
+            checkpoint,
+            list,
+            templates,
+            json,
+        }),
+    }
+}
+
+fn quote_cmd(
+    tcti: &str,
+    nonce: &str,
+    out: &Path,
+    state: Option<PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let nonce = hex::decode(nonce).context("--nonce: not hex")?;
+    let state = state.unwrap_or_else(ima_engine::default_dir);
+    let journal = state.join(ima_engine::JOURNAL);
+    let t: ima_tpm::Tcti = tcti.parse()?;
+    let mut tpm = t.open().with_context(|| format!("--tpm {tcti}"))?;
+    if !tpm.kind().is_tpm() {
+        bail!("--tpm {tcti}: the software PCR bank cannot quote (it is not hardware-rooted)");
+    }
+    let banks: Vec<HashAlgo> = tpm
+        .banks()
+        .iter()
+        .copied()
+        .filter(|b| b.is_supported())
+        .collect();
+    let all: Vec<u32> = (0..ima_tpm::NUM_PCRS).collect();
+    let selection: Vec<(HashAlgo, Vec<u32>)> = banks.iter().map(|b| (*b, all.clone())).collect();
+    // The engine appends to its journal before extending, so the list read after the quote
+    // has a prefix whose replay is the quoted PCRs: that prefix is what the quote covers.
+    let q = tpm.quote(&nonce, &selection)?;
+    let list = std::fs::read(&journal).with_context(|| format!("{}: read", journal.display()))?;
+    let quoted: Vec<PcrBank> = q
+        .pcrs
+        .iter()
+        .map(|(algo, v)| {
+            let mut b = PcrBank::new(*algo);
+            for (i, d) in v {
+                b.set(*i, *d);
+            }
+            b
+        })
+        .collect();
+    let end = covered_prefix(&list, &quoted).with_context(|| {
+        format!(
+            "{}: no prefix of the list replays to the quoted PCRs (was the TPM extended by \
+             someone else, or is this the list of another TPM?)",
+            journal.display()
+        )
+    })?;
+    std::fs::create_dir_all(out).with_context(|| format!("{}: create", out.display()))?;
+    for (name, bytes) in [
+        ("quote.msg", q.attest.clone()),
+        ("quote.sig", q.signature.clone()),
+        ("quote.pcrs", q.pcrs_values_bytes()),
+        ("ak.pem", q.ak.to_pem().into_bytes()),
+        (LIST_FILE, list[..end].to_vec()),
+    ] {
+        let p = out.join(name);
+        std::fs::write(&p, bytes).with_context(|| format!("{}: write", p.display()))?;
+        println!("{}", p.display());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The length in bytes of the shortest prefix of the binary sha1 `list` whose replay equals
+/// `quoted` in every bank for every PCR the prefix uses and PCR 10. A torn tail (never
+/// extended) is ignored.
+fn covered_prefix(list: &[u8], quoted: &[PcrBank]) -> anyhow::Result<usize> {
+    let f = ListFormat::new(HashAlgo::SHA1);
+    let mut r = Reader::new(list);
+    let mut raw = Vec::new();
+    let mut ends = Vec::new();
+    while !r.is_empty() {
+        match binary::RawEntry::decode(&mut r, f) {
+            Ok(e) => {
+                raw.push(e);
+                ends.push(r.offset());
+            }
+            Err(_) => break,
+        }
+    }
+    let algos: Vec<HashAlgo> = quoted.iter().map(PcrBank::algo).collect();
+    let expected: Vec<Option<&PcrBank>> = quoted.iter().map(Some).collect();
+    let r = replay::replay(&raw, f.bank, &algos, &expected, f.endian)?;
+    // Each PCR's chain equals its quoted value at one point at most: the prefix ends after
+    // the latest of those points.
+    let n = r
+        .banks
+        .iter()
+        .flat_map(|b| &b.pcrs)
+        .filter_map(|p| p.last_match.map(|i| i + 1))
+        .max()
+        .unwrap_or(0);
+    let prefix = &raw[..n];
+    let again = replay::replay(prefix, f.bank, &algos, &expected, f.endian)?;
+    let ima_pcr_ok = |b: &PcrBank| {
+        let replayed = again
+            .banks
+            .iter()
+            .find(|rb| rb.algo == b.algo())
+            .and_then(|rb| rb.pcrs.iter().find(|p| p.index == attest::IMA_PCR))
+            .map(|p| p.value);
+        let want = b.get(attest::IMA_PCR).copied();
+        match replayed {
+            Some(v) => want == Some(v),
+            None => want.is_some_and(|w| w.iter().all(|&x| x == 0)),
+        }
+    };
+    if !again.ok() || !quoted.iter().all(ima_pcr_ok) {
+        bail!(
+            "the quoted PCRs match no prefix of its {} entries",
+            raw.len()
+        );
+    }
+    Ok(n.checked_sub(1).map_or(0, |i| ends[i]))
+}
+
+struct VerifyArgs {
+    dir: PathBuf,
+    nonce: String,
+    ak: Option<PathBuf>,
+    refs: Vec<PathBuf>,
+    keys: Vec<PathBuf>,
+    checkpoint: Option<PathBuf>,
+    list: Option<PathBuf>,
+    templates: Vec<String>,
+    json: bool,
+}
+
+/// Reads a regular file of at most `max` bytes (never a device or FIFO that never ends).
+fn read_bounded(path: &Path, max: u64) -> anyhow::Result<Vec<u8>> {
+    let f = std::fs::File::open(path).with_context(|| format!("{}: open", path.display()))?;
+    let meta = f
+        .metadata()
+        .with_context(|| format!("{}: stat", path.display()))?;
+    if !meta.is_file() {
+        bail!("{}: not a regular file", path.display());
+    }
+    let mut buf = Vec::new();
+    f.take(max + 1)
+        .read_to_end(&mut buf)
+        .with_context(|| format!("{}: read", path.display()))?;
+    if buf.len() as u64 > max {
+        bail!("{}: larger than {max} bytes", path.display());
+    }
+    Ok(buf)
+}
+
+fn verify_cmd(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let nonce = hex::decode(&a.nonce).context("--nonce: not hex")?;
+    let file = |name: &str| a.dir.join(name);
+    let ak_path = a.ak.clone().unwrap_or_else(|| file("ak.pem"));
+    let ak_text = String::from_utf8(read_bounded(&ak_path, SMALL_FILE_MAX)?)
+        .with_context(|| format!("{}: not PEM text", ak_path.display()))?;
+    let ak = AkPublic::from_pem(&ak_text).with_context(|| ak_path.display().to_string())?;
+    let msg_path = file("quote.msg");
+    let sig_path = file("quote.sig");
+    let pcrs_path = file("quote.pcrs");
+    let attest_bytes = read_bounded(&msg_path, SMALL_FILE_MAX)?;
+    let signature = read_bounded(&sig_path, SMALL_FILE_MAX)?;
+    let a_parsed = Attest::parse(&attest_bytes).with_context(|| msg_path.display().to_string())?;
+    let pcrs = a_parsed
+        .split_pcr_values(&read_bounded(&pcrs_path, SMALL_FILE_MAX)?)
+        .with_context(|| pcrs_path.display().to_string())?;
+    let check = quote::verify(&ak, &attest_bytes, &signature, &nonce, Some(&pcrs))
+        .with_context(|| sig_path.display().to_string())?;
+    let quoted = check.quoted(Some(&pcrs));
+
+    // Reference values and keys.
+    let mut refs = Refs::new();
+    for p in &a.refs {
+        refs.merge(load_refs(p)?);
+    }
+    let mut keys = Keyring::new();
+    for p in &a.keys {
+        let n = keys
+            .add_bytes(&read_bounded(p, REFS_MAX)?)
+            .with_context(|| format!("{}: certificates", p.display()))?;
+        if n == 0 {
+            bail!("{}: no certificate", p.display());
+        }
+    }
+    let mut templates = Vec::new();
+    for t in &a.templates {
+        let (name, fmt) = t
+            .split_once('=')
+            .with_context(|| format!("--template {t:?}: expected NAME=FMT"))?;
+        templates
+            .push(TemplateDesc::with_name(name, fmt).with_context(|| format!("--template {t:?}"))?);
+    }
+
+    // The list.
+    let list_path = match &a.list {
+        Some(p) => p.clone(),
+        None if file(LIST_FILE).exists() => file(LIST_FILE),
+        None => file("ascii_runtime_measurements"),
+    };
+    let bytes = ima_sys::map::read_or_map(&list_path)
+        .with_context(|| format!("{}: read", list_path.display()))?;
+    let bank = list_path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .and_then(ListFormat::bank_from_file_name)
+        .unwrap_or(HashAlgo::SHA1);
+    let list = attest::List::new(&bytes, ListFormat::new(bank), &templates);
+
+    let cp = match &a.checkpoint {
+        Some(p) if p.exists() => {
+            let text = String::from_utf8(read_bounded(p, SMALL_FILE_MAX)?)
+                .with_context(|| format!("{}: not text", p.display()))?;
+            Some(Checkpoint::parse(&text).with_context(|| p.display().to_string())?)
+        }
+        _ => None,
+    };
+    let verdict = attest::verify(
+        &quoted,
+        &list,
+        &attest::Policy {
+            refs: &refs,
+            keys: &keys,
+        },
+        cp.as_ref(),
+    )
+    .with_context(|| list_path.display().to_string())?;
+    bytes
+        .check()
+        .with_context(|| list_path.display().to_string())?;
+    if let (Some(p), Some(next)) = (&a.checkpoint, &verdict.checkpoint) {
+        let tmp = p.with_extension("tmp");
+        std::fs::write(&tmp, next.to_string())
+            .and_then(|()| std::fs::rename(&tmp, p))
+            .with_context(|| format!("{}: write", p.display()))?;
+    }
+    if a.json {
+        println!("{}", verdict_json(&verdict, &quoted));
+    } else {
+        print!("{}", verdict_text(&verdict, &quoted, a.ak.is_none()));
+    }
+    Ok(if verdict.trusted() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// Our text format, or a Keylime runtime policy (JSON: the first non-blank byte is `{`).
+fn load_refs(p: &Path) -> anyhow::Result<Refs> {
+    let bytes = read_bounded(p, REFS_MAX)?;
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
+        let policy = ima_verifier::keylime::RuntimePolicy::parse(&bytes)
+            .with_context(|| format!("{}: Keylime runtime policy", p.display()))?;
+        return policy
+            .to_refs()
+            .with_context(|| format!("{}: Keylime runtime policy", p.display()));
+    }
+    let text =
+        std::str::from_utf8(&bytes).with_context(|| format!("{}: not UTF-8 text", p.display()))?;
+    Refs::parse(text).with_context(|| format!("{}: reference values", p.display()))
+}
+
+fn verdict_text(v: &Verdict, q: &attest::Quoted, ak_from_dir: bool) -> String {
+    let yes = |b: bool| if b { "ok" } else { "FAILED" };
+    let mut s = format!(
+        "quote: signature {}, nonce {}, PCR digest {} (TPM resets {}, restarts {}, clock {})\n",
+        yes(q.signature_ok),
+        yes(q.nonce_ok),
+        yes(q.pcr_digest_ok),
+        q.reset_count,
+        q.restart_count,
+        q.clock
+    );
+    if ak_from_dir {
+        s.push_str("note: AK taken from the evidence directory (no --ak): whose TPM signed is not checked\n");
+    }
+    s.push_str(&match &v.baseline {
+        Baseline::Fresh => "baseline: whole list\n".to_owned(),
+        Baseline::Continued { from } => format!("baseline: checkpoint, from entry {from}\n"),
+        Baseline::NewBoot { reason } => format!("baseline: new boot ({reason}), whole list\n"),
+    });
+    if let Some(c) = &v.boot_aggregate {
+        s.push_str(&format!("{c}\n"));
+    }
+    let st = &v.stats;
+    s.push_str(&format!(
+        "entries: {} read, {} in the list",
+        st.entries, v.total_entries
+    ));
+    if v.refs_checked {
+        s.push_str(&format!(
+            ": {} by digest, {} by signature, {} excluded, {} keys loaded, {} buffers\n",
+            st.by_digest, st.by_signature, st.excluded, st.keys_loaded, st.buffers
+        ));
+    } else {
+        s.push_str(" (no --refs or --keys: entries replayed, not checked against references)\n");
+    }
+    for f in &v.failures {
+        s.push_str(&format!("FAILED: {f}\n"));
+    }
+    s.push_str(&if v.trusted() {
+        "verdict: TRUSTED\n".to_owned()
+    } else {
+        format!("verdict: FAILED ({} failures)\n", v.failures.len())
+    });
+    s
+}
+
+fn failure_kind(f: &Failure) -> &'static str {
+    match f {
+        Failure::QuoteSignature => "quote_signature",
+        Failure::Nonce => "nonce",
+        Failure::PcrDigest => "pcr_digest",
+        Failure::CountersWentBack { .. } => "counters_went_back",
+        Failure::Truncated { .. } => "truncated",
+        Failure::Rewritten { .. } => "rewritten",
+        Failure::PcrNotQuoted { .. } => "pcr_not_quoted",
+        Failure::Replay { .. } => "replay",
+        Failure::TemplateDigest { .. } => "template_digest",
+        Failure::AlteredViolation { .. } => "altered_violation",
+        Failure::BootAggregate(_) => "boot_aggregate",
+        Failure::EmptyList => "empty_list",
+        Failure::Reference { miss, .. } => match miss {
+            Miss::NoPath => "not_in_refs",
+            Miss::DigestDiffers { .. } => "digest_not_in_refs",
+            Miss::Keyring { .. } => "keyring",
+            Miss::Buf { .. } => "buf",
+            Miss::Violation => "violation",
+            Miss::UnknownTemplate => "unknown_template",
+        },
+        _ => "other",
+    }
+}
+
+fn verdict_json(v: &Verdict, q: &attest::Quoted) -> Value {
+    let failures: Vec<Value> = v
+        .failures
+        .iter()
+        .map(|f| {
+            let mut o = json!({"kind": failure_kind(f), "message": f.to_string()});
+            let entry = match f {
+                Failure::TemplateDigest { entry }
+                | Failure::AlteredViolation { entry }
+                | Failure::Reference { entry, .. } => Some(entry),
+                Failure::Replay { from, .. } => from.as_ref(),
+                _ => None,
+            };
+            if let Some(e) = entry {
+                o["entry"] = json!({
+                    "index": e.index, "template": e.template, "path": e.path, "digest": e.digest,
+                });
+            }
+            if let Failure::Reference {
+                accept: Some(a), ..
+            } = f
+            {
+                o["accept"] = json!(a);
+            }
+            o
+        })
+        .collect();
+    let st = &v.stats;
+    json!({
+        "verdict": if v.trusted() { "trusted" } else { "failed" },
+        "quote": {
+            "signature_ok": q.signature_ok, "nonce_ok": q.nonce_ok,
+            "pcr_digest_ok": q.pcr_digest_ok, "reset_count": q.reset_count,
+            "restart_count": q.restart_count, "clock": q.clock,
+        },
+        "baseline": match &v.baseline {
+            Baseline::Fresh => json!({"kind": "fresh"}),
+            Baseline::Continued { from } => json!({"kind": "checkpoint", "from": from}),
+            Baseline::NewBoot { reason } => json!({"kind": "new_boot", "reason": reason}),
+        },
+        "boot_aggregate": v.boot_aggregate.as_ref().map(ToString::to_string),
+        "entries": {
+            "read": st.entries, "total": v.total_entries, "by_digest": st.by_digest,
+            "by_signature": st.by_signature, "excluded": st.excluded,
+            "keys_loaded": st.keys_loaded, "buffers": st.buffers,
+            "refs_checked": v.refs_checked,
+        },
+        "failures": failures,
+    })
+}
