@@ -27,6 +27,7 @@ use std::fmt;
 
 use crate::hash::HashAlgo;
 
+pub mod access;
 pub mod defaults;
 pub mod load;
 pub mod matcher;
@@ -34,6 +35,7 @@ pub mod parse;
 pub mod token;
 pub mod validate;
 
+pub use access::{CredsError, FileFacts, TaskCreds};
 pub use defaults::{BootPolicy, Builtin};
 pub use load::{
     LoadError, LoadMode, PolicySignatureError, PolicySource, PolicyState, verify_policy_signature,

@@ -7,23 +7,7 @@ use std::path::{Path, PathBuf};
 
 use ima_core::policy::Uuid;
 
-/// The attributes `ima_match_rules` looks at for an inode.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct FileFacts {
-    pub uid: u32,
-    pub gid: u32,
-    pub mode: u32,
-    /// `st_dev` as (major, minor).
-    pub dev: (u32, u32),
-    pub ino: u64,
-    /// `statfs.f_type` (`sb->s_magic`).
-    pub fsmagic: u64,
-    /// The filesystem type name from `/proc/self/mountinfo` (`sb->s_type->name`), if found.
-    pub fsname: Option<String>,
-    /// `sb->s_uuid` from `FS_IOC_GETFSUUID` (Linux 6.5+), else the UUID udev knows for the
-    /// device (`/dev/disk/by-uuid`, canonical 36-character names only), else `None`.
-    pub fsuuid: Option<Uuid>,
-}
+pub use ima_core::policy::FileFacts;
 
 /// Reads [`FileFacts`] for `path` (following symlinks, like an open would).
 pub fn file_facts(path: &Path) -> io::Result<FileFacts> {
@@ -50,6 +34,73 @@ pub fn file_facts(path: &Path) -> io::Result<FileFacts> {
             .flatten()
             .or_else(|| uuid_of_dev(dev)),
     })
+}
+
+/// [`FileFacts`] of open files, the per-filesystem part (magic, type name, UUID) looked up
+/// once per `st_dev` and shared between threads. Everything comes from the descriptor
+/// (`fstat`, `fstatfs`, `FS_IOC_GETFSUUID`); the mount table and udev's links only name the
+/// filesystem of a device number.
+#[derive(Debug, Default)]
+pub struct FactsCache {
+    by_dev: std::sync::Mutex<std::collections::HashMap<u64, SbFacts>>,
+}
+
+/// What one superblock contributes to [`FileFacts`].
+#[derive(Clone, Debug)]
+struct SbFacts {
+    fsmagic: u64,
+    fsname: Option<String>,
+    fsuuid: Option<Uuid>,
+}
+
+impl FactsCache {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The facts of `file`, whose `fstat` is `meta`.
+    pub fn facts(&self, file: &std::fs::File, meta: &std::fs::Metadata) -> io::Result<FileFacts> {
+        use std::os::fd::AsFd;
+        use std::os::unix::fs::MetadataExt;
+        let raw_dev = meta.dev();
+        let dev = (rustix::fs::major(raw_dev), rustix::fs::minor(raw_dev));
+        let known = self
+            .by_dev
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&raw_dev)
+            .cloned();
+        let sb = match known {
+            Some(sb) => sb,
+            None => {
+                let fsmagic = crate::inode::fs_magic(file.as_fd())?;
+                let fsuuid = match crate::inode::fs_uuid(file.as_fd()) {
+                    Ok(u) if u != [0; 16] => Some(Uuid(u)),
+                    _ => uuid_of_dev(dev),
+                };
+                let sb = SbFacts {
+                    fsmagic,
+                    fsname: mount_fstype(dev),
+                    fsuuid,
+                };
+                self.by_dev
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(raw_dev, sb.clone());
+                sb
+            }
+        };
+        Ok(FileFacts {
+            uid: meta.uid(),
+            gid: meta.gid(),
+            mode: meta.mode(),
+            dev,
+            ino: meta.ino(),
+            fsmagic: sb.fsmagic,
+            fsname: sb.fsname,
+            fsuuid: sb.fsuuid,
+        })
+    }
 }
 
 /// `FS_IOC_GETFSUUID` on the file itself (an all-zero answer means "no UUID").
@@ -117,5 +168,19 @@ mod tests {
         assert_eq!(proc_.fsmagic, 0x9fa0);
         assert_eq!(proc_.fsname.as_deref(), Some("proc"));
         assert!(file_facts(Path::new("/nonexistent/x")).is_err());
+        let cache = FactsCache::new();
+        let file = std::fs::File::open(&p).unwrap();
+        let by_fd = cache.facts(&file, &file.metadata().unwrap()).unwrap();
+        assert_eq!(by_fd, f);
+        let proc_file = std::fs::File::open("/proc/self/status").unwrap();
+        let by_fd = cache
+            .facts(&proc_file, &proc_file.metadata().unwrap())
+            .unwrap();
+        assert_eq!(
+            (by_fd.fsmagic, by_fd.fsname.as_deref()),
+            (0x9fa0, Some("proc"))
+        );
+        // Cached per device: the second file of the same filesystem gets the same answer.
+        assert_eq!(cache.facts(&file, &file.metadata().unwrap()).unwrap(), f);
     }
 }

@@ -8,4 +8,5 @@ pub mod inode;
 pub mod map;
 pub mod procfs;
 pub mod statedir;
+pub mod walk;
 pub mod xattr;

@@ -13,9 +13,11 @@
 
 use std::collections::HashSet;
 use std::fs::{self, File};
-use std::io::Read;
+use std::io::{self, Read};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+
+use ima_core::policy::TaskCreds;
 
 /// `O_ACCMODE` and the two write modes (include/uapi/asm-generic/fcntl.h).
 const O_ACCMODE: u32 = 0o3;
@@ -74,6 +76,40 @@ pub fn open_for_write_in(proc: &Path) -> HashSet<(u64, u64)> {
     }
     out
 }
+
+/// The credentials of process `pid` (this process for `None`), from `/proc/PID/status`
+/// (`Uid:`, `Gid:`, `Groups:`, `CapEff:`). A process that cannot be read, or a status
+/// without those fields, is an error: never a default identity.
+pub fn task_creds(pid: Option<u32>) -> io::Result<TaskCreds> {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/status"),
+        None => "/proc/self/status".to_owned(),
+    };
+    task_creds_from(Path::new(&path))
+}
+
+/// [`task_creds`] from a status file at `path`.
+pub fn task_creds_from(path: &Path) -> io::Result<TaskCreds> {
+    let ctx = |e: &dyn std::fmt::Display| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{}: {e}", path.display()),
+        )
+    };
+    let mut buf = Vec::new();
+    File::open(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("{}: {e}", path.display())))?
+        .take(STATUS_LIMIT + 1)
+        .read_to_end(&mut buf)?;
+    if buf.len() as u64 > STATUS_LIMIT {
+        return Err(ctx(&format_args!("larger than {STATUS_LIMIT} bytes")));
+    }
+    let text = std::str::from_utf8(&buf).map_err(|e| ctx(&e))?;
+    TaskCreds::from_proc_status(text).map_err(|e| ctx(&e))
+}
+
+/// `/proc/PID/status` is a few KiB (more with thousands of supplementary groups).
+const STATUS_LIMIT: u64 = 1 << 20;
 
 /// The `flags:` field of an fdinfo file (octal).
 pub fn fdinfo_flags(fdinfo: &[u8]) -> Option<u32> {
@@ -153,6 +189,21 @@ mod tests {
             dev_ino(f[3].as_bytes(), f[4].as_bytes()),
             Some((exe.dev(), exe.ino()))
         );
+    }
+
+    #[test]
+    fn our_own_creds_and_errors() {
+        let me = task_creds(None).unwrap();
+        assert_eq!(me.uid, rustix::process::getuid().as_raw());
+        assert_eq!(me.euid, rustix::process::geteuid().as_raw());
+        assert_eq!(me.egid, rustix::process::getegid().as_raw());
+        assert_eq!(task_creds(Some(std::process::id())).unwrap(), me);
+        assert!(task_creds(Some(u32::MAX)).is_err());
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("status");
+        fs::write(&p, "Name: x\n").unwrap();
+        let e = task_creds_from(&p).unwrap_err();
+        assert!(e.to_string().ends_with("status: no Uid: field"), "{e}");
     }
 
     #[test]
