@@ -1,36 +1,32 @@
 //! Running one operation over many files: the paths given on the command line, or with
-//! `-r` every regular file below them. Shared by `hash`, `sign` and `verify` (and usable by
-//! any per-file command).
+//! `-r` every regular file below them. Shared by `hash`, `sign`, `verify`, `appraise` and
+//! `evm`.
 //!
-//! Parallel and streaming: one thread walks (walkdir, not following symlinks) and feeds a
-//! bounded queue; one worker per CPU takes the **largest** queued file first, so a few huge
-//! files (libLLVM, node) start early instead of finishing alone at the end, while memory
-//! stays bounded by the queue size (not the tree size). What an operation prints with
-//! [`out_line`] comes out in input/walk order all the same (walkdir's order is `nftw`'s, so
-//! `hash -n -r` lists files as `evmctl -r` does): a bounded reorder buffer holds the lines
-//! of files that finished early, and the walker waits when it runs [`WINDOW`] files ahead
-//! of the oldest unprinted one. A progress bar is drawn on stderr when it is a terminal; a
-//! summary (files, bytes, time, failures, errors) is printed to stderr at the end of tree
-//! runs. Per-file errors (stderr) are printed at once and never stop the run.
+//! Every file is opened once, by the walk ([`ima_sys::walk`]: relative to its directory,
+//! never through a symlink), and the operation works on that descriptor, so a file swapped
+//! for a symlink during the run is skipped, never followed. The walk feeds the engine's
+//! worker pool ([`ima_engine::pool`]: largest file first, one worker per CPU, a bounded
+//! queue); what an operation prints with [`out_line`] comes out in walk order all the same
+//! (`nftw`'s, so `hash -n -r` lists files as `evmctl -r` does), the walker waiting when it
+//! runs [`WINDOW`] files ahead of the oldest unprinted one. A progress bar is drawn on stderr
+//! when it is a terminal; a summary (files, bytes, time, failures, errors) is printed to
+//! stderr at the end of tree runs. Per-file errors (stderr) are printed at once and never
+//! stop the run; FIFOs, devices and sockets in a tree are noted on stderr, never opened.
 
 use std::cell::RefCell;
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap};
 use std::fmt;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use ima_engine::pool::Pool;
+use ima_sys::walk::{Entry, Item, Walk};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-
-/// Files waiting for a worker, at most (bounds memory on huge trees).
-const QUEUE_MAX: usize = 65536;
 
 /// Files walked but not yet printed, at most: bounds the reorder buffer (each waiting file
 /// holds its few output lines) while leaving the largest-first scheduler a wide choice.
-pub const WINDOW: u64 = QUEUE_MAX as u64;
+pub const WINDOW: u64 = ima_engine::pool::QUEUE_MAX as u64;
 
 /// What happened to one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -108,244 +104,86 @@ pub fn out_line(line: &str) {
     }
 }
 
-/// Lines of finished files, released in walk order.
-struct Reorder<W> {
-    state: Mutex<ReorderState<W>>,
-    window: u64,
-    /// Signalled when the oldest unprinted file advances (the walker waits on it).
-    advanced: Condvar,
-}
-
-struct ReorderState<W> {
-    /// Sequence number of the oldest file not yet printed.
-    next: u64,
-    waiting: BTreeMap<u64, Vec<String>>,
-    out: W,
-}
-
-impl<W: Write> Reorder<W> {
-    fn new(out: W, window: u64) -> Self {
-        Self {
-            window: window.max(1),
-            state: Mutex::new(ReorderState {
-                next: 0,
-                waiting: BTreeMap::new(),
-                out,
-            }),
-            advanced: Condvar::new(),
-        }
-    }
-
-    /// Records the lines of file `seq` and prints every file now complete in order.
-    fn done(&self, seq: u64, lines: Vec<String>) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.waiting.insert(seq, lines);
-        let mut moved = false;
-        loop {
-            let next = s.next;
-            let Some(lines) = s.waiting.remove(&next) else {
-                break;
-            };
-            for l in lines {
-                let _ = writeln!(s.out, "{l}");
-            }
-            s.next += 1;
-            moved = true;
-        }
-        if moved {
-            let _ = s.out.flush();
-            self.advanced.notify_all();
-        }
-    }
-
-    /// Blocks the walker until file `seq` is within the window of the oldest unprinted one.
-    fn wait_for_room(&self, seq: u64) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        while seq >= s.next + self.window {
-            s = self.advanced.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
 /// One error line on stderr, `imactl: error: PATH: MSG`.
 pub fn err_line(path: &Path, msg: impl fmt::Display) {
     let mut e = std::io::stderr().lock();
     let _ = writeln!(e, "imactl: error: {}: {msg:#}", path.display());
 }
 
-struct Queue {
-    state: Mutex<State>,
-    /// Signalled when an item is pushed or the walk ends.
-    ready: Condvar,
-    /// Signalled when an item is taken (the walker waits when the queue is full).
-    space: Condvar,
-}
-
-/// A queued file: size (largest first), then walk order, then where it is.
-type Item = (u64, Reverse<u64>, PathBuf);
-
-#[derive(Default)]
-struct State {
-    heap: BinaryHeap<Item>,
-    done: bool,
-}
-
-impl Queue {
-    fn push(&self, item: Item) {
-        let mut s = lock(&self.state);
-        while s.heap.len() >= QUEUE_MAX {
-            s = self.space.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-        s.heap.push(item);
-        self.ready.notify_one();
-    }
-
-    fn finish(&self) {
-        lock(&self.state).done = true;
-        self.ready.notify_all();
-    }
-
-    fn pop(&self) -> Option<Item> {
-        let mut s = lock(&self.state);
-        loop {
-            if let Some(item) = s.heap.pop() {
-                self.space.notify_one();
-                return Some(item);
-            }
-            if s.done {
-                return None;
-            }
-            s = self.ready.wait(s).unwrap_or_else(|p| p.into_inner());
-        }
-    }
-}
-
-fn lock(m: &Mutex<State>) -> std::sync::MutexGuard<'_, State> {
-    // A worker that panicked cannot leave the heap inconsistent (push/pop are atomic
-    // from its point of view), so a poisoned lock is still usable.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 /// Runs `op` on every file: each of `paths` that is a regular file (symlinks to one are
-/// followed), and with `recursive` every regular file below the directories. `op`
+/// followed), and with `recursive` every regular file below the directories (opened relative
+/// to its directory, symlinks never followed: [`ima_sys::walk`]). `op` gets the open file,
 /// returns the outcome and the bytes it processed, and prints its own result line.
 pub fn run<F>(paths: &[PathBuf], recursive: bool, op: F) -> Summary
 where
-    F: Fn(&Path) -> (Outcome, u64) + Sync,
+    F: Fn(&mut Entry) -> (Outcome, u64) + Sync,
 {
     run_to(std::io::stdout(), WINDOW, paths, recursive, op)
 }
 
 /// [`run`], printing the files' [`out_line`]s to `out`, the walker at most `window` files
 /// ahead of the printer.
-fn run_to<W, F>(out: W, window: u64, paths: &[PathBuf], recursive: bool, op: F) -> Summary
+fn run_to<W, F>(mut out: W, window: u64, paths: &[PathBuf], recursive: bool, op: F) -> Summary
 where
-    W: Write + Send,
-    F: Fn(&Path) -> (Outcome, u64) + Sync,
+    W: Write,
+    F: Fn(&mut Entry) -> (Outcome, u64) + Sync,
 {
-    let reorder = Reorder::new(out, window);
     let start = Instant::now();
-    let queue = Queue {
-        state: Mutex::new(State::default()),
-        ready: Condvar::new(),
-        space: Condvar::new(),
-    };
-    let files = AtomicU64::new(0);
-    let bytes = AtomicU64::new(0);
-    let failed = AtomicU64::new(0);
-    let errors = AtomicU64::new(0);
+    let mut sum = Summary::default();
+    let walk_errors = AtomicU64::new(0);
     let bar = progress_bar();
-    let workers = std::thread::available_parallelism().map_or(2, |n| n.get());
-
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            s.spawn(|| {
-                while let Some((_, Reverse(seq), path)) = queue.pop() {
-                    PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
-                    let (outcome, n) = op(&path);
-                    let lines = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
-                    reorder.done(seq, lines);
-                    files.fetch_add(1, Ordering::Relaxed);
-                    bytes.fetch_add(n, Ordering::Relaxed);
-                    match outcome {
-                        Outcome::Ok => {}
-                        Outcome::Failed => {
-                            failed.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Outcome::Error => {
-                            errors.fetch_add(1, Ordering::Relaxed);
-                        }
+    Pool::new().ordered(window).run(
+        |feeder| {
+            for item in Walk::new(paths, recursive) {
+                match item {
+                    Ok(Item::File(e)) => {
+                        bar.inc_length(1);
+                        feeder.push(e.meta.len(), e);
                     }
-                    bar.inc(1);
+                    Ok(Item::Skipped {
+                        path,
+                        kind,
+                        root: true,
+                    }) => {
+                        err_line(&path, format_args!("not a regular file ({kind})"));
+                        walk_errors.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Item::Skipped { path, kind, .. }) => {
+                        let mut e = std::io::stderr().lock();
+                        let _ = writeln!(e, "imactl: note: {}: skipped ({kind})", path.display());
+                    }
+                    Err(e) => {
+                        err_line(&e.path, &e.source);
+                        walk_errors.fetch_add(1, Ordering::Relaxed);
+                    }
                 }
-            });
-        }
-        // The walker runs here; workers start as soon as the first file is queued.
-        let mut seq = 0u64;
-        let mut push = |size: u64, path: PathBuf| {
-            reorder.wait_for_room(seq);
-            bar.inc_length(1);
-            queue.push((size, Reverse(seq), path));
-            seq += 1;
-        };
-        for root in paths {
-            walk_root(root, recursive, &mut push, &errors);
-        }
-        queue.finish();
-    });
+            }
+        },
+        |mut e: Entry| {
+            PENDING.with(|p| *p.borrow_mut() = Some(Vec::new()));
+            let (outcome, n) = op(&mut e);
+            let lines = PENDING.with(|p| p.borrow_mut().take()).unwrap_or_default();
+            (outcome, n, lines)
+        },
+        |(outcome, n, lines)| {
+            for l in lines {
+                let _ = writeln!(out, "{l}");
+            }
+            let _ = out.flush();
+            sum.files += 1;
+            sum.bytes += n;
+            match outcome {
+                Outcome::Ok => {}
+                Outcome::Failed => sum.failed += 1,
+                Outcome::Error => sum.errors += 1,
+            }
+            bar.inc(1);
+        },
+    );
     bar.finish_and_clear();
-    Summary {
-        files: files.into_inner(),
-        bytes: bytes.into_inner(),
-        failed: failed.into_inner(),
-        errors: errors.into_inner(),
-        elapsed: start.elapsed(),
-    }
-}
-
-fn walk_root(
-    root: &Path,
-    recursive: bool,
-    push: &mut impl FnMut(u64, PathBuf),
-    errors: &AtomicU64,
-) {
-    let meta = match std::fs::metadata(root) {
-        Ok(m) => m,
-        Err(e) => {
-            err_line(root, e);
-            errors.fetch_add(1, Ordering::Relaxed);
-            return;
-        }
-    };
-    if meta.is_file() {
-        push(meta.len(), root.to_path_buf());
-        return;
-    }
-    if !meta.is_dir() {
-        // FIFOs and devices: opening one could block or have side effects.
-        err_line(root, "not a regular file");
-        errors.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    if !recursive {
-        err_line(root, "is a directory (use -r)");
-        errors.fetch_add(1, Ordering::Relaxed);
-        return;
-    }
-    for entry in walkdir::WalkDir::new(root).follow_links(false) {
-        match entry {
-            Ok(e) if e.file_type().is_file() => {
-                let size = e.metadata().map(|m| m.len()).unwrap_or(0);
-                push(size, e.into_path());
-            }
-            Ok(_) => {}
-            Err(e) => {
-                let p = e.path().unwrap_or(root).to_path_buf();
-                err_line(&p, e);
-                errors.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    }
+    sum.errors += walk_errors.into_inner();
+    sum.elapsed = start.elapsed();
+    sum
 }
 
 fn progress_bar() -> ProgressBar {
@@ -365,8 +203,7 @@ fn progress_bar() -> ProgressBar {
 /// `evmctl -n` does for one file; `HEX PATH` per file otherwise), or write it through the
 /// open file the value was computed from. Returns the outcome and the file's size.
 pub fn print_or_label(
-    path: &Path,
-    f: &std::fs::File,
+    e: &Entry,
     value: &[u8],
     print_only: bool,
     single: bool,
@@ -377,14 +214,17 @@ pub fn print_or_label(
         if single {
             out_line(&hex::encode(value));
         } else {
-            out_line(&format!("{} {}", hex::encode(value), path.display()));
+            out_line(&format!("{} {}", hex::encode(value), e.path.display()));
         }
         return (Outcome::Ok, size);
     }
-    match ima_sys::xattr::set(f, XATTR_NAME_IMA, value, ima_sys::xattr::SetMode::Any) {
+    match ima_sys::xattr::set(&e.file, XATTR_NAME_IMA, value, ima_sys::xattr::SetMode::Any) {
         Ok(()) => (Outcome::Ok, size),
-        Err(e) => {
-            err_line(path, format_args!("cannot write {XATTR_NAME_IMA}: {e}"));
+        Err(err) => {
+            err_line(
+                &e.path,
+                format_args!("cannot write {XATTR_NAME_IMA}: {err}"),
+            );
             (Outcome::Error, size)
         }
     }
@@ -393,6 +233,7 @@ pub fn print_or_label(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Mutex;
 
     #[test]
     fn largest_first_and_every_file_once() {
@@ -404,8 +245,8 @@ mod tests {
         }
         std::os::unix::fs::symlink("/etc/passwd", dir.path().join("link")).unwrap();
         let seen = Mutex::new(Vec::new());
-        let s = run(&[dir.path().to_path_buf()], true, |p| {
-            let n = std::fs::metadata(p).unwrap().len();
+        let s = run(&[dir.path().to_path_buf()], true, |e| {
+            let n = e.meta.len();
             seen.lock().unwrap().push(n);
             (
                 if n == 300 {
@@ -447,9 +288,10 @@ mod tests {
             .collect();
         for window in [WINDOW, 5, 1] {
             let mut out = Vec::new();
-            let s = run_to(&mut out, window, &[dir.path().to_path_buf()], true, |p| {
+            let s = run_to(&mut out, window, &[dir.path().to_path_buf()], true, |e| {
                 // Small files finish last: completion order is far from walk order.
-                let n = std::fs::metadata(p).unwrap().len();
+                let p = &e.path;
+                let n = e.meta.len();
                 std::thread::sleep(Duration::from_micros(5000 - n));
                 out_line(&format!("{} a", p.display()));
                 out_line(&format!("{} b", p.display()));

@@ -35,6 +35,7 @@ use ima_tpm::Tpm;
 pub mod boot;
 pub mod cache;
 pub mod measure;
+pub mod pool;
 
 pub use cache::Cache;
 
@@ -95,7 +96,7 @@ impl Config {
 /// The default runtime directory: `/run/ima` for root, else `$XDG_STATE_HOME/ima` (or
 /// `~/.local/state/ima`).
 pub fn default_dir() -> PathBuf {
-    if measure::Creds::current().euid == 0 {
+    if ima_sys::procfs::task_creds(None).is_ok_and(|c| c.euid == 0) {
         return PathBuf::from("/run/ima");
     }
     if let Some(x) = std::env::var_os("XDG_STATE_HOME").filter(|x| !x.is_empty()) {

@@ -1,8 +1,12 @@
 //! Measuring files into the list as the kernel's `process_measurement` would for an access
 //! by the invoking user: policy match, per-inode cache, hash, template data, append.
 //!
-//! Files are hashed in parallel (largest first, one worker per core) and appended by one thread
-//! as their hashes arrive, so the list order is completion order (the kernel's is access order).
+//! Every file is opened once by the walk ([`ima_sys::walk::par_walk`]: relative to its
+//! directory, never through a symlink) and everything after comes from that descriptor: the
+//! policy event (owner from `fstat`, filesystem from `fstatfs`), the cache cookie, the xattrs
+//! and the hash. The walk feeds the [`crate::pool`] (largest first, one worker per core); the
+//! entries are appended by the calling thread as hashes arrive, so the list order is completion
+//! order (the kernel's is access order).
 //!
 //! The file digest's algorithm is the kernel's: the one `security.ima` names
 //! (`ima_get_hash_algo`, read whenever the kernel reads the xattr: a template other than `ima`,
@@ -22,52 +26,19 @@ use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
-use std::sync::{Mutex, mpsc};
+use std::sync::Mutex;
 
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::Entry;
-use ima_core::policy::{self, Func, Mask, Policy, Uuid};
+use ima_core::policy::{self, Func, Policy, TaskCreds};
 use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
 
-use crate::cache::Cookie;
+use ima_sys::fs::FactsCache;
+use ima_sys::walk::{self, Item};
+
+use crate::cache::{Cache, Cookie};
+use crate::pool::Pool;
 use crate::{Added, Engine, EngineError};
-
-/// The invoking process's credentials (from `/proc/self/status`: no syscall needed).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Creds {
-    pub uid: u32,
-    pub euid: u32,
-    pub suid: u32,
-    pub gid: u32,
-    pub egid: u32,
-    pub sgid: u32,
-}
-
-impl Creds {
-    /// The current process's ids (all 0 if `/proc` cannot be read).
-    pub fn current() -> Self {
-        let text = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let ids = |key: &str| -> [u32; 3] {
-            let mut v = [0; 3];
-            if let Some(l) = text.lines().find_map(|l| l.strip_prefix(key)) {
-                for (slot, n) in v.iter_mut().zip(l.split_whitespace()) {
-                    *slot = n.parse().unwrap_or(0);
-                }
-            }
-            v
-        };
-        let [uid, euid, suid] = ids("Uid:");
-        let [gid, egid, sgid] = ids("Gid:");
-        Self {
-            uid,
-            euid,
-            suid,
-            gid,
-            egid,
-            sgid,
-        }
-    }
-}
 
 /// How to measure.
 #[derive(Debug, Clone)]
@@ -77,19 +48,8 @@ pub struct Options {
     pub func: Func,
     /// Descend into directories.
     pub recursive: bool,
-    pub creds: Creds,
-}
-
-impl Options {
-    /// The mask the hook implies: MAY_EXEC for exec/mmap, MAY_READ otherwise.
-    pub fn mask(&self) -> Mask {
-        match self.func {
-            Func::BprmCheck | Func::MmapCheck | Func::MmapCheckReqprot | Func::CredsCheck => {
-                Mask::MAY_EXEC
-            }
-            _ => Mask::MAY_READ,
-        }
-    }
+    /// Who accesses the files ([`ima_sys::procfs::task_creds`]).
+    pub creds: TaskCreds,
 }
 
 /// What a run did.
@@ -115,19 +75,29 @@ pub struct Summary {
 }
 
 struct Job {
-    path: PathBuf,
-    meta: Metadata,
+    entry: walk::Entry,
     pcr: u32,
     template: TemplateDesc,
     /// Whether the kernel would read `security.ima` here (appraising, or a template other
     /// than `ima`), and so hash with the algorithm it names.
     reads_xattr: bool,
+    /// Measure (else only the violation is due: the file is measured into this PCR already).
+    measure: bool,
     /// Digest from the cache (unchanged file, new PCR): no need to hash.
     known: Option<Digest>,
+    /// An `open_writers` violation goes first.
+    violation: bool,
 }
 
+/// A job once its file is hashed and closed.
 struct Done {
-    job: Job,
+    path: PathBuf,
+    meta: Metadata,
+    pcr: u32,
+    template: TemplateDesc,
+    measure: bool,
+    /// `security.evm`, for a violation entry of a template that records it.
+    violation: Option<Option<Vec<u8>>>,
     result: std::io::Result<Hashed>,
 }
 
@@ -141,49 +111,11 @@ struct Hashed {
     bytes: u64,
 }
 
-#[derive(Clone)]
-struct FsFacts {
-    fsmagic: u64,
-    fsname: String,
-    fsuuid: Uuid,
-}
-
-/// Measures `paths` (files, or directories with `opts.recursive`) into `engine`, calling
-/// `on_new` for every new entry. Commits before returning.
-pub fn measure(
-    engine: &mut Engine,
-    opts: &Options,
-    paths: &[PathBuf],
-    on_new: impl FnMut(&Entry),
-) -> Result<Summary, EngineError> {
-    measure_walked(engine, opts, walk(opts, paths), on_new)
-}
-
-/// The files a run will look at, with their metadata, and which files are open for write
-/// (`i_writecount`): everything [`measure_walked`] needs from the filesystem before hashing.
-/// Needs no engine, so callers can walk while the engine opens.
-#[derive(Debug, Default)]
-pub struct Walked {
-    files: Vec<(PathBuf, Metadata)>,
-    writers: HashSet<(u64, u64)>,
-    errors: Vec<(PathBuf, String)>,
-}
-
-/// Walks `paths` (in parallel) and, for the hooks the kernel checks for writers, scans
-/// `/proc` for files open for write at the same time.
-pub fn walk(opts: &Options, paths: &[PathBuf]) -> Walked {
-    let hooked = writers_checked(opts.func);
-    let mut errors = Vec::new();
-    let (files, writers) = std::thread::scope(|s| {
-        let w = hooked.then(|| s.spawn(ima_sys::procfs::open_for_write));
-        let files = collect(paths, opts.recursive, &mut errors);
-        (files, w.and_then(|h| h.join().ok()).unwrap_or_default())
-    });
-    Walked {
-        files,
-        writers,
-        errors,
-    }
+/// Which files some process has open for write (`i_writecount`), scanned from `/proc` for the
+/// hooks the kernel checks writers for (`ima_rdwr_violation_check`), `None` for the others.
+/// Needs no engine: callers can scan while the engine opens.
+pub fn open_writers(func: Func) -> Option<HashSet<(u64, u64)>> {
+    writers_checked(func).then(ima_sys::procfs::open_for_write)
 }
 
 /// The hooks for which the kernel checks writers (`ima_rdwr_violation_check`).
@@ -194,165 +126,159 @@ fn writers_checked(func: Func) -> bool {
     )
 }
 
-/// [`measure`] of what [`walk`] found.
-pub fn measure_walked(
+/// Measures `paths` (files, or directories with `opts.recursive`) into `engine`, calling
+/// `on_new` for every new entry, with `writers` from [`open_writers`]. Commits before
+/// returning.
+pub fn measure(
     engine: &mut Engine,
     opts: &Options,
-    walked: Walked,
+    writers: Option<HashSet<(u64, u64)>>,
+    paths: &[PathBuf],
     mut on_new: impl FnMut(&Entry),
 ) -> Result<Summary, EngineError> {
-    let Walked {
-        files,
-        writers,
-        errors,
-    } = walked;
-    let hooked = writers_checked(opts.func);
-    let mut sum = Summary {
-        errors,
-        ..Summary::default()
-    };
-    sum.files = files.len();
-    let algo = engine.config().ima_hash;
+    // Roots by their absolute, symlink-free names: the names the list records.
+    let mut sum = Summary::default();
+    let mut roots = Vec::new();
+    for p in paths {
+        match std::fs::canonicalize(p) {
+            Ok(r) => roots.push(r),
+            Err(e) => sum.errors.push((p.clone(), e.to_string())),
+        }
+    }
+    let ima_hash = engine.config().ima_hash;
     let boot = engine.config().template.clone();
-    let mask = opts.mask();
-    let mut fs_facts: HashMap<u64, FsFacts> = HashMap::new();
-    let mut templates: HashMap<String, TemplateDesc> = HashMap::new();
-    let mut jobs = Vec::new();
-    for (path, meta) in files {
-        let facts = match fs_facts.get(&meta.dev()) {
-            Some(f) => f.clone(),
-            None => match ima_sys::fs::file_facts(&path) {
-                Ok(f) => {
-                    let v = FsFacts {
-                        fsmagic: f.fsmagic,
-                        fsname: f.fsname.unwrap_or_default(),
-                        fsuuid: f.fsuuid.unwrap_or(Uuid::NIL),
-                    };
-                    fs_facts.insert(meta.dev(), v.clone());
-                    v
-                }
-                Err(e) => {
-                    sum.errors.push((path, e.to_string()));
-                    continue;
-                }
-            },
+    // The producer (the walk) reads and marks the cache while the sink records into it.
+    let cache = Mutex::new(std::mem::take(&mut engine.cache));
+    let walked = Mutex::new(Walked::default());
+    let facts = FactsCache::new();
+    let templates: Mutex<HashMap<String, TemplateDesc>> = Mutex::new(HashMap::new());
+    let decide = |entry: walk::Entry| -> Result<Option<Job>, EngineError> {
+        let f = match facts.facts(&entry.file, &entry.meta) {
+            Ok(f) => f,
+            Err(e) => {
+                locked(&walked).errors.push((entry.path, e.to_string()));
+                return Ok(None);
+            }
         };
-        let pbytes = path.as_os_str().as_bytes();
-        let c = opts.creds;
+        let pbytes = entry.path.as_os_str().as_bytes();
+        let mask = opts.func.default_mask();
         let ev = policy::Event {
-            uid: c.uid,
-            euid: c.euid,
-            suid: c.suid,
-            gid: c.gid,
-            egid: c.egid,
-            sgid: c.sgid,
-            fowner: meta.uid(),
-            fgroup: meta.gid(),
-            fsmagic: facts.fsmagic,
-            fsname: &facts.fsname,
-            fsuuid: facts.fsuuid,
             path: Some(pbytes),
-            ..policy::Event::new(opts.func, mask)
+            ..policy::Event::access(opts.func, mask, &opts.creds, &f)
         };
         let eval = opts.policy.evaluate(&ev);
         if !eval.measure() {
-            sum.not_measured += 1;
-            continue;
-        }
-        // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process has
-        // open for write, once until the writers are gone, before the measurement.
-        let key = (meta.dev(), meta.ino());
-        if writers.contains(&key) && engine.cache.emit_open_writers(key) {
-            let evm = if needs_xattrs(&boot) {
-                ima_sys::xattr::get_path(&path, "security.evm").unwrap_or(None)
-            } else {
-                None
-            };
-            let ev = Event {
-                name: pbytes,
-                basename: path.file_name().map(|b| b.as_bytes()),
-                evm_xattr: evm.as_deref(),
-                inode: Some(inode_attrs(&meta)),
-                ..Event::default()
-            };
-            let e = engine.add_violation(&ev)?;
-            sum.violations += 1;
-            on_new(&e);
+            locked(&walked).not_measured += 1;
+            return Ok(None);
         }
         let pcr = eval.pcr();
-        let tname = eval.template_name(boot.name()).to_owned();
-        let template = match templates.get(&tname) {
-            Some(t) => t.clone(),
-            None => {
-                let t = TemplateDesc::lookup(&tname)
-                    .map_err(|e| EngineError::Template(format!("{tname}: {e}")))?;
-                templates.insert(tname, t.clone());
-                t
+        let tname = eval.template_name(boot.name());
+        let template = {
+            let mut t = locked(&templates);
+            match t.get(tname) {
+                Some(t) => t.clone(),
+                None => {
+                    let d = TemplateDesc::lookup(tname)
+                        .map_err(|e| EngineError::Template(format!("{tname}: {e}")))?;
+                    t.insert(tname.to_owned(), d.clone());
+                    d
+                }
             }
         };
-        let reads_xattr = eval.appraise() || !template.is_legacy();
-        let known = match engine.cache.lookup(&meta, algo, pcr) {
-            Some((_, true)) => {
-                sum.cached += 1;
-                continue;
-            }
-            Some((d, false)) => Some(d),
-            None => None,
+        // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process has
+        // open for write, once until the writers are gone, before the measurement.
+        let key = (entry.meta.dev(), entry.meta.ino());
+        let mut c = locked(&cache);
+        let violation =
+            writers.as_ref().is_some_and(|w| w.contains(&key)) && c.emit_open_writers(key);
+        let (measure, known) = match c.lookup(&entry.meta, ima_hash, pcr) {
+            Some((_, true)) => (false, None),
+            Some((d, false)) => (true, Some(d)),
+            None => (true, None),
         };
-        jobs.push(Job {
-            path,
-            meta,
+        drop(c);
+        if !measure {
+            locked(&walked).cached += 1;
+            if !violation {
+                return Ok(None);
+            }
+        }
+        Ok(Some(Job {
+            reads_xattr: eval.appraise() || !template.is_legacy(),
+            entry,
             pcr,
             template,
-            reads_xattr,
+            measure,
             known,
-        });
-    }
-    // Largest first: the long hashes start early and the small ones fill the gaps.
-    jobs.sort_by_key(|j| std::cmp::Reverse(j.meta.size()));
-
-    // One queue of the sorted jobs, one loop per core: each worker takes the largest job
-    // left. (A rayon `par_iter` here split the sorted list into contiguous ranges, so one
-    // core hashed the big files alone while the other idled: 1.16 cores busy.)
-    let queue = Mutex::new(jobs.into_iter());
-    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let (tx, rx) = mpsc::sync_channel::<Done>(256);
+            violation,
+        }))
+    };
+    let failed: Mutex<Option<EngineError>> = Mutex::new(None);
     let mut result = Ok(());
-    std::thread::scope(|s| {
-        for _ in 0..workers {
-            let tx = tx.clone();
-            let queue = &queue;
-            s.spawn(move || {
-                loop {
-                    // Its own statement: the guard is dropped before the hash (a `while let`
-                    // scrutinee would hold it for the whole body).
-                    let next = queue.lock().unwrap_or_else(|p| p.into_inner()).next();
-                    let Some(job) = next else { break };
-                    let result = hash_job(&job, algo);
-                    // The receiver only goes away on an engine error; then stop quietly.
-                    if tx.send(Done { job, result }).is_err() {
-                        break;
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    Pool::new().run(
+        |feeder| {
+            walk::par_walk(&roots, opts.recursive, threads, |item| match item {
+                Ok(Item::File(entry)) => {
+                    locked(&walked).files += 1;
+                    if locked(&failed).is_some() {
+                        return;
+                    }
+                    match decide(entry) {
+                        Ok(Some(job)) => {
+                            let size = if job.measure && job.known.is_none() {
+                                job.entry.meta.len()
+                            } else {
+                                0
+                            };
+                            feeder.push(size, job);
+                        }
+                        Ok(None) => {}
+                        Err(e) => *locked(&failed) = Some(e),
                     }
                 }
+                // Only regular files are measured.
+                Ok(Item::Skipped { .. }) => {}
+                Err(e) => locked(&walked).errors.push((e.path, e.source.to_string())),
             });
-        }
-        drop(tx);
-        for done in rx.iter() {
-            if result.is_err() {
-                continue; // drain so the workers finish
+        },
+        |job| hash_job(job, ima_hash, &boot),
+        |done| {
+            if result.is_ok() {
+                let mut c = locked(&cache);
+                result = append(engine, &mut c, done, &mut sum, &mut on_new);
             }
-            let r = append(engine, done, &mut sum, &mut on_new);
-            if let Err(e) = r {
-                result = Err(e);
-            }
-        }
-    });
+        },
+    );
+    engine.cache = cache.into_inner().unwrap_or_else(|p| p.into_inner());
+    if let Some(e) = failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
+    }
     result?;
-    if hooked {
-        engine.cache.retain_open_writers(&writers);
+    let w = walked.into_inner().unwrap_or_else(|p| p.into_inner());
+    sum.files = w.files;
+    sum.not_measured = w.not_measured;
+    sum.cached = w.cached;
+    sum.errors.extend(w.errors);
+    if let Some(w) = &writers {
+        engine.cache.retain_open_writers(w);
     }
     engine.commit()?;
     Ok(sum)
+}
+
+/// What the walk counted.
+#[derive(Default)]
+struct Walked {
+    files: usize,
+    not_measured: usize,
+    cached: usize,
+    errors: Vec<(PathBuf, String)>,
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent: a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn inode_attrs(m: &Metadata) -> InodeAttrs {
@@ -367,39 +293,85 @@ fn needs_xattrs(t: &TemplateDesc) -> bool {
     [Field::Sig, Field::EvmSig].iter().any(|f| t.has(*f))
 }
 
-fn hash_job(job: &Job, ima_hash: HashAlgo) -> std::io::Result<Hashed> {
-    let mut f = File::open(&job.path)?;
-    // The cookie is taken before hashing: a change during the hash shows up next time.
-    let m = f.metadata()?;
-    let cookie = Cookie::of(&m);
+/// Reads what a job needs from its open file (xattrs, the digest), then closes it.
+fn hash_job(job: Job, ima_hash: HashAlgo, boot: &TemplateDesc) -> Done {
+    let Job {
+        entry,
+        pcr,
+        template,
+        reads_xattr,
+        measure,
+        known,
+        violation,
+    } = job;
+    let walk::Entry {
+        mut file,
+        meta,
+        path,
+        ..
+    } = entry;
+    let violation = violation.then(|| {
+        if needs_xattrs(boot) {
+            ima_sys::xattr::get(&file, "security.evm").unwrap_or(None)
+        } else {
+            None
+        }
+    });
+    let result = if measure {
+        hash_file(&mut file, &meta, &template, reads_xattr, known, ima_hash)
+    } else {
+        Err(std::io::Error::other("not measured"))
+    };
+    Done {
+        path,
+        meta,
+        pcr,
+        template,
+        measure,
+        violation,
+        result,
+    }
+}
+
+fn hash_file(
+    f: &mut File,
+    meta: &Metadata,
+    template: &TemplateDesc,
+    reads_xattr: bool,
+    known: Option<Digest>,
+    ima_hash: HashAlgo,
+) -> std::io::Result<Hashed> {
+    // The cookie is the walk's `fstat`, taken before hashing: a change during the hash shows
+    // up next time.
+    let cookie = Cookie::of(meta);
     // `ima_read_xattr`: a filesystem without xattrs is "no label", not an error.
-    let ima_xattr = if job.reads_xattr {
-        match ima_sys::xattr::get(&f, "security.ima") {
+    let ima_xattr = if reads_xattr {
+        match ima_sys::xattr::get(&*f, "security.ima") {
             Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
             r => r?,
         }
     } else {
         None
     };
-    let evm_xattr = if needs_xattrs(&job.template) {
-        match ima_sys::xattr::get(&f, "security.evm") {
+    let evm_xattr = if needs_xattrs(template) {
+        match ima_sys::xattr::get(&*f, "security.evm") {
             Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
             r => r?,
         }
     } else {
         None
     };
-    let (digest, bytes) = match job.known {
-        Some(d) if cookie == Cookie::of(&job.meta) => (d, 0),
-        _ => {
+    let (digest, bytes) = match known {
+        Some(d) => (d, 0),
+        None => {
             let algo = file_hash_algo(ima_xattr.as_deref(), ima_hash);
-            (ima_sys::file::hash_file(&mut f, algo?)?, m.size())
+            (ima_sys::file::hash_file(f, algo?)?, meta.size())
         }
     };
-    let legacy_digest = match legacy_algo(&job.template, digest.algo(), ima_hash) {
+    let legacy_digest = match legacy_algo(template, digest.algo(), ima_hash) {
         Some(a) => {
             f.seek(SeekFrom::Start(0))?;
-            Some(ima_sys::file::hash_file(&mut f, a)?)
+            Some(ima_sys::file::hash_file(f, a)?)
         }
         None => None,
     };
@@ -407,7 +379,7 @@ fn hash_job(job: &Job, ima_hash: HashAlgo) -> std::io::Result<Hashed> {
         digest,
         legacy_digest,
         cookie,
-        ima_xattr: ima_xattr.filter(|_| needs_xattrs(&job.template)),
+        ima_xattr: ima_xattr.filter(|_| needs_xattrs(template)),
         evm_xattr,
         bytes,
     })
@@ -447,15 +419,41 @@ fn legacy_algo(t: &TemplateDesc, collected: HashAlgo, ima_hash: HashAlgo) -> Opt
 
 fn append(
     engine: &mut Engine,
+    cache: &mut Cache,
     done: Done,
     sum: &mut Summary,
     on_new: &mut impl FnMut(&Entry),
 ) -> Result<(), EngineError> {
-    let Done { job, result } = done;
+    let Done {
+        path,
+        meta,
+        pcr,
+        template,
+        measure,
+        violation,
+        result,
+    } = done;
+    let name = path.as_os_str().as_bytes();
+    let basename = path.file_name().map(|b| b.as_bytes());
+    if let Some(evm) = violation {
+        let ev = Event {
+            name,
+            basename,
+            evm_xattr: evm.as_deref(),
+            inode: Some(inode_attrs(&meta)),
+            ..Event::default()
+        };
+        let e = engine.add_violation(&ev)?;
+        sum.violations += 1;
+        on_new(&e);
+    }
+    if !measure {
+        return Ok(());
+    }
     let h = match result {
         Ok(h) => h,
         Err(e) => {
-            sum.errors.push((job.path, e.to_string()));
+            sum.errors.push((path, e.to_string()));
             return Ok(());
         }
     };
@@ -463,8 +461,6 @@ fn append(
         sum.hashed += 1;
         sum.bytes_hashed += h.bytes;
     }
-    let name = job.path.as_os_str().as_bytes();
-    let basename = job.path.file_name().map(|b| b.as_bytes());
     let ev = Event {
         digest: Some(h.digest),
         legacy_digest: h.legacy_digest,
@@ -472,10 +468,10 @@ fn append(
         basename,
         ima_xattr: h.ima_xattr.as_deref(),
         evm_xattr: h.evm_xattr.as_deref(),
-        inode: Some(inode_attrs(&job.meta)),
+        inode: Some(inode_attrs(&meta)),
         ..Event::default()
     };
-    match engine.add(&ev, &job.template, job.pcr)? {
+    match engine.add(&ev, &template, pcr)? {
         Added::New(e) => {
             sum.added += 1;
             on_new(&e);
@@ -483,173 +479,6 @@ fn append(
         Added::Duplicate => sum.duplicates += 1,
     }
     let ima_hash = engine.config().ima_hash;
-    engine.cache.record(
-        (job.meta.dev(), job.meta.ino()),
-        h.cookie,
-        ima_hash,
-        h.digest,
-        job.pcr,
-    );
+    cache.record((meta.dev(), meta.ino()), h.cookie, ima_hash, h.digest, pcr);
     Ok(())
-}
-
-/// What a parallel walk found.
-#[derive(Default)]
-struct Found {
-    files: Vec<(PathBuf, Metadata)>,
-    errors: Vec<(PathBuf, String)>,
-}
-
-/// Files stat'ed per task: a directory of thousands of libraries is split between cores.
-const STAT_CHUNK: usize = 128;
-
-/// Lists `dir` in one task; its regular files are stat'ed relative to the directory
-/// (`fstatat`, no path walk) in tasks of [`STAT_CHUNK`], and its subdirectories become tasks
-/// of their own, so both cores walk (the walk is most of an unchanged tree's second run).
-/// Symlinks are not followed.
-fn visit<'s>(s: &rayon::Scope<'s>, dir: PathBuf, found: &'s Mutex<Found>) {
-    let mut files = Vec::new();
-    let mut errors = Vec::new();
-    match std::fs::read_dir(&dir) {
-        Ok(entries) => {
-            for ent in entries {
-                let ent = match ent {
-                    Ok(e) => e,
-                    Err(e) => {
-                        errors.push((dir.clone(), e.to_string()));
-                        continue;
-                    }
-                };
-                match ent.file_type() {
-                    Ok(t) if t.is_dir() => {
-                        let sub = ent.path();
-                        s.spawn(move |s| visit(s, sub, found));
-                    }
-                    Ok(t) if t.is_file() => files.push(ent),
-                    Ok(_) => {} // symlinks, devices, sockets: not measured, not followed
-                    Err(e) => errors.push((ent.path(), e.to_string())),
-                }
-            }
-        }
-        Err(e) => errors.push((dir, e.to_string())),
-    }
-    if !errors.is_empty() {
-        found
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .errors
-            .append(&mut errors);
-    }
-    while files.len() > STAT_CHUNK {
-        let rest = files.split_off(STAT_CHUNK);
-        let chunk = std::mem::replace(&mut files, rest);
-        s.spawn(move |_| stat_files(chunk, found));
-    }
-    stat_files(files, found);
-}
-
-fn stat_files(files: Vec<std::fs::DirEntry>, found: &Mutex<Found>) {
-    let mut ok = Vec::with_capacity(files.len());
-    let mut errors = Vec::new();
-    for ent in files {
-        match ent.metadata() {
-            Ok(m) => ok.push((ent.path(), m)),
-            Err(e) => errors.push((ent.path(), e.to_string())),
-        }
-    }
-    let mut f = found.lock().unwrap_or_else(|p| p.into_inner());
-    f.files.append(&mut ok);
-    f.errors.append(&mut errors);
-}
-
-/// The regular files named by `paths` (directories walked with `recursive`, symlinks inside
-/// them not followed), each with its absolute, symlink-free path.
-fn collect(
-    paths: &[PathBuf],
-    recursive: bool,
-    errors: &mut Vec<(PathBuf, String)>,
-) -> Vec<(PathBuf, Metadata)> {
-    let mut out = Vec::new();
-    for p in paths {
-        let root = match std::fs::canonicalize(p) {
-            Ok(r) => r,
-            Err(e) => {
-                errors.push((p.clone(), e.to_string()));
-                continue;
-            }
-        };
-        let meta = match std::fs::metadata(&root) {
-            Ok(m) => m,
-            Err(e) => {
-                errors.push((p.clone(), e.to_string()));
-                continue;
-            }
-        };
-        if meta.is_file() {
-            out.push((root, meta));
-            continue;
-        }
-        if !meta.is_dir() {
-            continue; // only regular files are measured
-        }
-        if !recursive {
-            errors.push((p.clone(), "is a directory (use -r)".to_owned()));
-            continue;
-        }
-        let found = Mutex::new(Found::default());
-        rayon::scope(|s| visit(s, root, &found));
-        let found = found.into_inner().unwrap_or_else(|p| p.into_inner());
-        out.extend(found.files);
-        errors.extend(found.errors);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_parallel_walk_finds_every_regular_file_once_and_follows_no_symlink() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = std::fs::canonicalize(dir.path()).unwrap();
-        let mut want = Vec::new();
-        // One directory with more files than a stat task takes, and a nested chain.
-        let big = root.join("big");
-        std::fs::create_dir(&big).unwrap();
-        for i in 0..(STAT_CHUNK * 2 + 5) {
-            let p = big.join(format!("f{i}"));
-            std::fs::write(&p, [0u8; 3]).unwrap();
-            want.push(p);
-        }
-        let mut deep = root.clone();
-        for i in 0..6 {
-            deep = deep.join(format!("d{i}"));
-            std::fs::create_dir(&deep).unwrap();
-            let p = deep.join("x");
-            std::fs::write(&p, b"x").unwrap();
-            want.push(p);
-        }
-        std::os::unix::fs::symlink(big.join("f0"), root.join("link-to-file")).unwrap();
-        std::os::unix::fs::symlink(&big, root.join("link-to-dir")).unwrap();
-        let mut errors = Vec::new();
-        let mut got: Vec<PathBuf> = collect(std::slice::from_ref(&root), true, &mut errors)
-            .into_iter()
-            .map(|(p, m)| {
-                assert!(m.is_file());
-                p
-            })
-            .collect();
-        assert!(errors.is_empty(), "{errors:?}");
-        got.sort();
-        want.sort();
-        assert_eq!(got, want);
-
-        let mut errors = Vec::new();
-        assert!(collect(&[root.join("big")], false, &mut errors).is_empty());
-        assert_eq!(errors.len(), 1, "a directory without -r is an error");
-        let mut errors = Vec::new();
-        assert!(collect(&[root.join("missing")], true, &mut errors).is_empty());
-        assert_eq!(errors.len(), 1);
-    }
 }

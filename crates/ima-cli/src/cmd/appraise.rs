@@ -22,7 +22,9 @@ use ima_core::digsig::Verifier;
 use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, protect};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::integrity::Status;
-use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags};
+use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags, TaskCreds};
+use ima_sys::fs::FactsCache;
+use ima_sys::walk::Entry;
 use ima_sys::xattr::SetMode;
 
 use super::{evm as evm_cmd, policy};
@@ -86,6 +88,8 @@ struct Ctx<'a> {
     evm_cfg: EvmConfig,
     evm_keys: EvmKeys<'a>,
     uuid: Option<[u8; 16]>,
+    creds: TaskCreds,
+    facts: FactsCache,
 }
 
 pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
@@ -123,13 +127,15 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
             x509: (!a.evm_keys.is_empty()).then_some(evm_ring_ref),
         },
         uuid,
+        creds: ima_sys::procfs::task_creds(None).context("the task's credentials")?,
+        facts: FactsCache::new(),
     };
 
     let single = !a.recursive && a.paths.len() == 1;
-    let summary = tree::run(&a.paths, a.recursive, |p| match ctx.run_file(p) {
+    let summary = tree::run(&a.paths, a.recursive, |e| match ctx.run_file(e) {
         Ok(r) => r,
-        Err(e) => {
-            tree::err_line(p, format_args!("{e:#}"));
+        Err(err) => {
+            tree::err_line(&e.path, format_args!("{err:#}"));
             (Outcome::Error, 0)
         }
     });
@@ -282,40 +288,29 @@ impl Ctx<'_> {
     /// Appraises one file under `--func`, or under every file hook whose policy rule asks
     /// for appraisal; prints one line per decision. Returns the outcome (any failed
     /// appraisal is [`Outcome::Failed`]) and the bytes hashed.
-    fn run_file(&self, path: &Path) -> anyhow::Result<(Outcome, u64)> {
+    fn run_file(&self, e: &mut Entry) -> anyhow::Result<(Outcome, u64)> {
         let a = self.a;
-        let facts = ima_sys::fs::file_facts(path).with_context(|| format!("{}", path.display()))?;
-        if facts.mode & 0o170000 != 0o100000 {
-            tree::out_line(&format!("{}: skipped (not a regular file)", path.display()));
-            return Ok((Outcome::Ok, 0));
-        }
+        let path = e.path.clone();
+        let path = path.as_path();
+        let facts = self
+            .facts
+            .facts(&e.file, &e.meta)
+            .with_context(|| format!("{}", path.display()))?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let abs_bytes = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
         let event = |func: Func| {
-            let mask = a.mask.unwrap_or_else(|| policy::default_mask(func));
-            let mut ev = Event::new(func, mask);
-            ev.uid = rustix::process::getuid().as_raw();
-            ev.euid = rustix::process::geteuid().as_raw();
-            ev.suid = ev.euid;
-            ev.gid = rustix::process::getgid().as_raw();
-            ev.egid = rustix::process::getegid().as_raw();
-            ev.sgid = ev.egid;
-            ev.fowner = facts.uid;
-            ev.fgroup = facts.gid;
-            ev.fsmagic = facts.fsmagic;
-            ev.fsname = facts.fsname.as_deref().unwrap_or("");
-            if let Some(u) = facts.fsuuid {
-                ev.fsuuid = u;
+            let mask = a.mask.unwrap_or_else(|| func.default_mask());
+            Event {
+                path: Some(&abs_bytes),
+                ..Event::access(func, mask, &self.creds, &facts)
             }
-            ev.path = Some(&abs_bytes);
-            ev
         };
         let funcs: &[Func] = match &a.func {
             Some(f) => std::slice::from_ref(f),
             None => &FILE_HOOKS,
         };
         let mut reports = Vec::new();
-        let mut file: Option<(File, u64)> = None;
+        let mut file: Option<(&mut File, u64)> = None;
         let mut digests: Vec<Digest> = Vec::new();
         let mut decided: Vec<(Requirements, ReportKind)> = Vec::new();
         for &func in funcs {
@@ -339,10 +334,7 @@ impl Ctx<'_> {
                 allowed_algos: eval.allowed_algos.map(|s| s.0),
             };
             if file.is_none() {
-                let f =
-                    File::open(path).with_context(|| format!("{}: cannot open", path.display()))?;
-                let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-                file = Some((f, size));
+                file = Some((&mut e.file, e.meta.len()));
             }
             let Some((f, size)) = file.as_mut() else {
                 continue;

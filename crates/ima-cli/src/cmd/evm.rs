@@ -21,6 +21,8 @@ use ima_core::evm::{
 };
 use ima_core::hash::HashAlgo;
 use ima_core::integrity::XattrType;
+use ima_core::policy::TaskCreds;
+use ima_sys::walk::Entry;
 use ima_sys::xattr::SetMode;
 
 use crate::tree::{self, Outcome};
@@ -388,22 +390,19 @@ fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("{}", a.key.display()))?;
     let cfg = a.msg.config();
     let single = !a.recursive && a.files.len() == 1;
-    let summary = tree::run(&a.files, a.recursive, |path| {
-        per_file(path, |f| sign_one(f, path, a, &cfg, &key, keyid))
+    let summary = tree::run(&a.files, a.recursive, |e| {
+        let path = e.path.as_path();
+        per_file(e, |f| sign_one(f, path, a, &cfg, &key, keyid))
     });
     Ok(finish("evm sign", &summary, single))
 }
 
-/// Runs `op` on the opened file, turning its error into an error line.
-fn per_file(
-    path: &Path,
-    op: impl FnOnce(&File) -> anyhow::Result<(Outcome, u64)>,
-) -> (Outcome, u64) {
-    let r = File::open(path).context("cannot open").and_then(|f| op(&f));
-    match r {
+/// Runs `op` on the file the walk opened, turning its error into an error line.
+fn per_file(e: &Entry, op: impl FnOnce(&File) -> anyhow::Result<(Outcome, u64)>) -> (Outcome, u64) {
+    match op(&e.file) {
         Ok(r) => r,
-        Err(e) => {
-            tree::err_line(path, e);
+        Err(err) => {
+            tree::err_line(&e.path, err);
             (Outcome::Error, 0)
         }
     }
@@ -470,8 +469,9 @@ fn hmac(a: &HmacArgs) -> anyhow::Result<ExitCode> {
     let key = read_hmac_key(&a.hmac_key)?;
     let cfg = a.msg.config();
     let single = !a.recursive && a.files.len() == 1;
-    let summary = tree::run(&a.files, a.recursive, |path| {
-        per_file(path, |f| {
+    let summary = tree::run(&a.files, a.recursive, |e| {
+        let path = e.path.as_path();
+        per_file(e, |f| {
             let inode = a.msg.inode(f, path, &cfg)?;
             let v = key
                 .xattr(&cfg, &inode)
@@ -502,8 +502,9 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     };
     let cfg = a.msg.config();
     let single = !a.recursive && a.files.len() == 1;
-    let summary = tree::run(&a.files, a.recursive, |path| {
-        per_file(path, |f| {
+    let summary = tree::run(&a.files, a.recursive, |e| {
+        let path = e.path.as_path();
+        per_file(e, |f| {
             let inode = a.msg.inode(f, path, &cfg)?;
             let v = evm::verify(&cfg, &evm_keys, &inode);
             if v.status.is_pass() {
@@ -557,46 +558,6 @@ fn apply_update(f: &File, u: protect::EvmUpdate) -> anyhow::Result<&'static str>
         }
         protect::EvmUpdate::Immutable => "kept (portable signatures are never updated)",
     })
-}
-
-/// The caller's credentials as the EVM hooks test them, from /proc/self/status: the
-/// effective capabilities (`CapEff`), the filesystem gid and the supplementary groups.
-struct Creds {
-    caps: u64,
-    groups: Vec<u32>,
-}
-
-impl Creds {
-    const CAP_FSETID: u32 = 4;
-    const CAP_SYS_ADMIN: u32 = 21;
-
-    fn current() -> Self {
-        let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-        let field = |name: &str| {
-            status
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .unwrap_or("")
-                .to_owned()
-        };
-        let caps = u64::from_str_radix(field("CapEff:").trim(), 16).unwrap_or(0);
-        // "Gid: real effective saved fs": in_group_p tests the fs gid and the groups.
-        let mut groups: Vec<u32> = field("Groups:")
-            .split_whitespace()
-            .filter_map(|g| g.parse().ok())
-            .collect();
-        groups.extend(
-            field("Gid:")
-                .split_whitespace()
-                .nth(3)
-                .and_then(|g| g.parse::<u32>().ok()),
-        );
-        Self { caps, groups }
-    }
-
-    fn capable(&self, cap: u32) -> bool {
-        self.caps & (1 << cap) != 0
-    }
 }
 
 /// The operation `imactl evm change` was asked for.
@@ -654,19 +615,19 @@ fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
         fix_mode: a.evm_fix,
     };
     let cfg = a.msg.config();
-    let creds = Creds::current();
+    let creds = ima_sys::procfs::task_creds(None).context("the task's credentials")?;
     let single = !a.recursive && a.files.len() == 1;
-    let summary = tree::run(&a.files, a.recursive, |path| {
-        per_file(path, |f| {
+    let summary = tree::run(&a.files, a.recursive, |e| {
+        let path = e.path.as_path();
+        per_file(e, |f| {
             let inode = a.msg.inode(f, path, &cfg)?;
             let ctx = protect::Context {
                 cfg: &cfg,
                 keys: &keys,
                 flags,
                 facts: inode_facts(f, &inode)?,
-                cap_sys_admin: creds.capable(Creds::CAP_SYS_ADMIN),
-                keeps_sgid: creds.capable(Creds::CAP_FSETID)
-                    || creds.groups.contains(&inode.meta.gid),
+                cap_sys_admin: creds.capable(TaskCreds::CAP_SYS_ADMIN),
+                keeps_sgid: creds.capable(TaskCreds::CAP_FSETID) || creds.in_group(inode.meta.gid),
             };
             let m = inode.meta.mode;
             let change = match &op {
@@ -684,7 +645,7 @@ fn change(a: &ChangeArgs) -> anyhow::Result<ExitCode> {
             if let Some(v) = ima_value {
                 let algos = (a.setxattr_algos.iter())
                     .fold(0u32, |m, h| m | 1u32.checked_shl(h.0.into()).unwrap_or(0));
-                let cap = creds.capable(Creds::CAP_SYS_ADMIN);
+                let cap = creds.capable(TaskCreds::CAP_SYS_ADMIN);
                 if let Err(r) = appraise::inode_setxattr(v, a.ima_hash, Some(algos), cap) {
                     tree::out_line(&format!("{}: refused by IMA: {r}", path.display()));
                     return Ok((Outcome::Failed, 0));

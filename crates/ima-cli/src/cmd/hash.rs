@@ -3,8 +3,7 @@
 //! fix mode write it. With `-n` nothing is written and the value is printed in hex: for a
 //! single file exactly what `evmctl ima_hash -n` prints, otherwise `HEX PATH` per file.
 
-use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
@@ -12,6 +11,7 @@ use clap::Args;
 use ima_core::codec::Codec;
 use ima_core::hash::HashAlgo;
 use ima_core::xattr::XattrValue;
+use ima_sys::walk::Entry;
 
 use crate::tree::{self, Outcome};
 
@@ -43,23 +43,16 @@ pub fn run(a: HashArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-fn hash_one(path: &Path, a: &HashArgs, single: bool) -> (Outcome, u64) {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            tree::err_line(path, e);
-            return (Outcome::Error, 0);
-        }
-    };
-    let digest = match ima_sys::file::hash_file(&mut f, a.algo) {
+fn hash_one(e: &mut Entry, a: &HashArgs, single: bool) -> (Outcome, u64) {
+    let digest = match ima_sys::file::hash_file(&mut e.file, a.algo) {
         Ok(d) => d,
-        Err(e) => {
+        Err(err) => {
             // Nothing is written for a file that could not be hashed.
-            tree::err_line(path, format_args!("cannot hash: {e}"));
+            tree::err_line(&e.path, format_args!("cannot hash: {err}"));
             return (Outcome::Error, 0);
         }
     };
     let value = XattrValue::from_digest(&digest).to_vec();
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    tree::print_or_label(path, &f, &value, a.print_only, single, size)
+    let size = e.meta.len();
+    tree::print_or_label(e, &value, a.print_only, single, size)
 }

@@ -11,7 +11,7 @@ use ima_core::hash::HashAlgo;
 use ima_core::log::{Entry, ascii};
 use ima_core::policy::{BootPolicy, Builtin, Func, Policy};
 use ima_core::template::TemplateDesc;
-use ima_engine::measure::{self, Creds, Options};
+use ima_engine::measure::{self, Options};
 use ima_engine::{Config, Engine};
 
 #[derive(Debug, Args)]
@@ -86,15 +86,16 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
         policy,
         func: a.func,
         recursive: a.recursive,
-        creds: Creds::current(),
+        creds: ima_sys::procfs::task_creds(None).context("the task's credentials")?,
     };
-    // The walk needs no engine: it runs while the engine opens (recovery, replay check).
-    let (engine, walked) = std::thread::scope(|s| {
-        let walk = s.spawn(|| measure::walk(&opts, &a.paths));
+    // The scan of /proc for writers needs no engine: it runs while the engine opens
+    // (recovery, replay check).
+    let (engine, writers) = std::thread::scope(|s| {
+        let scan = s.spawn(|| measure::open_writers(opts.func));
         let engine = Engine::open_tcti(cfg, a.tpm.as_deref());
-        (engine, walk.join())
+        (engine, scan.join())
     });
-    let walked = walked.map_err(|_| anyhow::anyhow!("the directory walk panicked"))?;
+    let writers = writers.map_err(|_| anyhow::anyhow!("the /proc scan panicked"))?;
     let mut engine = engine.with_context(|| format!("measurement list in {}", dir.display()))?;
     let kind = engine.tpm().kind();
     if let Some(ar) = engine.archived() {
@@ -138,7 +139,7 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
             let _ = out.write_all(&line);
         }
     };
-    let sum = measure::measure_walked(&mut engine, &opts, walked, &mut print)?;
+    let sum = measure::measure(&mut engine, &opts, writers, &a.paths, &mut print)?;
     out.flush()?;
     drop(out);
     let entries = engine.len();

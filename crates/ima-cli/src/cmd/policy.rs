@@ -258,18 +258,6 @@ pub(crate) fn builtin_policy(names: &str, kernel: Option<&str>) -> anyhow::Resul
     Ok(bp.default_policy())
 }
 
-pub(crate) fn default_mask(f: Func) -> Mask {
-    match f {
-        Func::FileCheck => Mask::MAY_READ,
-        Func::MmapCheck | Func::MmapCheckReqprot | Func::BprmCheck | Func::CredsCheck => {
-            Mask::MAY_EXEC
-        }
-        Func::PostSetattr => Mask::MAY_ACCESS,
-        Func::KeyCheck | Func::CriticalData | Func::KexecCmdline | Func::None => Mask::NONE,
-        _ => Mask::MAY_READ,
-    }
-}
-
 fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let policy = match (&a.policy, &a.builtin) {
         (Some(f), _) => load_file(f, &ParseOptions::default())?,
@@ -279,7 +267,7 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
     let func: Func = a.func.parse()?;
     let mask = match &a.mask {
         Some(m) => m.parse::<Mask>()?,
-        None => default_mask(func),
+        None => func.default_mask(),
     };
     let facts = match &a.path {
         Some(p)

@@ -16,6 +16,7 @@ use ima_core::digsig::{Certificate, KeyId, PrivateKey, Signature};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::verity::VerityHasher;
 use ima_core::xattr::XattrValue;
+use ima_sys::walk::Entry;
 
 use crate::tree::{self, Outcome};
 
@@ -84,8 +85,8 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
     .with_context(|| format!("{}", a.key.display()))?;
 
     let single = !a.recursive && a.paths.len() == 1;
-    let summary = tree::run(&a.paths, a.recursive, |p| {
-        sign_one(p, &a, &key, keyid, single)
+    let summary = tree::run(&a.paths, a.recursive, |e| {
+        sign_one(e, &a, &key, keyid, single)
     });
     if !single {
         eprintln!("imactl: sign: {summary}");
@@ -113,24 +114,17 @@ fn file_digest(f: &mut File, algo: HashAlgo, verity: bool) -> std::io::Result<Di
 }
 
 fn sign_one(
-    path: &Path,
+    e: &mut Entry,
     a: &SignArgs,
     key: &PrivateKey,
     keyid: KeyId,
     single: bool,
 ) -> (Outcome, u64) {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            tree::err_line(path, e);
-            return (Outcome::Error, 0);
-        }
-    };
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    let digest = match file_digest(&mut f, a.algo, a.v3) {
+    let size = e.meta.len();
+    let digest = match file_digest(&mut e.file, a.algo, a.v3) {
         Ok(d) => d,
-        Err(e) => {
-            tree::err_line(path, format_args!("cannot hash: {e}"));
+        Err(err) => {
+            tree::err_line(&e.path, format_args!("cannot hash: {err}"));
             return (Outcome::Error, 0);
         }
     };
@@ -141,18 +135,22 @@ fn sign_one(
     };
     let value = match sig {
         Ok(s) => XattrValue::Signature(s).to_vec(),
-        Err(e) => {
-            tree::err_line(path, format_args!("cannot sign: {e}"));
+        Err(err) => {
+            tree::err_line(&e.path, format_args!("cannot sign: {err}"));
             return (Outcome::Error, size);
         }
     };
     if a.sigfile {
-        let mut sig_path = path.as_os_str().to_owned();
-        sig_path.push(".sig");
-        if let Err(e) = std::fs::write(&sig_path, &value) {
-            tree::err_line(Path::new(&sig_path), e);
+        // Next to the file, in the directory it was opened in: never through a symlink.
+        let written = e
+            .create_sibling(".sig")
+            .and_then(|mut f| std::io::Write::write_all(&mut f, &value));
+        if let Err(err) = written {
+            let mut sig_path = e.path.as_os_str().to_owned();
+            sig_path.push(".sig");
+            tree::err_line(Path::new(&sig_path), err);
             return (Outcome::Error, size);
         }
     }
-    tree::print_or_label(path, &f, &value, a.print_only, single, size)
+    tree::print_or_label(e, &value, a.print_only, single, size)
 }

@@ -15,6 +15,7 @@ use ima_core::digsig::{Keyring, Signature, VerifyError};
 use ima_core::integrity::XattrType;
 use ima_core::verity::VerityHasher;
 use ima_core::xattr::{XATTR_NAME_IMA, XattrValue};
+use ima_sys::walk::Entry;
 
 use crate::tree::{self, Outcome};
 
@@ -44,7 +45,7 @@ pub struct VerifyArgs {
 pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     let keyring = load_keyring(&a.keys)?;
     let single = !a.recursive && a.paths.len() == 1;
-    let summary = tree::run(&a.paths, a.recursive, |p| verify_one(p, &a, &keyring));
+    let summary = tree::run(&a.paths, a.recursive, |e| verify_one(e, &a, &keyring));
     if !single {
         eprintln!("imactl: verify: {summary}");
     }
@@ -88,31 +89,24 @@ enum Check {
     Fail(&'static str, String),
 }
 
-fn verify_one(path: &Path, a: &VerifyArgs, keyring: &Keyring) -> (Outcome, u64) {
-    let mut f = match File::open(path) {
-        Ok(f) => f,
-        Err(e) => {
-            tree::err_line(path, e);
-            return (Outcome::Error, 0);
-        }
-    };
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+fn verify_one(e: &mut Entry, a: &VerifyArgs, keyring: &Keyring) -> (Outcome, u64) {
+    let size = e.meta.len();
+    let path = e.path.clone();
     let raw = if a.sigfile {
-        let mut sig_path = path.as_os_str().to_owned();
-        sig_path.push(".sig");
-        match std::fs::read(&sig_path) {
-            Ok(b) => Some(b),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => {
-                tree::err_line(Path::new(&sig_path), e);
+        match e.read_sibling(".sig", SIG_LIMIT) {
+            Ok(b) => b,
+            Err(err) => {
+                let mut sig_path = path.as_os_str().to_owned();
+                sig_path.push(".sig");
+                tree::err_line(Path::new(&sig_path), err);
                 return (Outcome::Error, 0);
             }
         }
     } else {
-        match ima_sys::xattr::get(&f, XATTR_NAME_IMA) {
+        match ima_sys::xattr::get(&e.file, XATTR_NAME_IMA) {
             Ok(v) => v,
-            Err(e) => {
-                tree::err_line(path, format_args!("cannot read {XATTR_NAME_IMA}: {e}"));
+            Err(err) => {
+                tree::err_line(&path, format_args!("cannot read {XATTR_NAME_IMA}: {err}"));
                 return (Outcome::Error, 0);
             }
         }
@@ -121,11 +115,11 @@ fn verify_one(path: &Path, a: &VerifyArgs, keyring: &Keyring) -> (Outcome, u64) 
         None if a.allow_hash => Check::Fail("missing-hash", "no security.ima".into()),
         None => Check::Fail("IMA-signature-required", "no security.ima".into()),
         Some(raw) => match XattrValue::from_bytes(&raw) {
-            Err(e) => Check::Fail("invalid-signature", format!("malformed xattr: {e}")),
-            Ok(v) => match check_value(&mut f, &v, a.allow_hash, keyring) {
+            Err(err) => Check::Fail("invalid-signature", format!("malformed xattr: {err}")),
+            Ok(v) => match check_value(&mut e.file, &v, a.allow_hash, keyring) {
                 Ok(c) => c,
-                Err(e) => {
-                    tree::err_line(path, format_args!("cannot hash: {e}"));
+                Err(err) => {
+                    tree::err_line(&path, format_args!("cannot hash: {err}"));
                     return (Outcome::Error, 0);
                 }
             },
@@ -144,6 +138,9 @@ fn verify_one(path: &Path, a: &VerifyArgs, keyring: &Keyring) -> (Outcome, u64) 
         }
     }
 }
+
+/// A `PATH.sig` file is one `security.ima` value: far below this.
+const SIG_LIMIT: u64 = 64 * 1024;
 
 /// The decision for one decoded value; `Err` only for I/O errors reading the content.
 fn check_value(
