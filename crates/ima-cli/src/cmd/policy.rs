@@ -11,8 +11,8 @@ use anyhow::{Context as _, bail};
 use clap::{Args, Subcommand};
 use ima_core::policy::parse::parse_policy_bytes_with_warnings;
 use ima_core::policy::{
-    ActionClass, BootPolicy, Builtin, Evaluation, Event, Func, LsmField, Mask, ParseOptions,
-    Policy, Uuid,
+    ActionClass, BootPolicy, Builtin, Evaluation, Event, FileFacts, Func, LsmField, Mask,
+    ParseOptions, Policy, TaskCreds, Uuid,
 };
 
 /// Largest policy file we read (bounded memory).
@@ -70,19 +70,29 @@ pub struct ExplainArgs {
     /// (MAY_READ for FILE_CHECK and kernel reads, MAY_EXEC for exec/mmap, 0 for buffers).
     #[arg(long)]
     mask: Option<String>,
-    #[arg(long)]
+    /// The accessing task's real uid (default 0).
+    #[arg(long, conflicts_with = "pid")]
     uid: Option<u32>,
     /// Default: --uid.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pid")]
     euid: Option<u32>,
-    #[arg(long)]
+    /// Saved uid. Default: --euid.
+    #[arg(long, conflicts_with = "pid")]
+    suid: Option<u32>,
+    #[arg(long, conflicts_with = "pid")]
     gid: Option<u32>,
     /// Default: --gid.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pid")]
     egid: Option<u32>,
+    /// Saved gid. Default: --egid.
+    #[arg(long, conflicts_with = "pid")]
+    sgid: Option<u32>,
     /// The task has CAP_SETUID / CAP_SETGID (euid=/egid= then also match real and saved ids).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "pid")]
     cap_setid: bool,
+    /// Take the task's ids and capabilities from this running process (/proc/PID/status).
+    #[arg(long)]
+    pid: Option<u32>,
     #[arg(long)]
     fowner: Option<u32>,
     #[arg(long)]
@@ -269,48 +279,63 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         Some(m) => m.parse::<Mask>()?,
         None => func.default_mask(),
     };
-    let facts = match &a.path {
-        Some(p)
-            if a.fowner.is_none()
-                || a.fgroup.is_none()
-                || a.fsmagic.is_none()
-                || a.fsuuid.is_none()
-                || a.fsname.is_none() =>
-        {
-            Some(ima_sys::fs::file_facts(p).with_context(|| format!("{}", p.display()))?)
+    let creds = match a.pid {
+        Some(pid) => ima_sys::procfs::task_creds(Some(pid))
+            .with_context(|| format!("--pid {pid}: the task's credentials"))?,
+        None => {
+            let (uid, gid) = (a.uid.unwrap_or(0), a.gid.unwrap_or(0));
+            let (euid, egid) = (a.euid.unwrap_or(uid), a.egid.unwrap_or(gid));
+            let caps = (1u64 << TaskCreds::CAP_SETUID) | (1u64 << TaskCreds::CAP_SETGID);
+            TaskCreds {
+                uid,
+                euid,
+                suid: a.suid.unwrap_or(euid),
+                fsuid: euid,
+                gid,
+                egid,
+                sgid: a.sgid.unwrap_or(egid),
+                fsgid: egid,
+                groups: Vec::new(),
+                cap_eff: if a.cap_setid { caps } else { 0 },
+            }
         }
-        _ => None,
     };
-    let mut ev = Event::new(func, mask);
-    ev.uid = a.uid.unwrap_or(0);
-    ev.euid = a.euid.unwrap_or(ev.uid);
-    ev.suid = ev.euid;
-    ev.gid = a.gid.unwrap_or(0);
-    ev.egid = a.egid.unwrap_or(ev.gid);
-    ev.sgid = ev.egid;
-    ev.cap_setuid = a.cap_setid;
-    ev.cap_setgid = a.cap_setid;
-    ev.fowner = a.fowner.or(facts.as_ref().map(|f| f.uid)).unwrap_or(0);
-    ev.fgroup = a.fgroup.or(facts.as_ref().map(|f| f.gid)).unwrap_or(0);
-    ev.fsmagic = match &a.fsmagic {
-        Some(m) => {
-            let h = m
-                .strip_prefix("0x")
-                .or_else(|| m.strip_prefix("0X"))
-                .unwrap_or(m);
-            u64::from_str_radix(h, 16).with_context(|| format!("--fsmagic {m:?}: not hex"))?
-        }
-        None => facts.as_ref().map_or(0, |f| f.fsmagic),
+    // The file's facts from the file itself (opened as the tree commands open it), then
+    // the options given explicitly.
+    let mut facts = match &a.path {
+        Some(p) => path_facts(p).with_context(|| format!("{}", p.display()))?,
+        None => FileFacts {
+            uid: 0,
+            gid: 0,
+            mode: 0,
+            dev: (0, 0),
+            ino: 0,
+            fsmagic: 0,
+            fsname: None,
+            fsuuid: None,
+        },
     };
-    let fsname = a
-        .fsname
-        .clone()
-        .or_else(|| facts.as_ref().and_then(|f| f.fsname.clone()));
-    ev.fsname = fsname.as_deref().unwrap_or("");
-    ev.fsuuid = match &a.fsuuid {
-        Some(u) => u.parse::<Uuid>()?,
-        None => facts.as_ref().and_then(|f| f.fsuuid).unwrap_or(Uuid::NIL),
-    };
+    if let Some(u) = a.fowner {
+        facts.uid = u;
+    }
+    if let Some(g) = a.fgroup {
+        facts.gid = g;
+    }
+    if let Some(m) = &a.fsmagic {
+        let h = m
+            .strip_prefix("0x")
+            .or_else(|| m.strip_prefix("0X"))
+            .unwrap_or(m);
+        facts.fsmagic =
+            u64::from_str_radix(h, 16).with_context(|| format!("--fsmagic {m:?}: not hex"))?;
+    }
+    if let Some(n) = &a.fsname {
+        facts.fsname = Some(n.clone());
+    }
+    if let Some(u) = &a.fsuuid {
+        facts.fsuuid = Some(u.parse::<Uuid>()?);
+    }
+    let mut ev = Event::access(func, mask, &creds, &facts);
     ev.func_data = a.data.as_deref();
     let mut lsm: [Option<String>; 6] = Default::default();
     for l in &a.lsm {
@@ -345,6 +370,17 @@ fn explain(a: ExplainArgs) -> anyhow::Result<ExitCode> {
         print!("{}", to_text(&e, default_template));
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The policy facts of `path`: a regular file as the walk opens it (never blocking), anything
+/// else by `stat`.
+fn path_facts(path: &Path) -> anyhow::Result<FileFacts> {
+    match ima_sys::walk::Walk::new(&[path.to_path_buf()], false).next() {
+        Some(Ok(ima_sys::walk::Item::File(e))) => {
+            Ok(ima_sys::fs::FactsCache::new().facts(&e.file, &e.meta)?)
+        }
+        _ => Ok(ima_sys::fs::file_facts(path)?),
+    }
 }
 
 fn flag_names(e: &Evaluation<'_>) -> Vec<&'static str> {
