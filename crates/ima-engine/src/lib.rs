@@ -36,6 +36,7 @@ pub mod boot;
 pub mod cache;
 pub mod measure;
 pub mod pool;
+pub mod process;
 
 pub use cache::Cache;
 

@@ -30,7 +30,7 @@ use std::sync::Mutex;
 
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::Entry;
-use ima_core::policy::{self, Func, Policy, TaskCreds};
+use ima_core::policy::{Func, Policy, TaskCreds};
 use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
 
 use ima_sys::fs::FactsCache;
@@ -161,12 +161,14 @@ pub fn measure(
             }
         };
         let pbytes = entry.path.as_os_str().as_bytes();
-        let mask = opts.func.default_mask();
-        let ev = policy::Event {
+        let access = crate::process::Access {
+            creds: &opts.creds,
+            file: &f,
+            func: opts.func,
+            mask: None,
             path: Some(pbytes),
-            ..policy::Event::access(opts.func, mask, &opts.creds, &f)
         };
-        let eval = opts.policy.evaluate(&ev);
+        let eval = crate::process::decide(&opts.policy, &access);
         if !eval.measure() {
             locked(&walked).not_measured += 1;
             return Ok(None);

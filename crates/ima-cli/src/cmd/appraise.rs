@@ -9,23 +9,21 @@
 //! nothing was written to `/sys/kernel/security/evm`.
 
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::Args;
 use ima_core::appraise::Cause;
-use ima_core::appraise::{self, Appraisal, ImaXattr, Mode, Request, Requirements};
+use ima_core::appraise::{Mode, Requirements};
 use ima_core::digsig::Verifier;
-use ima_core::evm::{self, EvmConfig, EvmKeys, HmacKey, protect};
+use ima_core::evm::{EvmConfig, EvmKeys, HmacKey};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::integrity::Status;
-use ima_core::policy::{Event, Func, Mask, Policy, RuleFlags, TaskCreds};
+use ima_core::policy::{Func, Mask, Policy, TaskCreds};
+use ima_engine::process::{self, Appraisal};
 use ima_sys::fs::FactsCache;
 use ima_sys::walk::Entry;
-use ima_sys::xattr::SetMode;
 
 use super::{evm as evm_cmd, policy};
 use crate::tree::{self, Outcome};
@@ -298,13 +296,6 @@ impl Ctx<'_> {
             .with_context(|| format!("{}", path.display()))?;
         let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
         let abs_bytes = std::os::unix::ffi::OsStrExt::as_bytes(abs.as_os_str()).to_vec();
-        let event = |func: Func| {
-            let mask = a.mask.unwrap_or_else(|| func.default_mask());
-            Event {
-                path: Some(&abs_bytes),
-                ..Event::access(func, mask, &self.creds, &facts)
-            }
-        };
         let funcs: &[Func] = match &a.func {
             Some(f) => std::slice::from_ref(f),
             None => &FILE_HOOKS,
@@ -314,9 +305,15 @@ impl Ctx<'_> {
         let mut digests: Vec<Digest> = Vec::new();
         let mut decided: Vec<(Requirements, ReportKind)> = Vec::new();
         for &func in funcs {
-            let ev = event(func);
-            let eval = self.policy.evaluate(&ev);
-            let Some(rule) = eval.appraise.filter(|_| eval.appraise()) else {
+            let access = process::Access {
+                creds: &self.creds,
+                file: &facts,
+                func,
+                mask: a.mask,
+                path: Some(&abs_bytes),
+            };
+            let eval = process::decide(&self.policy, &access);
+            let (Some(rule), Some(req)) = (eval.appraise, process::requirements(&eval)) else {
                 // A single hook says why; over all hooks only appraised ones are listed.
                 if a.func.is_some() {
                     reports.push(Report {
@@ -326,12 +323,6 @@ impl Ctx<'_> {
                     });
                 }
                 continue;
-            };
-            let flags = eval.flags();
-            let req = Requirements {
-                digsig: flags.contains(RuleFlags::DIGSIG_REQUIRED),
-                verity: flags.contains(RuleFlags::VERITY_REQUIRED),
-                allowed_algos: eval.allowed_algos.map(|s| s.0),
             };
             if file.is_none() {
                 file = Some((&mut e.file, e.meta.len()));
@@ -344,7 +335,11 @@ impl Ctx<'_> {
             let kind = match decided.iter().find(|(r, _)| *r == req) {
                 Some((_, k)) => k.clone(),
                 None => {
-                    let k = self.appraise_one(path, f, *size, req, &mut digests)?;
+                    let k = ReportKind::from(
+                        self.appraiser()
+                            .appraise(f, *size, req, &mut digests)
+                            .with_context(|| format!("{}", path.display()))?,
+                    );
                     if matches!(k, ReportKind::Pass { fixed: Some(_), .. }) {
                         decided.clear();
                     } else {
@@ -381,103 +376,31 @@ impl Ctx<'_> {
         Ok((outcome, bytes))
     }
 
-    /// The kernel's decision for one hook's requirements: security.ima and EVM are read
-    /// afresh (a fix under an earlier hook changed them); file digests are computed once per
-    /// algorithm.
-    fn appraise_one(
-        &self,
-        path: &Path,
-        f: &mut File,
-        size: u64,
-        req: Requirements,
-        digests: &mut Vec<Digest>,
-    ) -> anyhow::Result<ReportKind> {
-        let a = self.a;
-        let raw = match ima_sys::xattr::get(&*f, evm::XATTR_IMA) {
-            Ok(v) => Ok(v),
-            Err(e) if e.raw_os_error() == Some(libc_enotsup()) => Err(true),
-            Err(_) => Err(false),
-        };
-        let ima = match &raw {
-            Ok(Some(v)) => ImaXattr::Value(v),
-            Ok(None) => ImaXattr::Absent,
-            Err(true) => ImaXattr::Unsupported,
-            Err(false) => ImaXattr::Error,
-        };
-        let label = match ima {
-            ImaXattr::Value(v) => Some(v),
-            _ => None,
-        };
-        let algo = appraise::hash_algo(label, a.hash_algo);
-        let digest = match digests.iter().find(|d| d.algo() == algo) {
-            Some(d) => Some(*d),
-            None => {
-                f.seek(SeekFrom::Start(0))
-                    .with_context(|| format!("{}: seek", path.display()))?;
-                let d = ima_sys::file::hash_file(f, algo).ok();
-                digests.extend(d);
-                d
-            }
-        };
-        let evm_inode = if self.evm_keys.loaded() {
-            let uuid = match self.uuid {
-                Some(u) => Some(u),
-                None => ima_sys::inode::fs_uuid(f.as_fd()).ok(),
-            };
-            Some(evm_cmd::read_inode(f, path, &self.evm_cfg, None, uuid)?)
-        } else {
-            None
-        };
-        let evm_status = match &evm_inode {
-            Some(inode) => evm::verify_ima_xattr(&self.evm_cfg, &self.evm_keys, inode).status,
-            None => Status::Unknown,
-        };
-        let r = Request {
-            mode: a.mode,
-            req,
-            ima,
-            digest,
-            evm: evm_status,
-            new_file: false,
-            size,
-        };
-        let mut result: Appraisal = appraise::appraise(&r, &self.ima_ring);
-        let mut fixed = None;
-        if let Some(fix) = result.fix.clone() {
-            ima_sys::xattr::set(&*f, evm::XATTR_IMA, &fix, SetMode::Any)
-                .with_context(|| format!("{}: writing security.ima", path.display()))?;
-            // ima_fix_xattr writes through __vfs_setxattr_noperm, so EVM's post-setxattr
-            // hook recomputes the HMAC when an HMAC key is loaded.
-            let protected = self.evm_cfg.xattrs.is_protected(evm::XATTR_IMA);
-            if let (Some(key), Some(inode), true) = (self.evm_keys.hmac, &evm_inode, protected) {
-                let mut after = inode.clone();
-                after.xattrs.insert(evm::XATTR_IMA.to_owned(), fix.clone());
-                match protect::update_evmxattr(&self.evm_cfg, key, &after) {
-                    protect::EvmUpdate::Set(v) => {
-                        ima_sys::xattr::set(&*f, evm::XATTR_EVM, &v, SetMode::Any)
-                            .with_context(|| format!("{}: writing security.evm", path.display()))?;
-                    }
-                    protect::EvmUpdate::Remove | protect::EvmUpdate::Immutable => {}
-                }
-            }
-            fixed = Some(fix);
-            result = result.fixed();
+    fn appraiser(&self) -> process::Appraiser<'_> {
+        process::Appraiser {
+            mode: self.a.mode,
+            ima_hash: self.a.hash_algo,
+            ima_keys: &self.ima_ring,
+            evm_cfg: &self.evm_cfg,
+            evm_keys: self.evm_keys,
+            uuid: self.uuid,
         }
-        Ok(match (result.verdict.failure(), result.audit) {
-            (None, was) => ReportKind::Pass {
-                was: was.map(|w| (w.status, w.cause)),
-                fixed,
-            },
-            (Some(fail), _) => ReportKind::Fail {
-                status: fail.status,
-                cause: fail.cause,
-                denied: result.denied(a.mode),
-            },
-        })
     }
 }
 
-/// `ENOTSUP`/`EOPNOTSUPP` (the same value on Linux).
-fn libc_enotsup() -> i32 {
-    rustix::io::Errno::NOTSUP.raw_os_error()
+impl From<Appraisal> for ReportKind {
+    fn from(a: Appraisal) -> Self {
+        match a {
+            Appraisal::Pass { was, fixed } => ReportKind::Pass { was, fixed },
+            Appraisal::Fail {
+                status,
+                cause,
+                denied,
+            } => ReportKind::Fail {
+                status,
+                cause,
+                denied,
+            },
+        }
+    }
 }

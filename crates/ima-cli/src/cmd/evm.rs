@@ -312,51 +312,17 @@ impl MessageArgs {
     }
 }
 
-/// What EVM reads from an open file: security.evm and the listed xattrs that exist, `stat`, the generation
-/// (unless given; regular files only) and the fs UUID (unless given, and only when `cfg`
-/// hashes one).
-pub(crate) fn read_inode(
+/// What EVM reads from an open file ([`ima_engine::process::evm_inode`]), errors naming
+/// the file.
+fn read_inode(
     f: &File,
     path: &Path,
     cfg: &EvmConfig,
     generation: Option<u32>,
     uuid: Option<[u8; 16]>,
 ) -> anyhow::Result<Inode> {
-    let mut inode = Inode {
-        meta: ima_sys::inode::stat(f).with_context(|| format!("{}: stat", path.display()))?,
-        ..Inode::default()
-    };
-    let names = cfg.xattrs.entries().iter().map(|x| x.name.as_str());
-    for name in names.chain([evm::XATTR_EVM]) {
-        if let Some(v) = ima_sys::xattr::get(f, name)
-            .with_context(|| format!("{}: reading {name}", path.display()))?
-        {
-            inode.xattrs.insert(name.to_owned(), v);
-        }
-    }
-    inode.meta.generation = match generation {
-        Some(g) => g,
-        None if inode.meta.mode & 0o170000 == 0o100000 => ima_sys::inode::generation(f.as_fd())
-            .with_context(|| {
-                format!(
-                    "{}: cannot read the generation (FS_IOC_GETVERSION); pass --generation",
-                    path.display()
-                )
-            })?,
-        None => 0,
-    };
-    if cfg.fsuuid {
-        inode.fs_uuid = match uuid {
-            Some(u) => u,
-            None => ima_sys::inode::fs_uuid(f.as_fd()).with_context(|| {
-                format!(
-                    "{}: cannot read the filesystem UUID (FS_IOC_GETFSUUID); pass --uuid=UUID",
-                    path.display()
-                )
-            })?,
-        };
-    }
-    Ok(inode)
+    ima_engine::process::evm_inode(f, cfg, generation, uuid)
+        .with_context(|| format!("{}", path.display()))
 }
 
 fn key_password(pass: &Option<String>) -> Option<Vec<u8>> {
