@@ -184,6 +184,16 @@ pub struct UnknownAlgoName(pub String);
 #[error("hash algorithm {0} is not supported")]
 pub struct UnsupportedAlgo(pub HashAlgo);
 
+/// Why [`Digest::extend`] could not extend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtendError {
+    #[error("cannot extend a {bank} PCR with a {digest} digest")]
+    BankMismatch { bank: HashAlgo, digest: HashAlgo },
+    #[error("cannot extend a PCR: {0}")]
+    Unsupported(#[from] UnsupportedAlgo),
+}
+
 /// A digest of at most [`MAX_DIGEST_SIZE`] bytes, with its algorithm. Dereferences to the
 /// digest bytes; no heap allocation.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -220,6 +230,55 @@ impl Digest {
     /// An all-0xff digest of `algo` (what a violation extends).
     pub fn ones(algo: HashAlgo) -> Option<Self> {
         Self::new(algo, &[0xff; MAX_DIGEST_SIZE][..algo.digest_len()?])
+    }
+
+    /// `H_bank(self || new)`: the value a PCR of this digest's bank holding `self` takes when
+    /// `new` is extended into it (`TPM2_PCR_Extend`, which `ima_pcr_extend` calls). The one
+    /// extend of the workspace: replay, the software bank and recovery all use it. A digest
+    /// of another bank, or a bank this crate cannot compute, is an error.
+    pub fn extend(&self, new: &Digest) -> Result<Digest, ExtendError> {
+        if new.algo != self.algo {
+            return Err(ExtendError::BankMismatch {
+                bank: self.algo,
+                digest: new.algo,
+            });
+        }
+        // The two banks every TPM has, without `Hasher`'s dispatch (replay runs this once
+        // per entry and bank).
+        Ok(match self.algo {
+            HashAlgo::SHA1 => Self::of_output(
+                self.algo,
+                &sha1::Sha1::new()
+                    .chain_update(self)
+                    .chain_update(new)
+                    .finalize(),
+            ),
+            HashAlgo::SHA256 => Self::of_output(
+                self.algo,
+                &sha2::Sha256::new()
+                    .chain_update(self)
+                    .chain_update(new)
+                    .finalize(),
+            ),
+            _ => self
+                .algo
+                .hasher()?
+                .chain(self.as_bytes())
+                .chain(new.as_bytes())
+                .finalize(),
+        })
+    }
+
+    /// A hash function's output (at most [`MAX_DIGEST_SIZE`] bytes by construction).
+    fn of_output(algo: HashAlgo, out: &[u8]) -> Self {
+        let mut d = Self {
+            algo,
+            len: 0,
+            bytes: [0; MAX_DIGEST_SIZE],
+        };
+        d.bytes[..out.len()].copy_from_slice(out);
+        d.len = out.len() as u8; // every supported digest is at most 64 bytes
+        d
     }
 
     pub fn algo(&self) -> HashAlgo {
@@ -315,13 +374,7 @@ impl Hasher {
 
     pub fn finalize(self) -> Digest {
         let algo = self.algo;
-        each_inner!(self.inner, h => {
-            let out = h.finalize();
-            let mut d = Digest { algo, len: 0, bytes: [0; MAX_DIGEST_SIZE] };
-            d.bytes[..out.len()].copy_from_slice(&out);
-            d.len = out.len() as u8; // every supported digest is at most 64 bytes
-            d
-        })
+        each_inner!(self.inner, h => Digest::of_output(algo, &h.finalize()))
     }
 }
 
@@ -346,6 +399,42 @@ impl std::io::Write for Hasher {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extend_is_h_of_old_and_new_and_refuses_what_it_cannot_compute() {
+        // Expected values from Python's hashlib: sha256(32 zero bytes || sha256("abc")), and
+        // the same in sha1.
+        for (algo, want) in [
+            (
+                HashAlgo::SHA256,
+                "589f9ffed4c477966bfb8d41f37895b08c69047df8f911d6f3b57fbe08faee8d",
+            ),
+            (HashAlgo::SHA1, "ccd5bd41458de644ac34a2478b58ff819bef5acf"),
+        ] {
+            let new = algo.digest(b"abc").unwrap();
+            assert_eq!(
+                Digest::zero(algo).unwrap().extend(&new).unwrap().to_hex(),
+                want
+            );
+        }
+        let sha1 = HashAlgo::SHA1.digest(b"abc").unwrap();
+        let zero256 = Digest::zero(HashAlgo::SHA256).unwrap();
+        assert_eq!(
+            zero256.extend(&sha1),
+            Err(ExtendError::BankMismatch {
+                bank: HashAlgo::SHA256,
+                digest: HashAlgo::SHA1
+            })
+        );
+        // A bank this crate knows the size of but cannot compute (RIPEMD-160): an error, never
+        // the old value kept.
+        let rmd = HashAlgo::RIPE_MD_160;
+        let old = Digest::new(rmd, &[0; 20]).unwrap();
+        assert_eq!(
+            old.extend(&old),
+            Err(ExtendError::Unsupported(UnsupportedAlgo(rmd)))
+        );
+    }
 
     #[test]
     fn names_round_trip() {

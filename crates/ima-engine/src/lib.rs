@@ -127,6 +127,8 @@ pub enum EngineError {
     },
     #[error(transparent)]
     Tpm(#[from] ima_tpm::TpmError),
+    #[error(transparent)]
+    Extend(#[from] ima_core::hash::ExtendError),
     #[error("template: {0}")]
     Template(String),
     #[error("{path}:{line}: {why}")]
@@ -776,7 +778,7 @@ impl Scan {
         for (k, e) in entries.iter().enumerate() {
             let pi = pcrs.binary_search(&e.pcr).unwrap_or(0);
             for (bi, d) in ext[k].iter().enumerate() {
-                state[bi][pi] = ima_tpm::extend_value(&state[bi][pi], d);
+                state[bi][pi] = state[bi][pi].extend(d)?;
             }
             if state == tpm_vals {
                 matched = Some((k + 1, ends[k]));

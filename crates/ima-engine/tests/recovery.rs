@@ -37,10 +37,9 @@ fn replays(dir: &Path) -> bool {
     [HashAlgo::SHA1, HashAlgo::SHA256].iter().all(|b| {
         let mut v = ima_core::hash::Digest::zero(*b).unwrap();
         for e in &entries {
-            v = ima_tpm::extend_value(
-                &v,
-                &e.extend_value(*b, ima_core::codec::Endian::Little).unwrap(),
-            );
+            v = v
+                .extend(&e.extend_value(*b, ima_core::codec::Endian::Little).unwrap())
+                .unwrap();
         }
         s.pcr_read(*b, &[10]).unwrap()[0] == v
     })
@@ -232,11 +231,12 @@ fn a_list_on_the_device_backend() {
     assert_eq!(entries.len(), 3);
     let mut v = ima_core::hash::Digest::zero(HashAlgo::SHA256).unwrap();
     for en in &entries {
-        v = ima_tpm::extend_value(
-            &v,
-            &en.extend_value(HashAlgo::SHA256, ima_core::codec::Endian::Little)
-                .unwrap(),
-        );
+        v = v
+            .extend(
+                &en.extend_value(HashAlgo::SHA256, ima_core::codec::Endian::Little)
+                    .unwrap(),
+            )
+            .unwrap();
     }
     assert_eq!(e.tpm().pcr_read(HashAlgo::SHA256, &[10]).unwrap(), vec![v]);
     let record = std::fs::read_to_string(d.path().join(".engine/boot")).unwrap();

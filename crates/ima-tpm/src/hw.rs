@@ -5,6 +5,7 @@
 //! session (`TPM_RS_PW`), as the kernel uses for PCR_Extend.
 
 use ima_core::hash::{Digest, HashAlgo};
+use ima_core::log::replay::PcrBank;
 use tpm2_protocol::TpmWriter;
 use tpm2_protocol::basic::{TpmBuffer, TpmUint32};
 use tpm2_protocol::data::{
@@ -22,7 +23,7 @@ use tpm2_protocol::frame::{
     tpm_marshal_command,
 };
 
-use crate::quote::{AkPublic, PcrValues, Quote};
+use crate::quote::{AkPublic, Quote};
 use crate::transport::Transport;
 use crate::{NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
 
@@ -333,13 +334,17 @@ impl<T: Transport> Tpm for HwTpm<T> {
             let mut last = None;
             for _ in 0..5 {
                 let (attest, signature) = self.quote_with(handle, nonce, selection)?;
-                let mut pcrs = PcrValues::new();
+                let mut pcrs = Vec::new();
                 for (bank, idx) in selection {
                     let mut sorted = idx.clone();
                     sorted.sort_unstable();
                     sorted.dedup();
                     let vals = self.pcr_read(*bank, &sorted)?;
-                    pcrs.push((*bank, sorted.into_iter().zip(vals).collect()));
+                    let mut values = PcrBank::new(*bank);
+                    for (i, v) in sorted.into_iter().zip(vals) {
+                        values.set(i, v);
+                    }
+                    pcrs.push(values);
                 }
                 let q = Quote {
                     attest,

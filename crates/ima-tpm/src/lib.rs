@@ -134,6 +134,8 @@ pub enum TpmError {
     BadPcr(u32),
     #[error("extend needs one digest per allocated bank ({expected}), got {got}")]
     BankMismatch { expected: String, got: String },
+    #[error(transparent)]
+    Extend(#[from] ima_core::hash::ExtendError),
     #[error("{0}")]
     Unsupported(String),
     #[error("software PCR file {path} is corrupt at byte {offset}: {why}")]
@@ -183,15 +185,4 @@ pub(crate) fn digests_per_bank(
                 .ok_or_else(mismatch)
         })
         .collect()
-}
-
-/// `H_bank(old || new)`: what PCR_Extend computes.
-pub fn extend_value(old: &Digest, new: &Digest) -> Digest {
-    let algo = old.algo();
-    match algo.hasher() {
-        Ok(h) => h.chain(old.as_bytes()).chain(new.as_bytes()).finalize(),
-        // The software bank and the replay only ever hold banks we can compute; an unknown
-        // bank is rejected when it is opened, so this arm keeps the old value unchanged.
-        Err(_) => *old,
-    }
 }

@@ -31,9 +31,6 @@ const ALG_RSASSA: u16 = 0x0014;
 const ALG_RSAPSS: u16 = 0x0016;
 const ALG_ECDSA: u16 = 0x0018;
 
-/// PCR values by bank, each with its indexes ascending (the order of a PCR selection).
-pub type PcrValues = Vec<(HashAlgo, Vec<(u32, Digest)>)>;
-
 /// The public part of an attestation key, as DER SubjectPublicKeyInfo.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AkPublic {
@@ -149,17 +146,15 @@ pub struct Quote {
     /// The `TPMT_SIGNATURE` bytes.
     pub signature: Vec<u8>,
     pub ak: AkPublic,
-    /// The PCR values the quote covers (read right after quoting; the digest must match).
-    pub pcrs: PcrValues,
+    /// The PCR values the quote covers, one bank per selection in selection order (read
+    /// right after quoting; the digest must match).
+    pub pcrs: Vec<PcrBank>,
 }
 
 impl Quote {
     /// The PCR values concatenated in selection order (`tpm2_quote -o FILE -F values`).
     pub fn pcrs_values_bytes(&self) -> Vec<u8> {
-        self.pcrs
-            .iter()
-            .flat_map(|(_, v)| v.iter().flat_map(|(_, d)| d.as_bytes().to_vec()))
-            .collect()
+        values_bytes(&self.pcrs)
     }
 
     /// Whether the attested PCR digest equals the digest of [`Quote::pcrs`].
@@ -310,12 +305,12 @@ impl Attest {
 
     /// Splits a `values`-format PCR file (digests concatenated in selection order) by this
     /// quote's selection.
-    pub fn split_pcr_values(&self, values: &[u8]) -> Result<PcrValues, TpmError> {
+    pub fn split_pcr_values(&self, values: &[u8]) -> Result<Vec<PcrBank>, TpmError> {
         let mut off = 0;
-        let mut out = PcrValues::new();
+        let mut out = Vec::new();
         for (bank, pcrs) in &self.selection {
             let n = bank.digest_len().unwrap_or(0);
-            let mut v = Vec::new();
+            let mut v = PcrBank::new(*bank);
             for &p in pcrs {
                 let d = values
                     .get(off..off + n)
@@ -324,10 +319,10 @@ impl Attest {
                         what: "PCR values file",
                         detail: format!("{bank} PCR {p}: {n} bytes needed at byte offset {off}"),
                     })?;
-                v.push((p, d));
+                v.set(p, d);
                 off += n;
             }
-            out.push((*bank, v));
+            out.push(v);
         }
         if off != values.len() {
             return Err(TpmError::Protocol {
@@ -361,20 +356,8 @@ impl QuoteCheck {
     /// What the quote says, for [`ima_core::attest::verify`]: these checks' outcomes, the
     /// clock info and `pcrs` (the values checked against the digest; the PCR digest counts
     /// as failed when none were given).
-    pub fn quoted(&self, pcrs: Option<&PcrValues>) -> ima_core::attest::Quoted {
-        let banks = pcrs
-            .map(|p| {
-                p.iter()
-                    .map(|(algo, values)| {
-                        let mut b = PcrBank::new(*algo);
-                        for (i, d) in values {
-                            b.set(*i, *d);
-                        }
-                        b
-                    })
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub fn quoted(&self, pcrs: Option<&[PcrBank]>) -> ima_core::attest::Quoted {
+        let banks = pcrs.map(<[PcrBank]>::to_vec).unwrap_or_default();
         ima_core::attest::Quoted {
             signature_ok: self.signature_ok,
             nonce_ok: self.nonce_ok,
@@ -393,20 +376,17 @@ pub fn verify(
     attest: &[u8],
     signature: &[u8],
     nonce: &[u8],
-    pcrs: Option<&PcrValues>,
+    pcrs: Option<&[PcrBank]>,
 ) -> Result<QuoteCheck, TpmError> {
     let a = Attest::parse(attest)?;
     let signature_ok = verify_signature(ak, attest, signature)?;
     let nonce_ok = a.extra_data == nonce;
     let pcrs_ok = pcrs.map(|p| {
         let same_selection = p.len() == a.selection.len()
-            && p.iter().zip(&a.selection).all(|((b1, v), (b2, idx))| {
-                b1 == b2 && v.iter().map(|(i, _)| *i).eq(idx.iter().copied())
+            && p.iter().zip(&a.selection).all(|(bank, (algo, idx))| {
+                bank.algo() == *algo && bank.iter().map(|(i, _)| i).eq(idx.iter().copied())
             });
-        let vals: Vec<u8> = p
-            .iter()
-            .flat_map(|(_, v)| v.iter().flat_map(|(_, d)| d.as_bytes().to_vec()))
-            .collect();
+        let vals = values_bytes(p);
         same_selection
             && a.pcr_digest_algo()
                 .and_then(|algo| algo.digest(&vals).ok())
@@ -510,6 +490,14 @@ pub fn parse_selection(s: &str) -> Result<Vec<(HashAlgo, Vec<u32>)>, TpmError> {
         out.push((bank, pcrs));
     }
     Ok(out)
+}
+
+/// PCR values concatenated bank by bank, indexes ascending (`tpm2_quote -F values`).
+fn values_bytes(banks: &[PcrBank]) -> Vec<u8> {
+    banks
+        .iter()
+        .flat_map(|b| b.iter().flat_map(|(_, d)| d.as_bytes().to_vec()))
+        .collect()
 }
 
 fn hex_str(b: &[u8]) -> String {

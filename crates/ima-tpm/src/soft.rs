@@ -28,7 +28,7 @@ use ima_core::hash::{Digest, HashAlgo};
 use ima_sys::statedir::Dir;
 
 use crate::quote::{AkPublic, Quote};
-use crate::{NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank, extend_value};
+use crate::{NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
 
 const MAGIC: &[u8] = b"ima-soft-pcrs v2\n";
 const MAGIC_V1: &[u8] = b"ima-soft-pcrs v1\n";
@@ -183,7 +183,7 @@ impl Tpm for SoftPcrs {
         let ordered = digests_per_bank(&BANKS, digests)?;
         for (bi, d) in ordered.iter().enumerate() {
             let slot = &mut self.pcrs[bi][pcr as usize];
-            *slot = extend_value(slot, d);
+            *slot = slot.extend(d)?;
         }
         self.dirty = true;
         Ok(())

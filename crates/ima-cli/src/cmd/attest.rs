@@ -148,18 +148,7 @@ fn quote_cmd(
     // has a prefix whose replay is the quoted PCRs: that prefix is what the quote covers.
     let q = tpm.quote(&nonce, &selection)?;
     let list = std::fs::read(&journal).with_context(|| format!("{}: read", journal.display()))?;
-    let quoted: Vec<PcrBank> = q
-        .pcrs
-        .iter()
-        .map(|(algo, v)| {
-            let mut b = PcrBank::new(*algo);
-            for (i, d) in v {
-                b.set(*i, *d);
-            }
-            b
-        })
-        .collect();
-    let end = covered_prefix(&list, &quoted).with_context(|| {
+    let end = covered_prefix(&list, &q.pcrs).with_context(|| {
         format!(
             "{}: no prefix of the list replays to the quoted PCRs (was the TPM extended by \
              someone else, or is this the list of another TPM?)",

@@ -144,7 +144,7 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
                 ),
                 None => None,
             };
-            let c = quote::verify(&ak_pub, &attest, &signature, &nonce, pcrs.as_ref())
+            let c = quote::verify(&ak_pub, &attest, &signature, &nonce, pcrs.as_deref())
                 .with_context(|| sig.display().to_string())?;
             let yes = |b: bool| if b { "ok" } else { "FAILED" };
             println!("signature: {}", yes(c.signature_ok));
@@ -160,9 +160,9 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
                 );
             }
             if let Some(p) = &pcrs {
-                for (b, v) in p {
-                    for (i, d) in v {
-                        println!("  {b} {i:2}: {}", d.to_hex());
+                for bank in p {
+                    for (i, d) in bank.iter() {
+                        println!("  {} {i:2}: {}", bank.algo(), d.to_hex());
                     }
                 }
             }

@@ -539,7 +539,7 @@ pub fn replay_from<E: ReplayEntry>(
                 &suspects,
             )
         })
-        .collect();
+        .collect::<Result<_, _>>()?;
 
     Ok(Replay {
         banks: replays,
@@ -575,14 +575,11 @@ fn chain<E: ReplayEntry>(
     expected: Option<&PcrBank>,
     initial: Option<&PcrBank>,
     suspects: &[usize],
-) -> BankReplay {
+) -> Result<BankReplay, UnsupportedAlgo> {
     let mut states: Vec<PcrState> = Vec::new();
     // PCR index → position in `states`, for the common small indexes.
     let mut small = [usize::MAX; 32];
     let zero = Digest::zero(algo);
-    let mut buf = [0u8; 2 * crate::hash::MAX_DIGEST_SIZE];
-    let mut hasher = BankHasher::new(algo);
-    let mut next = [0u8; crate::hash::MAX_DIGEST_SIZE];
     for (i, e) in entries.iter().enumerate() {
         let pcr = e.pcr();
         let s = match small.get(pcr as usize).copied() {
@@ -619,14 +616,11 @@ fn chain<E: ReplayEntry>(
             st.first_unmatchable = Some(i);
             st.matched_now = false;
         }
-        let len = v.len;
-        let value = &v.chunks[i / CHUNK].0[(i % CHUNK) * v.stride + v.off..][..len];
-        buf[..len].copy_from_slice(&st.value);
-        buf[len..2 * len].copy_from_slice(value);
-        hasher.digest_into(|f| f(&buf[..2 * len]), &mut next[..len]);
-        if let Some(d) = Digest::new(algo, &next[..len]) {
-            st.value = d;
-        }
+        let value = &v.chunks[i / CHUNK].0[(i % CHUNK) * v.stride + v.off..][..v.len];
+        // `value` is an `algo` digest (its length is `algo`'s), so only an algorithm this
+        // crate cannot compute fails here, and `replay` refused those before hashing.
+        let value = Digest::new(algo, value).ok_or(UnsupportedAlgo(algo))?;
+        st.value = st.value.extend(&value).map_err(|_| UnsupportedAlgo(algo))?;
         st.entries += 1;
         if st.expected.as_ref() == Some(&st.value) {
             st.last_match = Some(i);
@@ -645,7 +639,7 @@ fn chain<E: ReplayEntry>(
         }
     }
     states.sort_by_key(|s| s.index);
-    BankReplay {
+    Ok(BankReplay {
         algo,
         pcrs: states
             .into_iter()
@@ -658,7 +652,7 @@ fn chain<E: ReplayEntry>(
                 first_unmatchable: s.first_unmatchable,
             })
             .collect(),
-    }
+    })
 }
 
 /// boot_aggregate over `bank`: `H(PCR0 || ... || PCR7)`, and for any bank other than sha1
