@@ -29,12 +29,14 @@
 
 mod key;
 mod pem;
+pub mod v1;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use key::{
     Certificate, Curve, KeyAlgorithm, KeyError, Keyring, PrivateKey, PublicKey, SignError,
+    digest_info_prefix,
 };
 
 use crate::codec::{Codec, DecodeError, DecodeErrorKind, Reader};

@@ -123,6 +123,7 @@ impl HashAlgo {
         let inner = match self {
             Self::MD5 => Inner::Md5(md5::Md5::new()),
             Self::SHA1 => Inner::Sha1(sha1::Sha1::new()),
+            Self::RIPE_MD_160 => Inner::Rmd160(ripemd::Ripemd160::new()),
             Self::SHA224 => Inner::Sha224(sha2::Sha224::new()),
             Self::SHA256 => Inner::Sha256(sha2::Sha256::new()),
             Self::SHA384 => Inner::Sha384(sha2::Sha384::new()),
@@ -332,6 +333,7 @@ pub struct Hasher {
 enum Inner {
     Md5(md5::Md5),
     Sha1(sha1::Sha1),
+    Rmd160(ripemd::Ripemd160),
     Sha224(sha2::Sha224),
     Sha256(sha2::Sha256),
     Sha384(sha2::Sha384),
@@ -346,6 +348,7 @@ macro_rules! each_inner {
         match $inner {
             Inner::Md5($h) => $body,
             Inner::Sha1($h) => $body,
+            Inner::Rmd160($h) => $body,
             Inner::Sha224($h) => $body,
             Inner::Sha256($h) => $body,
             Inner::Sha384($h) => $body,
@@ -467,6 +470,11 @@ mod tests {
         let cases = [
             (HashAlgo::MD5, "900150983cd24fb0d6963f7d28e17f72"),
             (HashAlgo::SHA1, "a9993e364706816aba3e25717850c26c9cd0d89d"),
+            // RIPEMD-160 test vector (Dobbertin, Bosselaers, Preneel: "abc").
+            (
+                HashAlgo::RIPE_MD_160,
+                "8eb208f7e05d987a9b044a8e98c6b087f15a0bfc",
+            ),
             (
                 HashAlgo::SHA224,
                 "23097d223405d8228642a477bda255b32aadbce4bda0b3f7e36c9da7",

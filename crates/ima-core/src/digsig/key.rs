@@ -1,6 +1,12 @@
 //! Public keys, X.509 certificates, keyrings and private keys, with aws-lc-rs doing the
 //! prehashed RSA PKCS#1 v1.5 and ECDSA operations (the kernel's `public_key_verify_signature`
 //! on the digest, `EVP_PKEY_sign` with a digest in evmctl).
+//!
+//! What aws-lc-rs refuses and the kernel and evmctl accept goes to RustCrypto: RSA keys of
+//! 1024 to 2047 bits and RSA with md5, sha224, rmd160 or sha3 digests (`rsa`, PKCS#1 v1.5
+//! with the DigestInfo of [`digest_info_prefix`]), the raw PKCS#1 block of v1 signatures,
+//! and ECDSA on P-192 (`p192`). One scheme, two engines: the choice is by key size and
+//! digest only, and both produce the same bytes (PKCS#1 v1.5 is deterministic).
 
 use std::fmt;
 
@@ -9,6 +15,11 @@ use aws_lc_rs::encoding::AsDer;
 use aws_lc_rs::signature::{self as lc, KeyPair as _, ParsedPublicKey};
 use der::{Decode, Encode};
 use x509_cert::ext::pkix::SubjectKeyIdentifier;
+
+use p192::ecdsa::signature::hazmat::PrehashVerifier as _;
+use p192::pkcs8::DecodePrivateKey as _;
+use rsa::pkcs8::DecodePublicKey as _;
+use rsa::traits::PublicKeyParts as _;
 
 use super::pem;
 use super::{KeyId, Verifier, VerifyError};
@@ -22,10 +33,47 @@ const OID_P256: der::oid::ObjectIdentifier =
     der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
 const OID_P384: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.34");
 const OID_P521: der::oid::ObjectIdentifier = der::oid::ObjectIdentifier::new_unwrap("1.3.132.0.35");
+const OID_P192: der::oid::ObjectIdentifier =
+    der::oid::ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.1");
 
-/// A NIST curve the kernel's `ecdsa-nist-*` drivers accept (P-521 since Linux 6.10).
+/// The DER `DigestInfo` prefix PKCS#1 v1.5 puts before a digest of `algo` (RFC 8017 §9.2;
+/// the kernel's `rsa-pkcs1pad` tables): `SEQUENCE { SEQUENCE { OID, NULL }, OCTET STRING }`
+/// up to the digest bytes. `None` for algorithms without an RSA DigestInfo OID here.
+pub fn digest_info_prefix(algo: HashAlgo) -> Option<Vec<u8>> {
+    let oid = match algo {
+        HashAlgo::MD5 => "1.2.840.113549.2.5",
+        HashAlgo::SHA1 => "1.3.14.3.2.26",
+        HashAlgo::RIPE_MD_160 => "1.3.36.3.2.1",
+        HashAlgo::SHA224 => "2.16.840.1.101.3.4.2.4",
+        HashAlgo::SHA256 => "2.16.840.1.101.3.4.2.1",
+        HashAlgo::SHA384 => "2.16.840.1.101.3.4.2.2",
+        HashAlgo::SHA512 => "2.16.840.1.101.3.4.2.3",
+        _ => return None,
+    };
+    let oid = der::oid::ObjectIdentifier::new(oid).ok()?;
+    let oid = oid.as_bytes();
+    let dlen = algo.digest_len()?;
+    // Every length here is below 128, so each DER length is one byte.
+    let alg_id_len = 2 + oid.len() + 2;
+    let total = 2 + alg_id_len + 2 + dlen;
+    let mut p = vec![
+        0x30,
+        u8::try_from(total).ok()?,
+        0x30,
+        u8::try_from(alg_id_len).ok()?,
+    ];
+    p.extend_from_slice(&[0x06, u8::try_from(oid.len()).ok()?]);
+    p.extend_from_slice(oid);
+    p.extend_from_slice(&[0x05, 0x00, 0x04, u8::try_from(dlen).ok()?]);
+    Some(p)
+}
+
+/// A NIST curve the kernel's `ecdsa-nist-*` drivers accept (P-192 and P-256 since Linux
+/// 5.13, P-384 since 5.15, P-521 since 6.10).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Curve {
+    /// prime192v1 (secp192r1): legacy, but evmctl's test keys use it; RustCrypto `p192`.
+    P192,
     P256,
     P384,
     P521,
@@ -38,6 +86,7 @@ impl Curve {
     /// handle every hash (ECDSA signs the integer, not the hash name).
     fn digest_len(self) -> usize {
         match self {
+            Self::P192 => 24,
             Self::P256 => 32,
             Self::P384 => 48,
             Self::P521 => 64,
@@ -46,7 +95,8 @@ impl Curve {
 
     fn lc_digest(self) -> &'static lc_digest::Algorithm {
         match self {
-            Self::P256 => &lc_digest::SHA256,
+            // Only used for aws-lc-rs curves; P-192 keys never reach aws-lc-rs.
+            Self::P192 | Self::P256 => &lc_digest::SHA256,
             Self::P384 => &lc_digest::SHA384,
             Self::P521 => &lc_digest::SHA512,
         }
@@ -54,7 +104,7 @@ impl Curve {
 
     fn verify_alg(self) -> &'static lc::EcdsaVerificationAlgorithm {
         match self {
-            Self::P256 => &lc::ECDSA_P256_SHA256_ASN1,
+            Self::P192 | Self::P256 => &lc::ECDSA_P256_SHA256_ASN1,
             Self::P384 => &lc::ECDSA_P384_SHA384_ASN1,
             Self::P521 => &lc::ECDSA_P521_SHA512_ASN1,
         }
@@ -62,7 +112,7 @@ impl Curve {
 
     fn sign_alg(self) -> &'static lc::EcdsaSigningAlgorithm {
         match self {
-            Self::P256 => &lc::ECDSA_P256_SHA256_ASN1_SIGNING,
+            Self::P192 | Self::P256 => &lc::ECDSA_P256_SHA256_ASN1_SIGNING,
             Self::P384 => &lc::ECDSA_P384_SHA384_ASN1_SIGNING,
             Self::P521 => &lc::ECDSA_P521_SHA512_ASN1_SIGNING,
         }
@@ -70,6 +120,13 @@ impl Curve {
 
     /// `digest` as the curve's fixed-size aws-lc-rs digest (see [`Curve::digest_len`]).
     fn normalize(self, digest: &Digest) -> Result<lc_digest::Digest, VerifyError> {
+        let (buf, n) = self.normalized_bytes(digest);
+        lc_digest::Digest::import_less_safe(&buf[..n], self.lc_digest())
+            .map_err(|_| VerifyError::UnsupportedHash(digest.algo()))
+    }
+
+    /// The digest as the integer ECDSA signs, in [`Curve::digest_len`] bytes.
+    fn normalized_bytes(self, digest: &Digest) -> ([u8; 64], usize) {
         let n = self.digest_len();
         let mut buf = [0u8; 64];
         let d = digest.as_bytes();
@@ -78,10 +135,10 @@ impl Curve {
         } else {
             buf[n - d.len()..n].copy_from_slice(d);
         }
-        lc_digest::Digest::import_less_safe(&buf[..n], self.lc_digest())
-            .map_err(|_| VerifyError::UnsupportedHash(digest.algo()))
+        (buf, n)
     }
 
+    /// The curves aws-lc-rs handles.
     fn all() -> [Self; 3] {
         [Self::P256, Self::P384, Self::P521]
     }
@@ -90,6 +147,7 @@ impl Curve {
 impl fmt::Display for Curve {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            Self::P192 => "P-192",
             Self::P256 => "P-256",
             Self::P384 => "P-384",
             Self::P521 => "P-521",
@@ -161,10 +219,18 @@ pub struct PublicKey {
 
 #[derive(Clone)]
 enum Parsed {
-    /// One parsed key per digest aws-lc-rs verifies with PKCS#1 v1.5: sha1, sha256, sha384,
-    /// sha512 (the algorithm is part of its parameters).
-    Rsa(Box<[ParsedPublicKey; 4]>),
+    Rsa(Box<RsaPublic>),
     Ec(Curve, ParsedPublicKey),
+    P192(Box<p192::ecdsa::VerifyingKey>),
+}
+
+#[derive(Clone)]
+struct RsaPublic {
+    /// One parsed key per digest aws-lc-rs verifies with PKCS#1 v1.5: sha1, sha256, sha384,
+    /// sha512 (the algorithm is part of its parameters); `None` below 2048 bits.
+    fast: Option<[ParsedPublicKey; 4]>,
+    /// Everything else (1024 bits and up, any digest with a DigestInfo, v1's raw block).
+    soft: rsa::PublicKey,
 }
 
 const RSA_HASHES: [HashAlgo; 4] = [
@@ -203,27 +269,40 @@ impl PublicKey {
         let oid = info.algorithm.oid;
         let reject = |what: &str| KeyError::Unsupported(what.to_owned());
         if oid == OID_RSA {
+            let soft = rsa::PublicKey::from_public_key_der(spki).map_err(|e| {
+                KeyError::Unsupported(format!("RSA key rejected (1024 to 8192 bits only): {e}"))
+            })?;
+            let bits = soft.size() * 8;
             let mut keys = Vec::with_capacity(4);
-            for h in RSA_HASHES {
-                let (params, _) = rsa_lc(h).ok_or_else(|| reject("RSA hash"))?;
-                keys.push(ParsedPublicKey::new(params, spki).map_err(|e| {
-                    KeyError::Unsupported(format!("RSA key rejected (2048 to 8192 bits only): {e}"))
-                })?);
+            // aws-lc-rs parses smaller keys but refuses them when verifying.
+            for h in RSA_HASHES.iter().copied().filter(|_| bits >= 2048) {
+                let Some((params, _)) = rsa_lc(h) else { break };
+                match ParsedPublicKey::new(params, spki) {
+                    Ok(k) => keys.push(k),
+                    Err(_) => break,
+                }
             }
-            let bits = lc::RsaParameters::public_modulus_len(info.subject_public_key.raw_bytes())
-                .map_err(|_| reject("RSA public key"))? as usize;
-            let keys: [ParsedPublicKey; 4] =
-                keys.try_into().map_err(|_| reject("RSA public key"))?;
+            let fast: Option<[ParsedPublicKey; 4]> = keys.try_into().ok();
             Ok(Self {
                 algorithm: KeyAlgorithm::Rsa { bits },
                 spki: spki.to_vec(),
-                parsed: Parsed::Rsa(Box::new(keys)),
+                parsed: Parsed::Rsa(Box::new(RsaPublic { fast, soft })),
             })
         } else if oid == OID_EC {
             let curve_oid = info
                 .algorithm
                 .parameters_oid()
                 .map_err(|_| reject("EC key without a named curve"))?;
+            if curve_oid == OID_P192 {
+                let key =
+                    p192::ecdsa::VerifyingKey::from_sec1_bytes(info.subject_public_key.raw_bytes())
+                        .map_err(|e| KeyError::Unsupported(format!("EC key rejected: {e}")))?;
+                return Ok(Self {
+                    algorithm: KeyAlgorithm::Ecdsa(Curve::P192),
+                    spki: spki.to_vec(),
+                    parsed: Parsed::P192(Box::new(key)),
+                });
+            }
             let curve = match curve_oid {
                 o if o == OID_P256 => Curve::P256,
                 o if o == OID_P384 => Curve::P384,
@@ -240,6 +319,22 @@ impl PublicKey {
         } else {
             Err(KeyError::Unsupported(format!("public key algorithm {oid}")))
         }
+    }
+
+    /// A public key from a file: PEM `PUBLIC KEY` (SubjectPublicKeyInfo, what `openssl pkey
+    /// -pubout` writes and evmctl's `--rsa` reads), or a certificate (DER or PEM), whose key
+    /// is taken.
+    pub fn from_pem_or_cert(bytes: &[u8]) -> Result<Self, KeyError> {
+        if pem::is_pem(bytes) {
+            let blocks = pem::blocks(bytes)?;
+            if let Some(b) = blocks.iter().find(|b| b.label == "PUBLIC KEY") {
+                return Self::from_spki_der(&b.der).map_err(|e| KeyError::Pem {
+                    line: b.line,
+                    msg: e.to_string(),
+                });
+            }
+        }
+        Ok(Certificate::parse_all(bytes)?.remove(0).key)
     }
 
     pub fn algorithm(&self) -> KeyAlgorithm {
@@ -267,23 +362,37 @@ impl PublicKey {
     }
 
     /// Checks `sig` over the prehashed `digest`: PKCS#1 v1.5 with the DigestInfo of the
-    /// digest's algorithm (sha1, sha256, sha384, sha512) for RSA; DER `SEQUENCE{r,s}`
-    /// over the digest for ECDSA (any digest up to 64 bytes).
+    /// digest's algorithm ([`digest_info_prefix`]: md5, sha1, rmd160, sha224, sha256,
+    /// sha384, sha512) for RSA; DER `SEQUENCE{r,s}` over the digest for ECDSA (any digest
+    /// up to 64 bytes).
     pub fn verify(&self, digest: &Digest, sig: &[u8]) -> Result<(), VerifyError> {
         match &self.parsed {
-            Parsed::Rsa(keys) => {
-                let i = RSA_HASHES.iter().position(|&h| h == digest.algo()).ok_or(
+            Parsed::Rsa(k) => {
+                let fast = k
+                    .fast
+                    .as_ref()
+                    .zip(RSA_HASHES.iter().position(|&h| h == digest.algo()));
+                if let Some((keys, i)) = fast {
+                    let (_, lcd) =
+                        rsa_lc(digest.algo()).ok_or(VerifyError::UnsupportedHash(digest.algo()))?;
+                    let d = lc_digest::Digest::import_less_safe(digest.as_bytes(), lcd)
+                        .map_err(|_| VerifyError::UnsupportedHash(digest.algo()))?;
+                    return keys[i]
+                        .verify_digest_sig(&d, sig)
+                        .map_err(|_| VerifyError::BadSignature);
+                }
+                let prefix = digest_info_prefix(digest.algo()).ok_or(
                     VerifyError::UnsupportedCombination {
                         key: self.algorithm,
                         hash: digest.algo(),
                     },
                 )?;
-                let (_, lcd) =
-                    rsa_lc(digest.algo()).ok_or(VerifyError::UnsupportedHash(digest.algo()))?;
-                let d = lc_digest::Digest::import_less_safe(digest.as_bytes(), lcd)
-                    .map_err(|_| VerifyError::UnsupportedHash(digest.algo()))?;
-                keys[i]
-                    .verify_digest_sig(&d, sig)
+                let scheme = rsa::Pkcs1v15Sign {
+                    hash_len: Some(digest.as_bytes().len()),
+                    prefix: prefix.into_boxed_slice(),
+                };
+                k.soft
+                    .verify(scheme, digest.as_bytes(), sig)
                     .map_err(|_| VerifyError::BadSignature)
             }
             Parsed::Ec(curve, key) => {
@@ -291,7 +400,44 @@ impl PublicKey {
                 key.verify_digest_sig(&d, sig)
                     .map_err(|_| VerifyError::BadSignature)
             }
+            Parsed::P192(key) => {
+                let (buf, n) = Curve::P192.normalized_bytes(digest);
+                let sig =
+                    p192::ecdsa::Signature::from_der(sig).map_err(|_| VerifyError::BadSignature)?;
+                key.verify_prehash(&buf[..n], &sig)
+                    .map_err(|_| VerifyError::BadSignature)
+            }
         }
+    }
+
+    /// Checks a PKCS#1 v1.5 block carrying `data` with no DigestInfo (what
+    /// `RSA_public_decrypt` checks in v1 signatures). RSA keys only.
+    pub(crate) fn verify_raw_pkcs1(&self, data: &[u8], sig: &[u8]) -> Result<(), VerifyError> {
+        let Parsed::Rsa(k) = &self.parsed else {
+            return Err(VerifyError::UnsupportedCombination {
+                key: self.algorithm,
+                hash: HashAlgo::SHA1,
+            });
+        };
+        k.soft
+            .verify(rsa::Pkcs1v15Sign::new_unprefixed(), data, sig)
+            .map_err(|_| VerifyError::BadSignature)
+    }
+
+    /// The RSA modulus and public exponent, big endian without leading zeros (`None` for
+    /// EC keys).
+    pub fn rsa_components(&self) -> Option<(Vec<u8>, Vec<u8>)> {
+        let Parsed::Rsa(k) = &self.parsed else {
+            return None;
+        };
+        let strip = |v: Vec<u8>| {
+            let z = v.iter().take_while(|&&b| b == 0).count();
+            v[z..].to_vec()
+        };
+        Some((
+            strip(k.soft.n().to_be_bytes().to_vec()),
+            strip(k.soft.e().to_be_bytes().to_vec()),
+        ))
     }
 }
 
@@ -462,8 +608,14 @@ pub struct PrivateKey {
 }
 
 enum Signer {
-    Rsa(lc::RsaKeyPair),
+    /// aws-lc-rs for 2048 bits and up with sha256/384/512 when it takes the key; RustCrypto
+    /// `rsa` (with blinding) for the rest.
+    Rsa {
+        fast: Option<lc::RsaKeyPair>,
+        soft: Box<rsa::PrivateKey>,
+    },
     Ec(Curve, lc::EcdsaKeyPair),
+    P192(Box<p192::elliptic_curve::SecretKey<p192::NistP192>>),
 }
 
 impl PrivateKey {
@@ -512,25 +664,56 @@ impl PrivateKey {
 
     /// Parses a DER private key: PKCS#8, PKCS#1 `RSAPrivateKey` or SEC1 `ECPrivateKey`.
     pub fn from_der(der: &[u8]) -> Result<Self, KeyError> {
-        if let Ok(k) = lc::RsaKeyPair::from_pkcs8(der).or_else(|_| lc::RsaKeyPair::from_der(der)) {
-            return Self::with_signer(Signer::Rsa(k));
+        use rsa::pkcs1::DecodeRsaPrivateKey as _;
+        use rsa::pkcs8::DecodePrivateKey as _;
+        let soft =
+            rsa::PrivateKey::from_pkcs8_der(der).or_else(|_| rsa::PrivateKey::from_pkcs1_der(der));
+        if let Ok(soft) = soft {
+            let fast = lc::RsaKeyPair::from_pkcs8(der)
+                .or_else(|_| lc::RsaKeyPair::from_der(der))
+                .ok()
+                .filter(|_| soft.size() >= 256);
+            return Self::with_signer(Signer::Rsa {
+                fast,
+                soft: Box::new(soft),
+            });
         }
         for curve in Curve::all() {
             if let Ok(k) = lc::EcdsaKeyPair::from_private_key_der(curve.sign_alg(), der) {
                 return Self::with_signer(Signer::Ec(curve, k));
             }
         }
+        type P192Secret = p192::elliptic_curve::SecretKey<p192::NistP192>;
+        let p192 = P192Secret::from_pkcs8_der(der).or_else(|_| P192Secret::from_sec1_der(der));
+        if let Ok(k) = p192 {
+            return Self::with_signer(Signer::P192(Box::new(k)));
+        }
         Err(KeyError::Unsupported(
-            "not an RSA (2048 to 8192 bits) or P-256/P-384/P-521 private key".into(),
+            "not an RSA (1024 to 8192 bits) or P-192/P-256/P-384/P-521 private key".into(),
         ))
     }
 
     fn with_signer(signer: Signer) -> Result<Self, KeyError> {
+        use p192::pkcs8::EncodePublicKey as _;
+        use rsa::pkcs8::EncodePublicKey as _;
+        let unencodable = || KeyError::Unsupported("cannot encode the public key".into());
         let spki = match &signer {
-            Signer::Rsa(k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
-            Signer::Ec(_, k) => k.public_key().as_der().map(|d| d.as_ref().to_vec()),
-        }
-        .map_err(|_| KeyError::Unsupported("cannot encode the public key".into()))?;
+            Signer::Rsa { soft, .. } => soft
+                .to_public_key()
+                .to_public_key_der()
+                .map(|d| d.as_bytes().to_vec())
+                .map_err(|_| unencodable())?,
+            Signer::Ec(_, k) => k
+                .public_key()
+                .as_der()
+                .map(|d| d.as_ref().to_vec())
+                .map_err(|_| unencodable())?,
+            Signer::P192(k) => k
+                .public_key()
+                .to_public_key_der()
+                .map(|d| d.as_bytes().to_vec())
+                .map_err(|_| unencodable())?,
+        };
         Ok(Self {
             signer,
             public: PublicKey::from_spki_der(&spki)?,
@@ -554,29 +737,52 @@ impl PrivateKey {
     }
 
     /// Signs the prehashed `digest` (see [`PublicKey::verify`] for the schemes). RSA can
-    /// sign sha256, sha384 and sha512 digests; ECDSA any digest of up to 64 bytes.
+    /// sign every digest with a DigestInfo ([`digest_info_prefix`]); ECDSA any digest of up
+    /// to 64 bytes.
     pub fn sign_digest(&self, digest: &Digest) -> Result<Vec<u8>, SignError> {
         match &self.signer {
-            Signer::Rsa(k) => {
-                let enc: &'static dyn lc::RsaEncoding = match digest.algo() {
-                    HashAlgo::SHA256 => &lc::RSA_PKCS1_SHA256,
-                    HashAlgo::SHA384 => &lc::RSA_PKCS1_SHA384,
-                    HashAlgo::SHA512 => &lc::RSA_PKCS1_SHA512,
-                    h => {
-                        return Err(SignError::UnsupportedCombination {
-                            key: self.algorithm(),
-                            hash: h,
-                        });
-                    }
+            Signer::Rsa { fast, soft } => {
+                let enc: Option<&'static dyn lc::RsaEncoding> = match digest.algo() {
+                    HashAlgo::SHA256 => Some(&lc::RSA_PKCS1_SHA256),
+                    HashAlgo::SHA384 => Some(&lc::RSA_PKCS1_SHA384),
+                    HashAlgo::SHA512 => Some(&lc::RSA_PKCS1_SHA512),
+                    _ => None,
                 };
-                let (_, lcd) =
-                    rsa_lc(digest.algo()).ok_or(SignError::UnsupportedHash(digest.algo()))?;
-                let d = lc_digest::Digest::import_less_safe(digest.as_bytes(), lcd)
-                    .map_err(|_| SignError::UnsupportedHash(digest.algo()))?;
-                let mut sig = vec![0u8; k.public_modulus_len()];
-                k.sign_digest(enc, &d, &mut sig)
-                    .map_err(|_| SignError::Failed)?;
-                Ok(sig)
+                if let Some((k, enc)) = fast.as_ref().zip(enc) {
+                    let (_, lcd) =
+                        rsa_lc(digest.algo()).ok_or(SignError::UnsupportedHash(digest.algo()))?;
+                    let d = lc_digest::Digest::import_less_safe(digest.as_bytes(), lcd)
+                        .map_err(|_| SignError::UnsupportedHash(digest.algo()))?;
+                    let mut sig = vec![0u8; k.public_modulus_len()];
+                    k.sign_digest(enc, &d, &mut sig)
+                        .map_err(|_| SignError::Failed)?;
+                    return Ok(sig);
+                }
+                let prefix =
+                    digest_info_prefix(digest.algo()).ok_or(SignError::UnsupportedCombination {
+                        key: self.algorithm(),
+                        hash: digest.algo(),
+                    })?;
+                let scheme = rsa::Pkcs1v15Sign {
+                    hash_len: Some(digest.as_bytes().len()),
+                    prefix: prefix.into_boxed_slice(),
+                };
+                soft.sign(scheme, digest.as_bytes())
+                    .map_err(|_| SignError::Failed)
+            }
+            Signer::P192(k) => {
+                let (buf, n) = Curve::P192.normalized_bytes(digest);
+                // A fresh random nonce per signature (as OpenSSL does for evmctl).
+                let nonce = p192::elliptic_curve::NonZeroScalar::<p192::NistP192>::random(
+                    &mut rand_core::OsRng,
+                );
+                let mut z = p192::FieldBytes::default();
+                z.copy_from_slice(&buf[..n]);
+                let d = k.to_nonzero_scalar();
+                let (sig, _) =
+                    ecdsa::hazmat::sign_prehashed::<p192::NistP192, _>(&d, *nonce.as_ref(), &z)
+                        .map_err(|_| SignError::Failed)?;
+                Ok(sig.to_der().as_bytes().to_vec())
             }
             Signer::Ec(curve, k) => {
                 let d = curve
@@ -586,6 +792,21 @@ impl PrivateKey {
                 Ok(sig.as_ref().to_vec())
             }
         }
+    }
+}
+
+impl PrivateKey {
+    /// A PKCS#1 v1.5 signature block over `data` with no DigestInfo
+    /// (`RSA_private_encrypt(RSA_PKCS1_PADDING)`, what v1 signatures carry). RSA keys only.
+    pub(crate) fn sign_raw_pkcs1(&self, data: &[u8]) -> Result<Vec<u8>, SignError> {
+        let Signer::Rsa { soft, .. } = &self.signer else {
+            return Err(SignError::UnsupportedCombination {
+                key: self.algorithm(),
+                hash: HashAlgo::SHA1,
+            });
+        };
+        soft.sign(rsa::Pkcs1v15Sign::new_unprefixed(), data)
+            .map_err(|_| SignError::Failed)
     }
 }
 

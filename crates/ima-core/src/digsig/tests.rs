@@ -162,13 +162,107 @@ fn errors_name_the_problem() {
     let mut s = sig_of(SIG_RSA_SHA256);
     s.keyid = KeyId(0x7a03a59e);
     assert_eq!(s.verify(&k, &d), Err(VerifyError::BadSignature));
-    // RSA cannot do sha224.
+    // RSA has no DigestInfo for sm3 here (the kernel's pkcs1pad has none either).
     let rsa = PrivateKey::from_pem(RSA_KEY.as_bytes(), None).unwrap();
-    let d224 = HashAlgo::SHA224.digest(DATA).unwrap();
+    let dsm3 = HashAlgo::SM3_256.digest(DATA).unwrap();
     assert!(matches!(
-        Signature::sign_v2(&rsa, rsa.keyid(), &d224),
+        Signature::sign_v2(&rsa, rsa.keyid(), &dsm3),
         Err(SignError::UnsupportedCombination { .. })
     ));
+}
+
+const RSA1024_CERT: &str = include_str!("../../../../testdata/sigs/rsa1024_x509.pem");
+const RSA1024_KEY: &str = include_str!("../../../../testdata/sigs/rsa1024_priv.pem");
+const RSA1024_PUB: &str = include_str!("../../../../testdata/sigs/rsa1024_pub.pem");
+const P192_CERT: &str = include_str!("../../../../testdata/sigs/p192_x509.pem");
+const P192_KEY: &str = include_str!("../../../../testdata/sigs/p192_priv.pem");
+
+/// evmctl 1.4's RSA-1024 signatures with legacy digests verify, and ours are the same bytes
+/// (PKCS#1 v1.5 is deterministic).
+#[test]
+fn rsa1024_legacy_digests_match_evmctl() {
+    let mut ring = Keyring::new();
+    ring.add_bytes(RSA1024_CERT.as_bytes()).unwrap();
+    let key = PrivateKey::from_pem(RSA1024_KEY.as_bytes(), None).unwrap();
+    assert_eq!(key.algorithm(), KeyAlgorithm::Rsa { bits: 1024 });
+    for (algo, file) in [
+        (
+            HashAlgo::MD5,
+            include_str!("../../../../testdata/sigs/ima-sig-rsa1024-md5.hex"),
+        ),
+        (
+            HashAlgo::SHA1,
+            include_str!("../../../../testdata/sigs/ima-sig-rsa1024-sha1.hex"),
+        ),
+        (
+            HashAlgo::SHA224,
+            include_str!("../../../../testdata/sigs/ima-sig-rsa1024-sha224.hex"),
+        ),
+        (
+            HashAlgo::RIPE_MD_160,
+            include_str!("../../../../testdata/sigs/ima-sig-rsa1024-rmd160.hex"),
+        ),
+    ] {
+        let s = sig_of(file);
+        let d = algo.digest(DATA).unwrap();
+        s.verify(&ring, &d)
+            .unwrap_or_else(|e| panic!("{algo}: {e}"));
+        let ours = Signature::sign_v2(&key, key.keyid(), &d).unwrap();
+        assert_eq!(ours, s, "{algo}");
+    }
+    // The PEM public key (no certificate) verifies too.
+    let pk = PublicKey::from_pem_or_cert(RSA1024_PUB.as_bytes()).unwrap();
+    assert_eq!(&pk, key.public_key());
+}
+
+#[test]
+fn p192_signs_and_verifies_every_hash() {
+    let mut ring = Keyring::new();
+    ring.add_bytes(P192_CERT.as_bytes()).unwrap();
+    let s = sig_of(include_str!(
+        "../../../../testdata/sigs/ima-sig-p192-sha256.hex"
+    ));
+    let d = HashAlgo::SHA256.digest(DATA).unwrap();
+    s.verify(&ring, &d).unwrap();
+    let key = PrivateKey::from_pem(P192_KEY.as_bytes(), None).unwrap();
+    assert_eq!(key.algorithm(), KeyAlgorithm::Ecdsa(Curve::P192));
+    assert_eq!(key.keyid(), s.keyid);
+    for algo in [
+        HashAlgo::MD5,
+        HashAlgo::SHA1,
+        HashAlgo::SHA224,
+        HashAlgo::SHA256,
+        HashAlgo::SHA384,
+        HashAlgo::SHA512,
+    ] {
+        let d = algo.digest(DATA).unwrap();
+        let ours = Signature::sign_v2(&key, key.keyid(), &d).unwrap();
+        ours.verify(&ring, &d).unwrap();
+        let other = algo.digest(b"other").unwrap();
+        assert_eq!(
+            ours.verify(&ring, &other),
+            Err(VerifyError::BadSignature),
+            "{algo}"
+        );
+    }
+}
+
+#[test]
+fn digest_info_prefixes_are_rfc8017s() {
+    // RFC 8017 §9.2 note 1 lists these byte strings.
+    assert_eq!(
+        hex::encode(digest_info_prefix(HashAlgo::SHA256).unwrap()),
+        "3031300d060960864801650304020105000420"
+    );
+    assert_eq!(
+        hex::encode(digest_info_prefix(HashAlgo::SHA1).unwrap()),
+        "3021300906052b0e03021a05000414"
+    );
+    assert_eq!(
+        hex::encode(digest_info_prefix(HashAlgo::MD5).unwrap()),
+        "3020300c06082a864886f70d020505000410"
+    );
+    assert_eq!(digest_info_prefix(HashAlgo::SM3_256), None);
 }
 
 #[test]
