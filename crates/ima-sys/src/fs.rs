@@ -184,3 +184,49 @@ mod tests {
         assert_eq!(cache.facts(&file, &file.metadata().unwrap()).unwrap(), f);
     }
 }
+
+/// The most a key, certificate or signature file may hold (a PEM chain of a few dozen
+/// certificates fits easily; `/dev/zero` does not).
+pub const MAX_KEY_FILE: u64 = 1 << 20;
+
+/// The most a policy, PCR or key-list text file may hold.
+pub const MAX_TEXT_FILE: u64 = 16 << 20;
+
+/// Reads a whole small file (keys, certificates, signatures, policies), refusing more than
+/// `max` bytes: the read stops at `max + 1` bytes, so `/dev/zero` or a huge file costs at most
+/// that much memory and fails with [`io::ErrorKind::FileTooLarge`] ("larger than N bytes").
+pub fn read_limited(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let f = std::fs::File::open(path)?;
+    let mut buf = Vec::new();
+    f.take(max.saturating_add(1)).read_to_end(&mut buf)?;
+    if buf.len() as u64 > max {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {max} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod read_limited_tests {
+    use super::*;
+
+    #[test]
+    fn bounded_reads() {
+        let e = read_limited(Path::new("/dev/zero"), 4096).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(e.to_string(), "larger than 4096 bytes");
+        assert!(
+            read_limited(Path::new("/dev/null"), 4096)
+                .unwrap()
+                .is_empty()
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        std::fs::write(&p, [7u8; 4096]).unwrap();
+        assert_eq!(read_limited(&p, 4096).unwrap().len(), 4096);
+        assert!(read_limited(&p, 4095).is_err());
+    }
+}
