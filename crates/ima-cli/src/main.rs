@@ -1,11 +1,16 @@
 //! `imactl`: the command-line face of ima. Thin: parsing arguments, calling the libraries,
-//! printing. Exit codes: 0 success, 1 a verification failed, 2 an error.
+//! printing. Exit codes: 0 success, 1 a verification failed, 2 an error. Invoked as
+//! `evmctl` (a link), or as `imactl evmctl ARGS...`, it is evmctl ([`evmctl`]), with
+//! evmctl's command line and exit codes.
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod cmd;
+mod evmctl;
 mod tree;
 
 /// Userspace IMA/EVM: measure, appraise, sign, verify and replay, kernel-compatible.
@@ -44,10 +49,16 @@ enum Command {
     /// reference values (ours or a Keylime runtime policy).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Be evmctl: evmctl's command line (1.4-1.6) and behaviour, e.g. `imactl evmctl
+    /// ima_sign --key K FILE`. A link named `evmctl` to imactl does the same.
+    Evmctl {
+        /// evmctl's options, command and operands.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
+        args: Vec<OsString>,
+    },
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
     // Library warnings (a busy TPM or lock being waited for, a cache rebuilt) on stderr;
     // IMACTL_LOG=debug (an EnvFilter) shows more.
     let filter = tracing_subscriber::EnvFilter::try_from_env("IMACTL_LOG")
@@ -59,6 +70,19 @@ fn main() -> ExitCode {
         .with_target(false)
         .with_ansi(false)
         .init();
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let invoked_as = args
+        .first()
+        .and_then(|a| Path::new(a).file_name())
+        .map(|n| n.to_os_string());
+    if invoked_as.as_deref() == Some("evmctl".as_ref()) {
+        return evmctl::main(&args[1..]);
+    }
+    // Before clap, so that evmctl's own `--help`, `-h` and `--version` reach evmctl mode.
+    if args.get(1).map(OsString::as_os_str) == Some("evmctl".as_ref()) {
+        return evmctl::main(&args[2..]);
+    }
+    let cli = Cli::parse_from(args);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -80,5 +104,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Appraise(a) => cmd::appraise::run(a),
         Command::Evm(c) => cmd::evm::run(c),
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Evmctl { args } => Ok(evmctl::main(&args)),
     }
 }

@@ -309,6 +309,46 @@ pub enum MessageError {
 /// `evm_calc_hmac_or_hash`'s input bytes: the included xattr values in list order, then
 /// `h_misc`, then (not for portable signatures, and only with `EVM_ATTR_FSUUID`) the fs UUID.
 pub fn message(cfg: &EvmConfig, inode: &Inode, kind: EvmKind) -> Result<Vec<u8>, MessageError> {
+    let (out, any) = build_message(cfg, inode, kind, MiscForm::Kernel)?;
+    if !any {
+        return Err(MessageError::NoXattrs);
+    }
+    Ok(out)
+}
+
+/// What evmctl (1.4 to 1.6) signs where it departs from the kernel: a file without any
+/// protected xattr is signed all the same (the kernel refuses with `-ENODATA`, so such a
+/// signature can only be checked by evmctl), and `immutable` (`evmctl sign -i`, a format no
+/// kernel verifies) replaces `h_misc` by `struct h_misc_digsig { uid_t uid; gid_t gid;
+/// unsigned short mode; }` (12 bytes with padding) and leaves the fs UUID out.
+pub fn evmctl_message(
+    cfg: &EvmConfig,
+    inode: &Inode,
+    kind: EvmKind,
+    immutable: bool,
+) -> Result<Vec<u8>, MessageError> {
+    let form = if immutable {
+        MiscForm::Immutable
+    } else {
+        MiscForm::Kernel
+    };
+    Ok(build_message(cfg, inode, kind, form)?.0)
+}
+
+/// The `h_misc` variant of a message.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum MiscForm {
+    Kernel,
+    Immutable,
+}
+
+/// The message and whether any listed xattr entered it.
+fn build_message(
+    cfg: &EvmConfig,
+    inode: &Inode,
+    kind: EvmKind,
+    form: MiscForm,
+) -> Result<(Vec<u8>, bool), MessageError> {
     let mut out = Vec::new();
     let mut any = false;
     let mut ima = false;
@@ -319,17 +359,29 @@ pub fn message(cfg: &EvmConfig, inode: &Inode, kind: EvmKind) -> Result<Vec<u8>,
             ima |= name == XATTR_IMA;
         }
     }
-    cfg.layout.encode(&inode.meta, kind, &mut out);
-    if cfg.fsuuid && kind != EvmKind::Portable {
-        out.extend_from_slice(&inode.fs_uuid);
+    match form {
+        MiscForm::Kernel => {
+            cfg.layout.encode(&inode.meta, kind, &mut out);
+            if cfg.fsuuid && kind != EvmKind::Portable {
+                out.extend_from_slice(&inode.fs_uuid);
+            }
+        }
+        MiscForm::Immutable => {
+            let e = cfg.layout.endian;
+            out.extend_from_slice(&e.u32_bytes(inode.meta.uid));
+            out.extend_from_slice(&e.u32_bytes(inode.meta.gid));
+            out.extend_from_slice(&if e == Endian::Little {
+                inode.meta.mode.to_le_bytes()
+            } else {
+                inode.meta.mode.to_be_bytes()
+            });
+            out.extend_from_slice(&[0, 0]);
+        }
     }
     if kind == EvmKind::Portable && !ima {
         return Err(MessageError::PortableWithoutIma);
     }
-    if !any {
-        return Err(MessageError::NoXattrs);
-    }
-    Ok(out)
+    Ok((out, any))
 }
 
 /// The digest a 0x03 or 0x05 signature signs: `H_algo(message)`.

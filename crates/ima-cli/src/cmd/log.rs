@@ -80,7 +80,7 @@ pub enum LogCommand {
 }
 
 /// Options describing the input list.
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 pub struct InputOpts {
     /// Bank of the input's template-digest column (default: from the file name, else sha1).
     #[arg(long)]
