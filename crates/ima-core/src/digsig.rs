@@ -264,6 +264,15 @@ impl fmt::Display for Signature {
     }
 }
 
+/// Whether signing with `algo` deserves a warning: md4, md5, sha1 (collisions found),
+/// rmd160 and sha224 (below 128-bit security). The kernel still verifies them.
+pub fn is_legacy_digest(algo: HashAlgo) -> bool {
+    matches!(
+        algo,
+        HashAlgo::MD4 | HashAlgo::MD5 | HashAlgo::SHA1 | HashAlgo::RIPE_MD_160 | HashAlgo::SHA224
+    )
+}
+
 /// `H_algo(hash_type || algo || digest)`: the hash of the used prefix of an
 /// `ima_file_id`, which a version-3 signature signs (`calc_file_id_hash`).
 pub fn file_id_hash(kind: XattrType, digest: &Digest) -> Result<Digest, UnsupportedAlgo> {

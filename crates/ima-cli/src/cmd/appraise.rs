@@ -105,7 +105,8 @@ pub fn run(a: AppraiseArgs) -> anyhow::Result<ExitCode> {
         .hmac_key
         .as_deref()
         .map(|p| -> anyhow::Result<HmacKey> {
-            let b = std::fs::read(p).with_context(|| format!("{}: cannot read", p.display()))?;
+            let b = ima_sys::fs::read_limited(p, ima_sys::fs::MAX_KEY_FILE)
+                .with_context(|| format!("{}: cannot read", p.display()))?;
             HmacKey::new(&b).with_context(|| format!("{}: bad HMAC key", p.display()))
         })
         .transpose()?;

@@ -333,15 +333,15 @@ fn key_password(pass: &Option<String>) -> Option<Vec<u8>> {
 }
 
 fn sign(a: &SignArgs) -> anyhow::Result<ExitCode> {
-    let pem =
-        std::fs::read(&a.key).with_context(|| format!("{}: cannot read key", a.key.display()))?;
+    let pem = ima_sys::fs::read_limited(&a.key, ima_sys::fs::MAX_KEY_FILE)
+        .with_context(|| format!("{}: cannot read key", a.key.display()))?;
     let key = PrivateKey::from_pem(&pem, key_password(&a.pass).as_deref())
         .with_context(|| format!("{}: bad private key", a.key.display()))?;
     let keyid = match (&a.keyid, &a.keyid_from_cert) {
         (Some(k), _) => k.parse::<KeyId>()?,
         (None, Some(c)) => {
-            let bytes =
-                std::fs::read(c).with_context(|| format!("{}: cannot read", c.display()))?;
+            let bytes = ima_sys::fs::read_limited(c, ima_sys::fs::MAX_KEY_FILE)
+                .with_context(|| format!("{}: cannot read", c.display()))?;
             Certificate::parse_all(&bytes)
                 .with_context(|| format!("{}: bad certificate", c.display()))?
                 .first()
@@ -413,8 +413,13 @@ fn sign_one(
         }
     }
     let inode = a.msg.inode(f, path, cfg)?;
-    let digest =
-        evm::signed_digest(cfg, &inode, kind, a.algo).context("building the EVM message")?;
+    let digest = evm::signed_digest(cfg, &inode, kind, a.algo).map_err(|e| match e {
+        evm::DigestError::Message(evm::MessageError::NoXattrs) => anyhow!(
+            "no EVM-protected xattr is present: the kernel would refuse this signature \
+             (-ENODATA), so it is not made (evmctl signs such files: `imactl evmctl sign`)"
+        ),
+        e => anyhow::Error::from(e).context("building the EVM message"),
+    })?;
     let sig = Signature::sign_digest(key, XattrType(kind.type_byte()), 2, keyid, &digest)
         .context("signing")?;
     emit(f, path, &sig.to_vec(), a.no_write)?;
@@ -450,8 +455,8 @@ fn hmac(a: &HmacArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn read_hmac_key(path: &Path) -> anyhow::Result<HmacKey> {
-    let bytes =
-        std::fs::read(path).with_context(|| format!("{}: cannot read HMAC key", path.display()))?;
+    let bytes = ima_sys::fs::read_limited(path, ima_sys::fs::MAX_KEY_FILE)
+        .with_context(|| format!("{}: cannot read HMAC key", path.display()))?;
     HmacKey::new(&bytes).with_context(|| format!("{}: bad HMAC key", path.display()))
 }
 

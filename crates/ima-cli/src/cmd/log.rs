@@ -222,8 +222,10 @@ fn load_pcrs(args: &[PcrsArg]) -> anyhow::Result<Vec<PcrBank>> {
         if banks.iter().any(|b| b.algo() == a.algo) {
             bail!("--pcrs {}: bank given twice", a.algo);
         }
-        let text = std::fs::read_to_string(&a.path)
+        let bytes = ima_sys::fs::read_limited(&a.path, ima_sys::fs::MAX_TEXT_FILE)
             .with_context(|| format!("{}: read", a.path.display()))?;
+        let text =
+            String::from_utf8(bytes).with_context(|| format!("{}: not text", a.path.display()))?;
         let bank = PcrBank::parse(&text, a.algo)
             .with_context(|| format!("{} ({} PCRs)", a.path.display(), a.algo))?;
         banks.push(bank);

@@ -63,8 +63,10 @@ pub struct MeasureArgs {
 pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     let policy = match (&a.policy, a.builtin) {
         (Some(p), _) => {
+            let bytes = ima_sys::fs::read_limited(p, ima_sys::fs::MAX_TEXT_FILE)
+                .with_context(|| format!("{}: read", p.display()))?;
             let text =
-                std::fs::read_to_string(p).with_context(|| format!("{}: read", p.display()))?;
+                String::from_utf8(bytes).with_context(|| format!("{}: not text", p.display()))?;
             Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
         (None, b) => BootPolicy::single(b.unwrap_or(Builtin::Tcb)).default_policy(),

@@ -173,7 +173,8 @@ fn check(file: &Path, strict_kernel: bool, signed_by: &[PathBuf]) -> anyhow::Res
     if !signed_by.is_empty() {
         let mut ring = ima_core::digsig::Keyring::new();
         for c in signed_by {
-            let der = std::fs::read(c).with_context(|| format!("{}", c.display()))?;
+            let der = ima_sys::fs::read_limited(c, ima_sys::fs::MAX_KEY_FILE)
+                .with_context(|| format!("{}", c.display()))?;
             ring.add_bytes(&der)
                 .with_context(|| format!("{}", c.display()))?;
         }

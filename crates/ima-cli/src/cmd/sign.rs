@@ -34,7 +34,8 @@ pub struct SignArgs {
     /// Key id to write (8 hex digits).
     #[arg(long)]
     pub keyid: Option<KeyId>,
-    /// Hash algorithm (kernel name). RSA: sha256, sha384, sha512; ECDSA: any.
+    /// Hash algorithm (kernel name). RSA: md5, sha1, rmd160, sha224, sha256, sha384, sha512;
+    /// ECDSA: any. md5, sha1, rmd160 and sha224 are legacy (a warning).
     #[arg(short = 'a', long = "hashalgo", default_value = "sha256")]
     pub algo: HashAlgo,
     /// Recurse into directories.
@@ -59,7 +60,8 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
     let keyid = match (&a.cert, a.keyid) {
         (_, Some(id)) => id,
         (Some(c), None) => {
-            let bytes = std::fs::read(c).with_context(|| format!("{}", c.display()))?;
+            let bytes = ima_sys::fs::read_limited(c, ima_sys::fs::MAX_KEY_FILE)
+                .with_context(|| format!("{}", c.display()))?;
             let cert = Certificate::parse_all(&bytes)
                 .with_context(|| format!("{}", c.display()))?
                 .remove(0);
@@ -74,6 +76,9 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => key.keyid(),
     };
+    if ima_core::digsig::is_legacy_digest(a.algo) {
+        eprintln!("imactl: warning: signing with {}, a legacy digest", a.algo);
+    }
     // Fail early, before touching any file, if the key cannot sign this algorithm.
     let probe = a.algo.digest(b"").context("hash algorithm")?;
     if a.v3 {
@@ -96,7 +101,8 @@ pub fn run(a: SignArgs) -> anyhow::Result<ExitCode> {
 
 /// Reads a PEM private key, with the password from the option or the environment.
 pub fn load_private_key(path: &Path, password: Option<&str>) -> anyhow::Result<PrivateKey> {
-    let text = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+    let text = ima_sys::fs::read_limited(path, ima_sys::fs::MAX_KEY_FILE)
+        .with_context(|| format!("{}", path.display()))?;
     let env = std::env::var("IMACTL_KEY_PASSWORD")
         .or_else(|_| std::env::var("EVMCTL_KEY_PASSWORD"))
         .ok();

@@ -128,8 +128,10 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
             nonce,
             pcrs_file,
         } => {
-            let read =
-                |p: &PathBuf| std::fs::read(p).with_context(|| format!("{}: read", p.display()));
+            let read = |p: &PathBuf| {
+                ima_sys::fs::read_limited(p, ima_sys::fs::MAX_KEY_FILE)
+                    .with_context(|| format!("{}: read", p.display()))
+            };
             let ak_text = String::from_utf8(read(&ak)?)
                 .with_context(|| format!("{}: not PEM text", ak.display()))?;
             let ak_pub = AkPublic::from_pem(&ak_text).with_context(|| ak.display().to_string())?;

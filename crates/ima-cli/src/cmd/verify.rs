@@ -52,11 +52,13 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// Builds a keyring from certificate files and directories of them. A file named on the
-/// command line must parse; unparsable files inside a directory are skipped with a warning.
+/// Builds a keyring from certificate files and directories of them. As evmctl does with
+/// `-k a.der,b.der`, an empty entry (a trailing comma) is ignored and a file that is
+/// missing, too large or not a certificate is skipped with a warning, the others used; it
+/// is an error only if no certificate is left.
 pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
     let mut ring = Keyring::new();
-    for p in paths {
+    for p in paths.iter().filter(|p| !p.as_os_str().is_empty()) {
         if p.is_dir() {
             let mut entries: Vec<PathBuf> = std::fs::read_dir(p)
                 .with_context(|| format!("{}", p.display()))?
@@ -65,7 +67,7 @@ pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
                 .collect();
             entries.sort();
             for e in entries {
-                let added = std::fs::read(&e)
+                let added = ima_sys::fs::read_limited(&e, ima_sys::fs::MAX_KEY_FILE)
                     .map_err(anyhow::Error::from)
                     .and_then(|b| Ok(ring.add_bytes(&b)?));
                 if let Err(err) = added {
@@ -73,9 +75,12 @@ pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
                 }
             }
         } else {
-            let b = std::fs::read(p).with_context(|| format!("{}", p.display()))?;
-            ring.add_bytes(&b)
-                .with_context(|| format!("{}", p.display()))?;
+            let added = ima_sys::fs::read_limited(p, ima_sys::fs::MAX_KEY_FILE)
+                .map_err(anyhow::Error::from)
+                .and_then(|b| Ok(ring.add_bytes(&b)?));
+            if let Err(err) = added {
+                eprintln!("imactl: warning: {}: skipped: {err:#}", p.display());
+            }
         }
     }
     if ring.is_empty() {

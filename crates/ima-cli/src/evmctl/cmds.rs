@@ -175,14 +175,7 @@ impl SignKey {
             }
             (None, None) => key.keyid(),
         };
-        if matches!(
-            algo,
-            HashAlgo::MD4
-                | HashAlgo::MD5
-                | HashAlgo::SHA1
-                | HashAlgo::SHA224
-                | HashAlgo::RIPE_MD_160
-        ) {
+        if ima_core::digsig::is_legacy_digest(algo) {
             eprintln!("evmctl: warning: signing with {algo}, a legacy digest");
         }
         Ok(Self { key, keyid, algo })
