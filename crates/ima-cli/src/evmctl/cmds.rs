@@ -17,8 +17,9 @@ use ima_core::digsig::v1::SignatureV1;
 use ima_core::digsig::{Certificate, KeyId, Keyring, PrivateKey, PublicKey, Signature};
 use ima_core::evm::{self, EvmConfig, EvmKind, HMiscLayout, HmacKey, Inode, XattrList};
 use ima_core::hash::{Digest, HashAlgo};
+use ima_core::integrity::XattrType;
 use ima_core::log::replay::{PcrBank, boot_aggregate};
-use ima_core::xattr::{XattrType, XattrValue};
+use ima_core::xattr::XattrValue;
 use ima_sys::fs::{MAX_KEY_FILE, MAX_TEXT_FILE, read_limited};
 use ima_sys::xattr::SetMode;
 

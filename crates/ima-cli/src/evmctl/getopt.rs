@@ -216,7 +216,9 @@ mod tests {
         },
     ];
 
-    fn p(args: &[&str]) -> Result<(Vec<(String, Option<String>)>, Vec<String>), String> {
+    type Opts = Vec<(String, Option<String>)>;
+
+    fn p(args: &[&str]) -> Result<(Opts, Vec<String>), String> {
         let args: Vec<OsString> = args.iter().map(OsString::from).collect();
         let r = parse("evmctl", T, &args)?;
         Ok((
