@@ -735,7 +735,7 @@ fn evm_sign_and_verify_recursive_interop_with_evmctl() {
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(
         stderr(&o).contains(&format!(
-            "imactl: error: {}: building the EVM message: no EVM-protected xattr is present",
+            "imactl: error: {}: no EVM-protected xattr is present: the kernel would refuse",
             bare.display()
         )),
         "{}",

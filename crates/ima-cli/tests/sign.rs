@@ -545,11 +545,18 @@ fn keys_certs_and_sigfiles() {
     ]);
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("does not match"));
-    // RSA cannot sign sha1 here (aws-lc-rs), and says so up front.
-    let o = imactl(&["sign", "-a", "sha1", "--key", s(&k.key), s(&f)]);
+    // RSA signs sha1 (a legacy digest: a warning), but has no DigestInfo for sm3, and
+    // says so up front.
+    let o = imactl(&["sign", "-n", "-a", "sha1", "--key", s(&k.key), s(&f)]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("sha1, a legacy digest"),
+        "{o:?}"
+    );
+    let o = imactl(&["sign", "-a", "sm3", "--key", s(&k.key), s(&f)]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        String::from_utf8_lossy(&o.stderr).contains("cannot sign sha1"),
+        String::from_utf8_lossy(&o.stderr).contains("cannot sign sm3"),
         "{o:?}"
     );
     // Encrypted PKCS#8 key: needs the password.

@@ -127,7 +127,7 @@ mod tests {
     #[test]
     fn unsupported_algo_is_an_error() {
         let f = tempfile::NamedTempFile::new().unwrap();
-        let e = hash_path(f.path(), HashAlgo(3)).unwrap_err();
+        let e = hash_path(f.path(), HashAlgo(8)).unwrap_err(); // rmd128
         assert_eq!(e.kind(), io::ErrorKind::Unsupported);
     }
 }
