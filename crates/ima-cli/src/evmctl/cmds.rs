@@ -21,6 +21,7 @@ use ima_core::integrity::XattrType;
 use ima_core::log::replay::{PcrBank, boot_aggregate};
 use ima_core::xattr::XattrValue;
 use ima_sys::fs::{MAX_KEY_FILE, MAX_TEXT_FILE, read_limited};
+use ima_sys::walk::Entry;
 use ima_sys::xattr::SetMode;
 
 use super::{EXIT_ERROR, Opts};
@@ -75,10 +76,12 @@ pub fn run(command: &str, o: &Opts, operands: &[OsString]) -> anyhow::Result<Exi
 
 /// `do_cmd`: the first operand only (evmctl ignores the rest); with `-r` every regular
 /// file below it, errors on single files reported and ignored as evmctl's `find` does.
+/// Files are opened by the shared walker (no symlink followed below the root) and every
+/// operation works on that open file.
 fn per_path(
     o: &Opts,
     operands: &[OsString],
-    op: impl Fn(&Path) -> anyhow::Result<()> + Sync,
+    op: impl Fn(&mut Entry) -> anyhow::Result<()> + Sync,
 ) -> anyhow::Result<ExitCode> {
     let Some(path) = operands.first().map(PathBuf::from) else {
         bail!("Parameters missing");
@@ -89,20 +92,22 @@ fn per_path(
             operands.len() - 1
         );
     }
-    if !o.recursive {
-        op(&path).with_context(|| path.display().to_string())?;
-        return Ok(ExitCode::SUCCESS);
+    if o.recursive {
+        std::fs::read_dir(&path)
+            .with_context(|| format!("Failed to open directory {}", path.display()))?;
     }
-    std::fs::read_dir(&path)
-        .with_context(|| format!("Failed to open directory {}", path.display()))?;
-    tree::run(std::slice::from_ref(&path), true, |p| match op(p) {
+    let summary = tree::run(std::slice::from_ref(&path), o.recursive, |e| match op(e) {
         Ok(()) => (Outcome::Ok, 0),
-        Err(e) => {
-            eprintln!("evmctl: {}: {e:#}", p.display());
+        Err(err) => {
+            eprintln!("evmctl: {}: {err:#}", e.path.display());
             (Outcome::Error, 0)
         }
     });
-    Ok(ExitCode::SUCCESS)
+    Ok(if !o.recursive && summary.errors > 0 {
+        ExitCode::from(EXIT_ERROR)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `-a`/`--hashalgo` (default sha256): the kernel's names, plus OpenSSL's GOST names.
@@ -130,16 +135,11 @@ fn emit(o: &Opts, f: &File, name: &str, value: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("setxattr {name} failed"))
 }
 
-fn ima_hash(o: &Opts, algo: HashAlgo, path: &Path) -> anyhow::Result<()> {
-    let mut f = File::open(path).context("cannot open")?;
-    ima_hash_file(o, algo, &mut f)
-}
-
-fn ima_hash_file(o: &Opts, algo: HashAlgo, f: &mut File) -> anyhow::Result<()> {
-    let digest = ima_sys::file::hash_file(f, algo).context("cannot hash")?;
+fn ima_hash(o: &Opts, algo: HashAlgo, e: &mut Entry) -> anyhow::Result<()> {
+    let digest = ima_sys::file::hash_file(&mut e.file, algo).context("cannot hash")?;
     emit(
         o,
-        f,
+        &e.file,
         o.xattr_ima(),
         &XattrValue::from_digest(&digest).to_vec(),
     )
@@ -203,21 +203,18 @@ impl SignKey {
     }
 }
 
-fn ima_sign(o: &Opts, k: &SignKey, path: &Path) -> anyhow::Result<()> {
-    let mut f = File::open(path).context("cannot open")?;
-    ima_sign_file(o, k, &mut f, path)
-}
-
-fn ima_sign_file(o: &Opts, k: &SignKey, f: &mut File, path: &Path) -> anyhow::Result<()> {
-    let digest = ima_sys::file::hash_file(f, k.algo).context("cannot hash")?;
+/// `ima_sign`; `--sigfile` also writes `FILE.sig`, created in the directory the file was
+/// opened in without following a symlink.
+fn ima_sign(o: &Opts, k: &SignKey, e: &mut Entry) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    let digest = ima_sys::file::hash_file(&mut e.file, k.algo).context("cannot hash")?;
     let value = k.value(o, XattrType::DIGSIG, &digest)?;
     if o.sigfile {
-        let mut sig = path.as_os_str().to_owned();
-        sig.push(".sig");
-        std::fs::write(&sig, &value)
-            .with_context(|| format!("Failed to write {}", Path::new(&sig).display()))?;
+        e.create_sibling(".sig")
+            .and_then(|mut f| f.write_all(&value))
+            .with_context(|| format!("Failed to write {}.sig", e.path.display()))?;
     }
-    emit(o, f, o.xattr_ima(), &value)
+    emit(o, &e.file, o.xattr_ima(), &value)
 }
 
 /// The EVM configuration evmctl's options describe: evmctl's xattr list, the fs UUID unless
@@ -321,44 +318,44 @@ fn evm_digest(
 }
 
 /// `--imasig`/`--imahash` before an EVM operation, through the same open file.
-fn ima_first(o: &Opts, k: Option<&SignKey>, f: &mut File, path: &Path) -> anyhow::Result<()> {
+fn ima_first(o: &Opts, k: Option<&SignKey>, e: &mut Entry) -> anyhow::Result<()> {
     if o.imasig {
         let k = k.ok_or_else(|| anyhow!("--imasig needs a signing key"))?;
-        ima_sign_file(o, k, f, path)?;
+        ima_sign(o, k, e)?;
     }
     if o.imahash {
-        ima_hash_file(o, hash_algo(o)?, f)?;
+        ima_hash(o, hash_algo(o)?, e)?;
     }
     Ok(())
 }
 
-fn evm_sign(o: &Opts, k: &SignKey, path: &Path) -> anyhow::Result<()> {
-    let mut f = File::open(path).context("cannot open")?;
-    ima_first(o, Some(k), &mut f, path)?;
+fn evm_sign(o: &Opts, k: &SignKey, e: &mut Entry) -> anyhow::Result<()> {
+    ima_first(o, Some(k), e)?;
+    let (f, path) = (&e.file, e.path.as_path());
     let kind = if o.portable {
         EvmKind::Portable
     } else {
         EvmKind::Signature
     };
-    let digest = evm_digest(o, &f, path, kind, k.algo)?;
+    let digest = evm_digest(o, f, path, kind, k.algo)?;
     let mut value = k.value(o, XattrType(kind.type_byte()), &digest)?;
     if o.immutable {
         // evmctl marks an immutable signature by overwriting the version byte with 3.
         value[1] = 3;
     }
-    emit(o, &f, o.xattr_evm(), &value)
+    emit(o, f, o.xattr_evm(), &value)
 }
 
-fn evm_hmac(o: &Opts, key: &HmacKey, k: Option<&SignKey>, path: &Path) -> anyhow::Result<()> {
-    let mut f = File::open(path).context("cannot open")?;
-    ima_first(o, k, &mut f, path)?;
+fn evm_hmac(o: &Opts, key: &HmacKey, k: Option<&SignKey>, e: &mut Entry) -> anyhow::Result<()> {
+    ima_first(o, k, e)?;
+    let (f, path) = (&e.file, e.path.as_path());
     let cfg = evm_config(o, EvmKind::Hmac);
-    let inode = evm_inode(o, &f, path, &cfg, EvmKind::Hmac)?;
+    let inode = evm_inode(o, f, path, &cfg, EvmKind::Hmac)?;
     let msg = evm::evmctl_message(&cfg, &inode, EvmKind::Hmac, false)
         .context("building the EVM message")?;
     let mut value = vec![EvmKind::Hmac.type_byte()];
     value.extend_from_slice(&key.hmac(&msg));
-    emit(o, &f, o.xattr_evm(), &value)
+    emit(o, f, o.xattr_evm(), &value)
 }
 
 /// The keys a verification uses, loaded when first needed: the keyring of `-k a,b,...`
@@ -562,32 +559,22 @@ fn sign_hash(o: &Opts) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `ima_fix`: open each file for reading, so that a kernel appraising in fix mode labels
-/// it (`-t x`: skip files that already carry both xattrs).
-fn ima_fix(o: &Opts, path: &Path) -> anyhow::Result<()> {
+/// `ima_fix`: each file is opened for reading (by the walker), which is what makes a
+/// kernel appraising in fix mode label it; evmctl does nothing else.
+fn ima_fix(o: &Opts, e: &mut Entry) -> anyhow::Result<()> {
     if o.verbose > 0 {
-        println!("{}", path.display());
+        tree::out_line(&e.path.display().to_string());
     }
-    let f = File::open(path).context("Failed to open file")?;
-    if o.search_type.as_deref().is_some_and(|t| t.contains('x')) {
-        let names = ima_sys::xattr::list(&f).context("Failed to read xattrs")?;
-        let has = |n: &str| names.iter().any(|x| x.as_encoded_bytes() == n.as_bytes());
-        if has(o.xattr_ima()) && has(o.xattr_evm()) {
-            return Ok(());
-        }
-    }
-    drop(f);
     Ok(())
 }
 
 /// `ima_clear`: remove the IMA and EVM xattrs (absent ones are fine).
-fn ima_clear(o: &Opts, path: &Path) -> anyhow::Result<()> {
+fn ima_clear(o: &Opts, e: &mut Entry) -> anyhow::Result<()> {
     if o.verbose > 0 {
-        println!("{}", path.display());
+        tree::out_line(&e.path.display().to_string());
     }
-    let f = File::open(path).context("cannot open")?;
     for name in [o.xattr_ima(), o.xattr_evm()] {
-        ima_sys::xattr::remove(&f, name).with_context(|| format!("removing {name}"))?;
+        ima_sys::xattr::remove(&e.file, name).with_context(|| format!("removing {name}"))?;
     }
     Ok(())
 }
