@@ -1,8 +1,8 @@
 //! The evmctl commands, each mapped onto the library calls the native commands use:
 //! hashing (`ima_sys::file`), labels (`ima_core::xattr`), signatures (`ima_core::digsig`,
-//! `digsig::v1` for `--rsa`), EVM messages (`ima_core::evm`, read by `cmd::evm::read_inode`),
-//! PCR files and boot_aggregate (`ima_core::log::replay`), list verification (`imactl log
-//! verify`).
+//! `digsig::v1` for `--rsa`), EVM messages (`ima_core::evm`, the inode read by
+//! `ima_engine::process::evm_inode`), PCR files and boot_aggregate (`ima_core::log::replay`),
+//! list verification (`imactl log verify`).
 
 use std::cell::OnceCell;
 use std::ffi::OsString;
@@ -260,7 +260,8 @@ fn evm_inode(
         }
         _ => None,
     };
-    let mut inode = crate::cmd::evm::read_inode(f, path, cfg, generation, uuid)?;
+    let mut inode = ima_engine::process::evm_inode(f, cfg, generation, uuid)
+        .with_context(|| path.display().to_string())?;
     if let Some(v) = &o.inode {
         inode.meta.ino = strtoul("inode", v)?;
     }
