@@ -1,6 +1,6 @@
 //! Regression for issue #9 ("walk, then reopen by path, following symlinks"): while the tree
 //! commands run over a tree, another thread keeps swapping its files for symlinks to a file
-//! outside the tree (and back). Run as root, an `imactl evm change -r --chmod`, `hash -r`,
+//! outside the tree, and a subdirectory for a symlink to that file's directory (and back). Run as root, an `imactl evm change -r --chmod`, `hash -r`,
 //! `sign -r` or `measure -r` that followed such a symlink would change, label or measure a
 //! file it was never pointed at. The outside file must come out unread (its atime, set before
 //! its mtime, would move on a read under `relatime`), unwritten (ctime, mode, xattrs) and
@@ -33,11 +33,27 @@ fn s(p: &Path) -> &str {
 /// counts the swaps.
 fn swapper(tree: PathBuf, outside: PathBuf, stop: Arc<AtomicBool>, swaps: Arc<AtomicU64>) {
     let mut linked = vec![false; FILES];
+    let mut sub_linked = false;
+    let outside_dir = outside.parent().unwrap().to_path_buf();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     while !stop.load(Ordering::Relaxed) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
+        // Now and then the subdirectory becomes a symlink to the outside file's directory.
+        if x.is_multiple_of(16) {
+            let (sub, away) = (tree.join("sub"), tree.join(".sub-away"));
+            if sub_linked {
+                std::fs::remove_file(&sub).unwrap();
+                std::fs::rename(&away, &sub).unwrap();
+            } else {
+                std::fs::rename(&sub, &away).unwrap();
+                symlink(&outside_dir, &sub).unwrap();
+            }
+            sub_linked = !sub_linked;
+            swaps.fetch_add(1, Ordering::Relaxed);
+            continue;
+        }
         let i = (x % FILES as u64) as usize;
         let name = tree.join(format!("f{i:03}"));
         if linked[i] {
@@ -62,9 +78,13 @@ fn tree_commands_never_follow_a_file_swapped_for_a_symlink() {
     for i in 0..FILES {
         std::fs::write(tree.join(format!("f{i:03}")), format!("file {i}\n")).unwrap();
     }
+    // A subdirectory, sometimes swapped for a symlink to the outside file's directory.
+    std::fs::create_dir(tree.join("sub")).unwrap();
+    std::fs::write(tree.join("sub/inner"), b"inner\n").unwrap();
     // A .sig next to a file is a symlink out of the tree: `sign --sigfile` must not write it.
     std::fs::write(tree.join("victim"), b"victim\n").unwrap();
-    let outside = d.path().join("outside");
+    std::fs::create_dir(d.path().join("out")).unwrap();
+    let outside = d.path().join("out/outside");
     symlink(&outside, tree.join("victim.sig")).unwrap();
     std::fs::write(&outside, OUTSIDE).unwrap();
     std::fs::set_permissions(&outside, std::fs::Permissions::from_mode(0o600)).unwrap();

@@ -217,7 +217,16 @@ impl Iterator for Walk {
             match child(&top.fd, &top.path, name, ent.file_type()) {
                 Child::None => {}
                 Child::Item(item) => return Some(item),
-                Child::Dir(frame) => self.stack.push(frame),
+                Child::Dir(name) => {
+                    let path = top.path.join(OsStr::from_bytes(name.to_bytes()));
+                    match open_dir(&top.fd, &name, &path)
+                        .and_then(|fd| fd.map(|fd| frame(fd, path)).transpose())
+                    {
+                        Ok(Some(f)) => self.stack.push(f),
+                        Ok(None) => {}
+                        Err(e) => return Some(Err(e)),
+                    }
+                }
             }
         }
     }
@@ -278,11 +287,13 @@ fn frame(fd: OwnedFd, path: PathBuf) -> Result<Frame, WalkError> {
     })
 }
 
+#[allow(clippy::large_enum_variant)] // returned by value once per entry, never stored
 enum Child {
     /// A symlink (or a name that vanished into one): nothing to report.
     None,
     Item(Result<Item, WalkError>),
-    Dir(Frame),
+    /// A directory, not yet opened.
+    Dir(CString),
 }
 
 /// Opens one directory entry by its type.
@@ -298,17 +309,7 @@ fn child(dir: &Arc<OwnedFd>, dir_path: &Path, name: &CStr, ty: FileType) -> Chil
         t => t,
     };
     match ty {
-        FileType::Directory => {
-            match rustix::fs::openat(dir.as_fd(), name, DIR_FLAGS, Mode::empty()) {
-                Ok(fd) => match frame(fd, path()) {
-                    Ok(f) => Child::Dir(f),
-                    Err(e) => Child::Item(Err(e)),
-                },
-                // Replaced by a symlink since the directory was read: not followed.
-                Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Child::None,
-                Err(e) => Child::Item(Err(WalkError::new(path(), e))),
-            }
-        }
+        FileType::Directory => Child::Dir(name.to_owned()),
         FileType::RegularFile => {
             match rustix::fs::openat(dir.as_fd(), name, FILE_FLAGS, Mode::empty()) {
                 Ok(fd) => Child::Item(entry(fd, dir.clone(), name.to_owned(), path())),
@@ -322,6 +323,16 @@ fn child(dir: &Arc<OwnedFd>, dir_path: &Path, name: &CStr, ty: FileType) -> Chil
             kind: kind_name(other),
             root: false,
         })),
+    }
+}
+
+/// Opens the subdirectory `name` of `parent`; `Ok(None)` if it was replaced by a symlink or
+/// something else since the directory was read (not followed).
+fn open_dir(parent: &OwnedFd, name: &CStr, path: &Path) -> Result<Option<OwnedFd>, WalkError> {
+    match rustix::fs::openat(parent.as_fd(), name, DIR_FLAGS, Mode::empty()) {
+        Ok(fd) => Ok(Some(fd)),
+        Err(rustix::io::Errno::LOOP | rustix::io::Errno::NOTDIR) => Ok(None),
+        Err(e) => Err(WalkError::new(path, e)),
     }
 }
 
@@ -380,8 +391,9 @@ where
 {
     use std::sync::{Condvar, Mutex};
 
-    /// A directory to read: its descriptor and display path.
-    type Pending = (Arc<OwnedFd>, PathBuf);
+    /// A directory to read: its descriptor (or its parent's and its name: opened when it
+    /// is read, so that waiting directories hold no descriptor of their own) and display path.
+    type Pending = (Arc<OwnedFd>, Option<CString>, PathBuf);
     struct Shared {
         /// Directories waiting to be read, and how many threads are reading one.
         state: Mutex<(Vec<Pending>, usize)>,
@@ -396,7 +408,7 @@ where
         match open_root(root, recursive) {
             Ok(Root::File(e)) => f(Ok(Item::File(e))),
             Ok(Root::Skipped(i)) => f(Ok(i)),
-            Ok(Root::Dir(frame)) => lock().0.push((frame.fd, frame.path)),
+            Ok(Root::Dir(frame)) => lock().0.push((frame.fd, None, frame.path)),
             Err(e) => f(Err(e)),
         }
     }
@@ -404,7 +416,7 @@ where
         for _ in 0..threads.max(1) {
             s.spawn(|| {
                 loop {
-                    let (dir, path) = {
+                    let (parent, name, path) = {
                         let mut st = lock();
                         loop {
                             if let Some(d) = st.0.pop() {
@@ -419,9 +431,21 @@ where
                         }
                     };
                     let mut subdirs = Vec::new();
-                    match Dir::read_from(dir.as_fd()) {
-                        Err(e) => f(Err(WalkError::new(&path, e))),
-                        Ok(mut entries) => {
+                    let dir = match name {
+                        None => Ok(Some(parent)),
+                        Some(name) => open_dir(&parent, &name, &path).map(|d| d.map(Arc::new)),
+                    };
+                    let dir = match dir {
+                        Ok(d) => d,
+                        Err(e) => {
+                            f(Err(e));
+                            None
+                        }
+                    };
+                    match dir.as_ref().map(|d| Dir::read_from(d.as_fd())) {
+                        None => {}
+                        Some(Err(e)) => f(Err(WalkError::new(&path, e))),
+                        Some(Ok(mut entries)) => {
                             while let Some(ent) = entries.read() {
                                 let ent = match ent {
                                     Ok(e) => e,
@@ -434,10 +458,14 @@ where
                                 if name == c"." || name == c".." {
                                     continue;
                                 }
-                                match child(&dir, &path, name, ent.file_type()) {
+                                let Some(dir) = dir.as_ref() else { break };
+                                match child(dir, &path, name, ent.file_type()) {
                                     Child::None => {}
                                     Child::Item(item) => f(item),
-                                    Child::Dir(frame) => subdirs.push((frame.fd, frame.path)),
+                                    Child::Dir(name) => {
+                                        let sub = path.join(OsStr::from_bytes(name.to_bytes()));
+                                        subdirs.push((dir.clone(), Some(name), sub));
+                                    }
                                 }
                             }
                         }
