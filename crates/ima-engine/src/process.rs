@@ -247,6 +247,60 @@ pub fn evm_inode(
     Ok(inode)
 }
 
+/// What the EVM hooks know about an open file besides its xattrs and metadata: regular,
+/// writable (`IS_RDONLY`, `IS_IMMUTABLE`), on a pseudo filesystem (tmpfs, sysfs).
+pub fn evm_facts(f: &File, inode: &Inode) -> Result<protect::InodeFacts, ProcessError> {
+    /// `TMPFS_MAGIC`, `SYSFS_MAGIC` (include/uapi/linux/magic.h).
+    const PSEUDO: [u64; 2] = [0x0102_1994, 0x6265_6572];
+    Ok(protect::InodeFacts {
+        regular: inode.meta.mode & 0o170000 == 0o100000,
+        writable: ima_sys::inode::evm_writable(f.as_fd())
+            .map_err(io_err("statvfs/FS_IOC_GETFLAGS"))?,
+        new_file: false,
+        pseudo_fs: PSEUDO.contains(&ima_sys::inode::fs_magic(f.as_fd()).map_err(io_err("statfs"))?),
+        hmac_unsupported: false,
+    })
+}
+
+/// Writes what `evm_update_evmxattr` decided through `f`; returns it in words.
+pub fn apply_evm_update(f: &File, u: protect::EvmUpdate) -> Result<&'static str, ProcessError> {
+    Ok(match u {
+        protect::EvmUpdate::Set(v) => {
+            ima_sys::xattr::set(f, evm::XATTR_EVM, &v, SetMode::Any)
+                .map_err(io_err("writing security.evm"))?;
+            "HMAC written"
+        }
+        protect::EvmUpdate::Remove => {
+            ima_sys::xattr::remove(f, evm::XATTR_EVM).map_err(io_err("removing security.evm"))?;
+            "removed (no protected xattr left)"
+        }
+        protect::EvmUpdate::Immutable => "kept (portable signatures are never updated)",
+    })
+}
+
+/// `evm_verify_hmac` of the open file `f` (whose EVM view is `inode`), and with `fix` (the
+/// loaded HMAC key) what the kernel then does on a writable inode: a verified type 0x03
+/// signature is replaced by the HMAC, written through `f`. Returns the verdict and whether
+/// the signature was replaced.
+pub fn evm_verify(
+    f: &File,
+    cfg: &EvmConfig,
+    keys: &EvmKeys<'_>,
+    inode: &Inode,
+    fix: Option<&evm::HmacKey>,
+) -> Result<(evm::EvmVerdict, bool), ProcessError> {
+    let v = evm::verify(cfg, keys, inode);
+    let mut converted = false;
+    if let (true, Some(key)) = (v.status.is_pass(), fix) {
+        let facts = evm_facts(f, inode)?;
+        if protect::converts_to_hmac(keys, &facts, inode, v.status) {
+            apply_evm_update(f, protect::update_evmxattr(cfg, key, inode))?;
+            converted = true;
+        }
+    }
+    Ok((v, converted))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -7,7 +7,6 @@
 //! the fs UUID (evmctl 1.5+ behaviour).
 
 use std::fs::File;
-use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -22,6 +21,7 @@ use ima_core::evm::{
 use ima_core::hash::HashAlgo;
 use ima_core::integrity::XattrType;
 use ima_core::policy::TaskCreds;
+use ima_engine::process;
 use ima_sys::walk::Entry;
 use ima_sys::xattr::SetMode;
 
@@ -477,16 +477,14 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
         let path = e.path.as_path();
         per_file(e, |f| {
             let inode = a.msg.inode(f, path, &cfg)?;
-            let v = evm::verify(&cfg, &evm_keys, &inode);
+            let fix = hmac_key.as_ref().filter(|_| a.fix);
+            let (v, converted) = process::evm_verify(f, &cfg, &evm_keys, &inode, fix)?;
             if v.status.is_pass() {
-                let mut note = "";
-                if let Some(key) = hmac_key.as_ref().filter(|_| a.fix) {
-                    let facts = inode_facts(f, &inode)?;
-                    if protect::converts_to_hmac(&evm_keys, &facts, &inode, v.status) {
-                        apply_update(f, protect::update_evmxattr(&cfg, key, &inode))?;
-                        note = " (signature replaced by the HMAC)";
-                    }
-                }
+                let note = if converted {
+                    " (signature replaced by the HMAC)"
+                } else {
+                    ""
+                };
                 if !a.quiet || !note.is_empty() {
                     tree::out_line(&format!("{}: {}{note}", path.display(), v.status));
                 }
@@ -502,33 +500,14 @@ fn verify(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(finish("evm verify", &summary, single))
 }
 
-/// What the EVM hooks know about an open file besides its xattrs and metadata.
+/// [`process::evm_facts`], errors in words.
 fn inode_facts(f: &File, inode: &Inode) -> anyhow::Result<protect::InodeFacts> {
-    /// `TMPFS_MAGIC`, `SYSFS_MAGIC` (include/uapi/linux/magic.h).
-    const PSEUDO: [u64; 2] = [0x0102_1994, 0x6265_6572];
-    Ok(protect::InodeFacts {
-        regular: inode.meta.mode & 0o170000 == 0o100000,
-        writable: ima_sys::inode::evm_writable(f.as_fd()).context("statvfs/FS_IOC_GETFLAGS")?,
-        new_file: false,
-        pseudo_fs: PSEUDO.contains(&ima_sys::inode::fs_magic(f.as_fd()).context("statfs")?),
-        hmac_unsupported: false,
-    })
+    Ok(process::evm_facts(f, inode)?)
 }
 
-/// Writes what `evm_update_evmxattr` decided; returns it in words.
+/// [`process::apply_evm_update`], errors in words.
 fn apply_update(f: &File, u: protect::EvmUpdate) -> anyhow::Result<&'static str> {
-    Ok(match u {
-        protect::EvmUpdate::Set(v) => {
-            ima_sys::xattr::set(f, evm::XATTR_EVM, &v, SetMode::Any)
-                .context("writing security.evm")?;
-            "HMAC written"
-        }
-        protect::EvmUpdate::Remove => {
-            ima_sys::xattr::remove(f, evm::XATTR_EVM).context("removing security.evm")?;
-            "removed (no protected xattr left)"
-        }
-        protect::EvmUpdate::Immutable => "kept (portable signatures are never updated)",
-    })
+    Ok(process::apply_evm_update(f, u)?)
 }
 
 /// The operation `imactl evm change` was asked for.
