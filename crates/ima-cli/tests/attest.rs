@@ -159,10 +159,11 @@ fn a_measured_machine_is_trusted_and_a_foreign_file_is_named() {
     let refs = m.refs();
     let policy = m.keylime_policy();
     let ev = m.quote(N1, "ev1");
-    // The list written is exactly what the quote covers: 1 boot_aggregate + 5 files.
+    // The list written is exactly what the quote covers: 1 boot_aggregate, the engine's boot
+    // entry (checked against the quote's clock info, not the references) + 5 files.
     let entries =
         binary::decode(&std::fs::read(list_of(&ev)).unwrap(), ListFormat::default()).unwrap();
-    assert_eq!(entries.len(), 6);
+    assert_eq!(entries.len(), 7);
     for r in [&refs, &policy] {
         verify(&ev, N1, &["--refs", s(r)])
             .code(0)
@@ -187,7 +188,7 @@ fn a_measured_machine_is_trusted_and_a_foreign_file_is_named() {
         verify(&ev, N2, &["--refs", s(r)])
             .code(1)
             .stdout(predicate::str::contains(format!(
-                "FAILED: entry 6 (ima-ng {} {d}): no reference digest for this path",
+                "FAILED: entry 7 (ima-ng {} {d}): no reference digest for this path",
                 intruder.display()
             )))
             .stdout(predicate::str::contains(format!(
@@ -199,7 +200,7 @@ fn a_measured_machine_is_trusted_and_a_foreign_file_is_named() {
     let out = verify(&ev, N2, &["--refs", s(&refs), "--json"]).code(1);
     let v: serde_json::Value = serde_json::from_slice(&out.get_output().stdout).unwrap();
     assert_eq!(v["failures"][0]["kind"], "not_in_refs");
-    assert_eq!(v["failures"][0]["entry"]["index"], 6);
+    assert_eq!(v["failures"][0]["entry"]["index"], 7);
     assert_eq!(v["failures"][0]["entry"]["path"], s(&intruder));
 }
 
@@ -335,7 +336,7 @@ fn a_checkpoint_reads_only_new_entries_and_catches_truncation() {
     assert!(
         std::fs::read_to_string(&cp)
             .unwrap()
-            .contains("entries 6\n")
+            .contains("entries 7\n")
     );
     m.measure(std::slice::from_ref(&more));
     let ev2 = m.quote(N2, "ev2");
@@ -364,13 +365,13 @@ fn a_checkpoint_reads_only_new_entries_and_catches_truncation() {
     verify(&ev2, N2, &["--refs", s(&refs), "--checkpoint", s(&cp)])
         .code(0)
         .stdout(predicate::str::contains(
-            "baseline: checkpoint, from entry 6",
+            "baseline: checkpoint, from entry 7",
         ))
-        .stdout(predicate::str::contains("entries: 1 read, 7 in the list"));
+        .stdout(predicate::str::contains("entries: 1 read, 8 in the list"));
     assert!(
         std::fs::read_to_string(&cp)
             .unwrap()
-            .contains("entries 7\n")
+            .contains("entries 8\n")
     );
 }
 

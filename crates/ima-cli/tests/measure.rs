@@ -184,7 +184,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
         .stderr(predicates::str::contains("1 already in the list"));
     assert_eq!(
         std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
-        "24\n"
+        "25\n"
     );
     let sha256 = tpm2_pcrread(&tcti, "sha256", d.path());
     assert_eq!(sha256[10], replay(&list, HashAlgo::SHA256, 10));
@@ -194,7 +194,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
         ListFormat::new(HashAlgo::SHA256),
     )
     .unwrap();
-    assert_eq!(l256.len(), 24);
+    assert_eq!(l256.len(), 25);
 }
 
 #[test]
@@ -539,7 +539,7 @@ fn file_hash_algorithm_follows_security_ima() {
         ));
     assert_eq!(
         std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
-        "8\n"
+        "9\n"
     );
 
     // The legacy `ima` template does not read security.ima (its `d` is ima_hash=md5 here);
@@ -636,7 +636,7 @@ fn open_writers_violation_for_files_open_for_write() {
     );
     assert_eq!(
         std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
-        "4\n"
+        "5\n"
     );
     let ascii = std::fs::read_to_string(state.join("ascii_runtime_measurements")).unwrap();
     assert!(

@@ -223,7 +223,8 @@ fn parallel_writers_all_succeed_and_the_list_keeps_every_entry() {
     }
     assert_eq!(
         std::fs::read_to_string(state.join("runtime_measurements_count")).unwrap(),
-        "41\n"
+        "42\n",
+        "boot_aggregate, the boot entry and 40 files"
     );
     let ascii = std::fs::read_to_string(state.join("ascii_runtime_measurements")).unwrap();
     for w in 0..4 {

@@ -39,6 +39,7 @@ use crate::digsig::{Certificate, Keyring, Signature};
 use crate::evm::{self, EvmConfig, EvmKind, Inode, InodeMeta};
 use crate::hash::{Digest, HashAlgo, UnsupportedAlgo};
 use crate::integrity::XattrType;
+use crate::log::boot_entry::BootEntry;
 use crate::log::replay::{self, BootAggregateCheck, PcrBank, ReplayEntry};
 use crate::log::{Entry, ListFormat, ascii, binary};
 use crate::template::{Field, FieldValue, TemplateDesc};
@@ -195,6 +196,16 @@ pub enum Failure {
     BootAggregate(BootAggregateCheck),
     /// A new baseline with no entry at all (not even boot_aggregate).
     EmptyList,
+    /// The engine's boot entry names other TPM reset/restart counts than the quote, or a
+    /// later clock: the list was started in another boot (or on another TPM).
+    BootEntry {
+        /// (reset count, restart count, clock) in the boot entry.
+        recorded: (u32, u32, u64),
+        /// The same in the quote's clock info.
+        quoted: (u32, u32, u64),
+    },
+    /// The engine's boot entry does not parse.
+    BootEntryInvalid { why: String },
     /// An entry the references do not accept.
     Reference {
         entry: EntryRef,
@@ -265,6 +276,14 @@ impl fmt::Display for Failure {
             }
             Self::BootAggregate(c) => write!(f, "entry 0: {c}"),
             Self::EmptyList => f.write_str("the list is empty (no boot_aggregate)"),
+            Self::BootEntry { recorded, quoted } => write!(
+                f,
+                "entry 1: the boot entry says TPM reset/restart counts {}/{} and clock {}, the \
+                 quote {}/{} and clock {}: the list was started in another boot or on another \
+                 TPM",
+                recorded.0, recorded.1, recorded.2, quoted.0, quoted.1, quoted.2
+            ),
+            Self::BootEntryInvalid { why } => write!(f, "entry 1: boot entry: {why}"),
             Self::Reference {
                 entry,
                 miss,
@@ -570,6 +589,9 @@ pub fn verify(
         let mut descs: Vec<TemplateDesc> = Vec::new();
         let skip = usize::from(start.is_none());
         for (i, e) in entries.iter().enumerate().skip(skip) {
+            if start.is_none() && i == 1 && BootEntry::buffer_of(e).is_some() {
+                continue; // the engine's boot entry: checked against the quote above
+            }
             let desc = match descs.iter().find(|d| d.name() == e.template_name) {
                 Some(d) => Some(d),
                 None => match TemplateDesc::resolve(&e.template_name, list.templates) {
@@ -609,14 +631,23 @@ pub fn verify(
     })
 }
 
-/// Hook for the engine's boot entry: an `ima-buf` entry right after boot_aggregate naming
-/// the boot id, the TPM's reset and restart counts and the AK's identity, to be compared
-/// with the quote's clock info (a list started in another boot of the same TPM would name
-/// other counts). The engine does not write that entry yet, so there is nothing to check:
-/// this returns no failure. When it exists, its check goes here (and only here).
+/// The engine's boot entry ([`BootEntry`], the list's second entry, if it has one: kernel
+/// lists do not) against the quote's clock info: the same TPM reset and restart counts (else
+/// the PCRs were reset since the list started, so this list is not what they hold: a list
+/// from another boot or another TPM), and a clock not earlier than when the list started.
+/// (Whose AK signed is the caller's check: `tpm_id` names it for that.)
 pub fn check_boot_entry(entries: &[Entry], quoted: &Quoted) -> Option<Failure> {
-    let _ = (entries, quoted);
-    None
+    let buf = BootEntry::buffer_of(entries.get(1)?)?;
+    let b = match BootEntry::decode(buf) {
+        Ok(b) => b,
+        Err(why) => return Some(Failure::BootEntryInvalid { why }),
+    };
+    let recorded = (b.reset_count, b.restart_count);
+    let now = (quoted.reset_count, quoted.restart_count);
+    (recorded != now || quoted.clock < b.clock).then_some(Failure::BootEntry {
+        recorded: (b.reset_count, b.restart_count, b.clock),
+        quoted: (quoted.reset_count, quoted.restart_count, quoted.clock),
+    })
 }
 
 /// Decodes the list's entries from byte `offset` (the `first`-th entry); errors carry

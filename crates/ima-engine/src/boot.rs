@@ -2,14 +2,14 @@
 //! anchored.
 //!
 //! A TPM's PCRs reset at every boot, so a list kept in a persistent directory (the non-root
-//! XDG default, or any `--state`) stops replaying after a reboot. The engine records, with the
-//! list, the kernel's boot id (`/proc/sys/kernel/random/boot_id`) and the TPM's identity (the
-//! SHA-256 of its attestation key's public key, which is fixed by the endorsement seed; the
-//! software bank is named by its file). On open, [`crate::Engine`] compares them with the
-//! present ones (the decision is in ARCHITECTURE.md, "Reboots").
+//! XDG default, or any `--state`) stops replaying after a reboot. Each list records, in its
+//! own second entry ([`Anchor`]: the boot entry), the kernel's boot id, the TPM's identity
+//! and its reset and restart counts; on open, [`crate::Engine`] compares them with what the
+//! TPM says now (the decision is in ARCHITECTURE.md, "Reboots"). `.engine/boot` keeps a copy
+//! for people (and for the archive), never consulted for a decision.
 //!
 //! ```text
-//! .engine/boot = "boot_id <uuid>\n" "tpm <kind>\n" "tpm_id <ak-sha256:hex | software>\n"
+//! .engine/boot = "boot_id <uuid>\n" "tpm <kind>\n" "tpm_id <ak-sha256:hex | software:hex>\n"
 //! archive/<seconds since the epoch>-<old boot id>[-n]/  the old list files, moved, and
 //!     "boot" (the old record) + "reason"
 //! ```
@@ -121,19 +121,43 @@ pub fn read_boot_id(path: &Path) -> Result<String, EngineError> {
 fn is_boot_id(id: &str) -> bool {
     (1..=64).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
+pub use ima_core::log::boot_entry::{BOOT_ENTRY, BOOT_ENTRY_TEMPLATE, BootEntry as Anchor};
+
+/// What the present boot and TPM would record ([`Anchor`]: the TPM's clock info and
+/// identity, the boot id).
+pub fn anchor_now(tpm: &mut dyn ima_tpm::Tpm, boot_id: &str) -> Result<Anchor, EngineError> {
+    let c = tpm.clock_info()?;
+    Ok(Anchor {
+        boot_id: boot_id.to_owned(),
+        tpm_id: tpm_identity(tpm)?,
+        reset_count: c.reset_count,
+        restart_count: c.restart_count,
+        clock: c.clock,
+    })
+}
+
 /// The identity of `tpm`: `ak-sha256:` + SHA-256 of its AK's SubjectPublicKeyInfo (the AK is
 /// a deterministic primary key under the endorsement hierarchy, so the same TPM gives the
 /// same value and another TPM, or a TPM with a new endorsement seed, another), or
 /// `software` for the software bank.
 pub fn tpm_identity(tpm: &mut dyn ima_tpm::Tpm) -> Result<String, EngineError> {
     if !tpm.kind().is_tpm() {
-        return Ok("software".into());
+        // The bank's instance: a recreated bank file (all zeros again, like a reset TPM) is
+        // another instance.
+        return Ok(match tpm.instance() {
+            Some(i) => format!("software:{}", hex(&i)),
+            None => "software".into(),
+        });
     }
     let ak = tpm.create_ak()?;
     let d = ima_core::hash::HashAlgo::SHA256
         .digest(ak.der())
         .map_err(|e| EngineError::Unsupported(e.to_string()))?;
     Ok(format!("ak-sha256:{}", d.to_hex()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
 /// The list's files in the runtime directory (those that exist are archived).
@@ -286,4 +310,15 @@ pub fn finish_archiving(state: &Dir, internal: &Dir) -> Result<bool, EngineError
         .and_then(|_| internal.sync())
         .map_err(io_err("remove", &mark))?;
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn archive_names_are_the_engines_own() {
+        assert!(!is_archive_name("../x") && !is_archive_name("/tmp") && is_archive_name("17-b"));
+        assert!(!is_archive_name("") && !is_archive_name("1-a/b") && !is_archive_name("1 a"));
+    }
 }

@@ -307,16 +307,19 @@ impl Engine {
         let mut lists = vec![HashAlgo::SHA1];
         lists.extend(banks.iter().copied().filter(|b| *b != HashAlgo::SHA1));
 
-        // Which boot and TPM the list belongs to, and whether the TPM still holds it.
+        // Which boot and TPM the list belongs to, and whether the TPM still holds it: decided
+        // from what the TPM says now and what the list's boot entry recorded (evidence), not
+        // from marker files (they can only add reasons to refuse).
         let boot_id = boot::read_boot_id(&cfg.boot_id_file)?;
         let record = boot::BootRecord::load(&internal)?;
-        let later_boot = record.as_ref().is_some_and(|r| r.boot_id != boot_id);
+        let mut now = boot::anchor_now(tpm.as_mut(), &boot_id)?;
         let jpath = state.join(JOURNAL);
         let mut bytes = match state.open(JOURNAL, How::read()) {
             Ok(Some(f)) => Some(ima_sys::map::read_or_map_file(f).map_err(io_err("read", &jpath))?),
             Ok(None) => None,
             Err(e) => return Err(io_err("open", &jpath)(e)),
         };
+        let len = bytes.as_ref().map_or(0, |b| b.len());
         let mut scan = Scan::run(
             tpm.as_mut(),
             &banks,
@@ -324,26 +327,61 @@ impl Engine {
             bytes.as_deref().unwrap_or(&[]),
             &jpath,
         )?;
+        if scan.entries.len() == 1 && scan.matched == Some((0, 0)) && scan.anchor().is_none() {
+            // An unfinished new list: boot_aggregate durable, its boot entry torn off.
+            // Nothing of that batch was extended (extends follow its fdatasync), so it is
+            // cut like any torn tail and the list is started again.
+            scan = Scan::run(tpm.as_mut(), &banks, &cfg, &[], &jpath)?;
+        }
+        let anchor = scan.anchor();
+        let later_boot = match &anchor {
+            Some(Ok(a)) => a.boot_id != boot_id,
+            _ => record.as_ref().is_some_and(|r| r.boot_id != boot_id),
+        };
         let floor = extended_floor(&internal)?;
+        let judged = if scan.entries.is_empty() {
+            scan.anchored(floor)
+        } else {
+            match &anchor {
+                None => Err(
+                    "it has no boot entry (its second entry, `ima-engine-boot`), so it \
+                             cannot show which boot and TPM it belongs to (an earlier version \
+                             started it, or it was edited)"
+                        .to_owned(),
+                ),
+                Some(Err(e)) => Err(format!("its boot entry is not valid: {e}")),
+                Some(Ok(a)) => a.held_by(&now).and_then(|()| scan.anchored(floor)),
+            }
+        };
         let strict = later_boot && tpm.kind().is_tpm();
         let mut archived = None;
-        if let Err(why) = scan.anchored(floor, strict) {
+        if let Err(why) = judged {
             if scan.entries.is_empty() {
-                return Err(pcr_in_use(&cfg, tpm.as_mut(), &banks)?);
+                return Err(list_lost(
+                    &cfg,
+                    tpm.as_mut(),
+                    &banks,
+                    &jpath,
+                    bytes.is_some(),
+                    len,
+                )?);
             }
             if !(strict || cfg.start_over) {
-                let ours = boot::tpm_identity(tpm.as_mut()).unwrap_or_else(|e| e.to_string());
-                let was = record.as_ref().map_or_else(
-                    || "an earlier version (no boot record)".to_owned(),
-                    |r| format!("boot {} with {} ({})", r.boot_id, r.tpm, r.tpm_id),
-                );
+                let was = match &anchor {
+                    Some(Ok(a)) => format!(
+                        "boot {} on TPM {} (reset count {}, restart count {})",
+                        a.boot_id, a.tpm_id, a.reset_count, a.restart_count
+                    ),
+                    _ => "an unknown boot".to_owned(),
+                };
                 return Err(EngineError::Inconsistent {
                     path: jpath.display().to_string(),
                     tpm: tpm.kind().to_string(),
                     entries: scan.entries.len(),
                     why: format!(
                         "{why}; the list was started in {was}, this is boot {boot_id} with \
-                         TPM id {ours}"
+                         TPM id {} (reset count {}, restart count {})",
+                        now.tpm_id, now.reset_count, now.restart_count
                     ),
                     detail: scan.detail(&banks),
                 });
@@ -364,6 +402,7 @@ impl Engine {
             tracing::info!("archived the list in {}: {reason}", target.display());
             if let Some(p) = &soft {
                 tpm = ima_tpm::open(Some(&format!("soft:{}", p.display())), p)?;
+                now = boot::anchor_now(tpm.as_mut(), &boot_id)?;
             }
             archived = Some(Archived {
                 dir: target,
@@ -371,14 +410,13 @@ impl Engine {
             });
             bytes = None;
             scan = Scan::run(tpm.as_mut(), &banks, &cfg, &[], &jpath)?;
-            scan.anchored(0, false)
-                .map_err(|why| EngineError::Inconsistent {
-                    path: jpath.display().to_string(),
-                    tpm: tpm.kind().to_string(),
-                    entries: 0,
-                    why,
-                    detail: scan.detail(&banks),
-                })?;
+            scan.anchored(0).map_err(|why| EngineError::Inconsistent {
+                path: jpath.display().to_string(),
+                tpm: tpm.kind().to_string(),
+                entries: 0,
+                why,
+                detail: scan.detail(&banks),
+            })?;
         }
 
         let fresh = !state.exists(JOURNAL).map_err(io_err("stat", &jpath))?;
@@ -401,7 +439,7 @@ impl Engine {
             state.sync().map_err(io_err("fsync", state.path()))?;
         }
         let cache = Cache::load(&internal);
-        let len = bytes.as_ref().map_or(0, |b| b.len());
+        let len = if bytes.is_some() { len } else { 0 };
         drop(bytes);
         let mut e = Self {
             cfg,
@@ -427,28 +465,25 @@ impl Engine {
         e.apply(scan, len)?;
         e.open_derived()?;
         if e.entries == 0 {
-            let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
             boot::BootRecord {
                 boot_id,
                 tpm: e.tpm.kind().to_string(),
-                tpm_id,
+                tpm_id: now.tpm_id.clone(),
             }
             .save(&e.internal)?;
             e.add_boot_aggregate()?;
+            e.add_boot_entry(&now)?;
             e.commit()?;
-        } else if let Some(mut r) = record {
-            if r.boot_id != boot_id {
-                // The TPM kept the list across the reboot (software bank, or a TPM that
-                // was not reset): it goes on.
-                r.boot_id = boot_id;
-                r.save(&e.internal)?;
-            }
-        } else {
-            let tpm_id = boot::tpm_identity(e.tpm.as_mut())?;
+        } else if record
+            .as_ref()
+            .is_none_or(|r| r.boot_id != boot_id || r.tpm_id != now.tpm_id)
+        {
+            // The TPM kept the list across the reboot (software bank, or a TPM that was not
+            // reset): it goes on. The record (for people) says where it is now.
             boot::BootRecord {
                 boot_id,
                 tpm: e.tpm.kind().to_string(),
-                tpm_id,
+                tpm_id: now.tpm_id.clone(),
             }
             .save(&e.internal)?;
         }
@@ -647,6 +682,27 @@ impl Engine {
         Ok(())
     }
 
+    /// The list's boot entry ([`boot::Anchor`]), right after boot_aggregate.
+    fn add_boot_entry(&mut self, now: &boot::Anchor) -> Result<(), EngineError> {
+        let desc = TemplateDesc::lookup(boot::BOOT_ENTRY_TEMPLATE)
+            .map_err(|e| EngineError::Template(e.to_string()))?;
+        let buf = now.encode();
+        let digest = self
+            .cfg
+            .ima_hash
+            .digest(&buf)
+            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        let ev = Event {
+            digest: Some(digest),
+            name: boot::BOOT_ENTRY.as_bytes(),
+            buf: Some(&buf),
+            ..Event::default()
+        };
+        let pcr = self.cfg.pcr;
+        self.add(&ev, &desc, pcr)?;
+        Ok(())
+    }
+
     /// Crash recovery (see the module docs) from a scan that [`Scan::anchored`] accepted:
     /// cut the torn tail, extend what is durable but not yet extended.
     fn apply(&mut self, scan: Scan, len: usize) -> Result<(), EngineError> {
@@ -716,6 +772,17 @@ impl Scan {
         while !r.is_empty() {
             match RawEntry::decode(&mut r, f).and_then(|raw| raw.to_entry(f).map(|e| (raw, e))) {
                 Ok((raw, e)) => {
+                    if e.pcr >= ima_tpm::NUM_PCRS {
+                        return Err(EngineError::Journal {
+                            path: jpath.display().to_string(),
+                            offset: raw.offset,
+                            why: format!(
+                                "PCR {} is out of range (0..{})",
+                                e.pcr,
+                                ima_tpm::NUM_PCRS
+                            ),
+                        });
+                    }
                     // The template digest in every TPM bank: what was extended, the check of
                     // the logged sha1 digest, and the duplicate-table key, hashed once.
                     let per_bank: Vec<Digest> = banks
@@ -798,13 +865,13 @@ impl Scan {
 
     /// Whether the TPM holds a prefix of the list that includes everything known to have
     /// been extended (`floor`: the journal length the derived-files marker recorded after
-    /// its extends). `strict` (a later boot, a real TPM): the empty prefix does not count,
-    /// since a TPM that the reboot reset holds exactly that.
-    fn anchored(&self, floor: u64, strict: bool) -> Result<(), String> {
+    /// its extends; a marker can only add a reason to refuse). Called once the boot entry
+    /// showed that the TPM was not reset since the list started.
+    fn anchored(&self, floor: u64) -> Result<(), String> {
         match self.matched {
             None => Err(
                 "no prefix of the list gives the PCR values the TPM holds (was the TPM \
-                         reset or extended by someone else?)"
+                 reset or extended by someone else, or the list shortened?)"
                     .into(),
             ),
             Some((k, end)) if (end as u64) < floor => Err(format!(
@@ -816,11 +883,14 @@ impl Scan {
                     format!("only its first {k} entries (to byte {end})")
                 }
             )),
-            Some((0, _)) if strict && !self.entries.is_empty() => {
-                Err("the TPM's PCRs are at their reset values (the reboot reset them)".into())
-            }
             Some(_) => Ok(()),
         }
+    }
+
+    /// The list's boot entry (its second entry), parsed; `None` if there is none.
+    fn anchor(&self) -> Option<Result<boot::Anchor, String>> {
+        let e = self.entries.get(1)?;
+        boot::Anchor::buffer_of(e).map(boot::Anchor::decode)
     }
 
     fn detail(&self, banks: &[HashAlgo]) -> String {
@@ -876,6 +946,40 @@ fn pcr_at_reset(tpm: &mut dyn Tpm, banks: &[HashAlgo], pcr: u32) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+/// Why an empty list cannot start: its journal is missing (someone else extends the PCR),
+/// empty or unparseable from its first byte (the list was emptied or replaced).
+fn list_lost(
+    cfg: &Config,
+    tpm: &mut dyn Tpm,
+    banks: &[HashAlgo],
+    jpath: &Path,
+    exists: bool,
+    len: usize,
+) -> Result<EngineError, EngineError> {
+    if !exists {
+        return pcr_in_use(cfg, tpm, banks);
+    }
+    let tpm_kind = tpm.kind();
+    Ok(EngineError::Journal {
+        path: jpath.display().to_string(),
+        offset: 0,
+        why: if len == 0 {
+            format!(
+                "the journal is empty, but PCR {} of {tpm_kind} is not at its reset value: the \
+                 list was emptied (or something else extends that PCR); it is left as it is",
+                cfg.pcr
+            )
+        } else {
+            format!(
+                "no measurement list entry parses here ({len} bytes that are not a list), and \
+                 PCR {} of {tpm_kind} is not at its reset value: the journal was replaced or \
+                 damaged; it is left as it is",
+                cfg.pcr
+            )
+        },
+    })
 }
 
 fn pcr_in_use(

@@ -49,7 +49,7 @@ fn replays(dir: &Path) -> bool {
 fn new_list_starts_with_boot_aggregate_and_suppresses_duplicates() {
     let d = tempfile::tempdir().unwrap();
     let mut e = open(d.path()).unwrap();
-    assert_eq!(e.len(), 1);
+    assert_eq!(e.len(), 2, "boot_aggregate and the boot entry");
     let (ev, t) = entry("/a");
     assert!(matches!(e.add(&ev, &t, 10).unwrap(), Added::New(_)));
     assert_eq!(e.add(&ev, &t, 10).unwrap(), Added::Duplicate);
@@ -68,7 +68,7 @@ fn new_list_starts_with_boot_aggregate_and_suppresses_duplicates() {
     );
     assert_eq!(
         std::fs::read_to_string(d.path().join("runtime_measurements_count")).unwrap(),
-        "4\n"
+        "5\n"
     );
     // Reopening keeps the duplicate table.
     let mut e = open(d.path()).unwrap();
@@ -112,12 +112,12 @@ fn torn_tail_is_cut_and_unextended_entries_are_rolled_forward() {
     assert_eq!(r.rolled_forward, 2);
     assert_eq!(r.truncated_bytes, (full / 3) as u64);
     assert!(r.regenerated);
-    assert_eq!(e.len(), 4);
+    assert_eq!(e.len(), 5);
     drop(e);
     assert!(replays(d.path()));
     let ascii =
         std::fs::read_to_string(d.path().join("ascii_runtime_measurements_sha256")).unwrap();
-    assert_eq!(ascii.lines().count(), 4, "{ascii}");
+    assert_eq!(ascii.lines().count(), 5, "{ascii}");
     assert!(ascii.lines().last().unwrap().ends_with(" /c"));
 }
 
@@ -140,7 +140,8 @@ fn a_tpm_ahead_of_the_list_is_an_error_not_a_repair() {
     b[n - 3] ^= 1;
     std::fs::write(&p, b).unwrap();
     let err = open(d.path()).unwrap_err().to_string();
-    assert!(err.contains("byte offset 0"), "{err}");
+    assert!(err.contains("template digest does not match"), "{err}");
+    assert!(err.contains("entry at byte offset "), "{err}");
 }
 
 /// A crash in the middle of archiving (plan written, only the journal moved): the next open
@@ -156,7 +157,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     let target = d.path().join("archive/1-crashed");
     std::fs::write(d.path().join(".engine/archiving"), "1-crashed\nsoft-pcrs\n").unwrap();
     let e = open(d.path()).unwrap();
-    assert_eq!(e.len(), 1, "a new list: boot_aggregate only");
+    assert_eq!(e.len(), 2, "a new list: boot_aggregate and boot entry only");
     drop(e);
     assert!(!d.path().join(".engine/archiving").exists());
     for f in [
@@ -171,7 +172,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     }
     assert_eq!(
         std::fs::read_to_string(target.join("runtime_measurements_count")).unwrap(),
-        "2\n"
+        "3\n"
     );
     // A crash after the journal alone was moved.
     let mut e = open(d.path()).unwrap();
@@ -187,7 +188,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     )
     .unwrap();
     let e = open(d.path()).unwrap();
-    assert_eq!(e.len(), 1, "a new list: boot_aggregate only");
+    assert_eq!(e.len(), 2, "a new list: boot_aggregate and boot entry only");
     drop(e);
     assert!(!d.path().join(".engine/archiving").exists());
     for f in [
@@ -202,7 +203,7 @@ fn an_interrupted_archive_is_finished_on_open() {
     }
     assert_eq!(
         std::fs::read_to_string(target.join("runtime_measurements_count")).unwrap(),
-        "2\n"
+        "3\n"
     );
     assert!(replays(d.path()));
 }
@@ -228,7 +229,7 @@ fn a_list_on_the_device_backend() {
     e.commit().unwrap();
     let list = std::fs::read(d.path().join("binary_runtime_measurements")).unwrap();
     let entries = ima_core::log::binary::decode(&list, ListFormat::default()).unwrap();
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
     let mut v = ima_core::hash::Digest::zero(HashAlgo::SHA256).unwrap();
     for en in &entries {
         v = v
@@ -248,6 +249,6 @@ fn a_list_on_the_device_backend() {
     e.close().unwrap();
     let dev = ima_tpm::DeviceTransport::from_file(again, "swtpm chardev");
     let e = Engine::open(cfg, Box::new(ima_tpm::HwTpm::new(dev).unwrap())).unwrap();
-    assert_eq!(e.len(), 3);
+    assert_eq!(e.len(), 4);
     assert!(!e.recovery().any());
 }

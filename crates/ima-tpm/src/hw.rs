@@ -1,7 +1,7 @@
 //! A real TPM 2.0 (device or swtpm) driven with commands marshalled by `tpm2-protocol`.
 //!
 //! Only the handful of commands IMA needs: GetCapability(PCRS), PCR_Read, PCR_Extend,
-//! CreatePrimary (the AK), Quote and FlushContext. Authorisation is the empty password
+//! CreatePrimary (the AK), Quote, ReadClock and FlushContext. Authorisation is the empty password
 //! session (`TPM_RS_PW`), as the kernel uses for PCR_Extend.
 
 use ima_core::hash::{Digest, HashAlgo};
@@ -19,13 +19,13 @@ use tpm2_protocol::data::{
 use tpm2_protocol::frame::{
     TpmCreatePrimaryCommand, TpmCreatePrimaryResponse, TpmFlushContextCommand, TpmFrame,
     TpmGetCapabilityCommand, TpmGetCapabilityResponse, TpmPcrExtendCommand, TpmPcrReadCommand,
-    TpmPcrReadResponse, TpmQuoteCommand, TpmResponse, TpmStartupCommand, TpmUnmarshalBody,
-    tpm_marshal_command,
+    TpmPcrReadResponse, TpmQuoteCommand, TpmReadClockCommand, TpmReadClockResponse, TpmResponse,
+    TpmStartupCommand, TpmUnmarshalBody, tpm_marshal_command,
 };
 
 use crate::quote::{AkPublic, Quote};
 use crate::transport::Transport;
-use crate::{NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
+use crate::{ClockInfo, NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
 
 /// `TPM_RC_INITIALIZE`: Startup was already done (swtpm `--flags startup-clear`).
 const RC_INITIALIZE: u32 = 0x100;
@@ -315,6 +315,21 @@ impl<T: Transport> Tpm for HwTpm<T> {
         };
         self.call_raw(&cmd, "TPM2_PCR_Extend", true)?;
         Ok(())
+    }
+
+    fn clock_info(&mut self) -> Result<ClockInfo, TpmError> {
+        let (r, _): (TpmReadClockResponse, _) = self.call(
+            &TpmReadClockCommand { handles: [] },
+            "TPM2_ReadClock",
+            false,
+        )?;
+        let c = r.current_time.clock_info;
+        Ok(ClockInfo {
+            clock: c.clock.value(),
+            reset_count: c.reset_count.value(),
+            restart_count: c.restart_count.value(),
+            safe: c.safe.into(),
+        })
     }
 
     fn create_ak(&mut self) -> Result<AkPublic, TpmError> {

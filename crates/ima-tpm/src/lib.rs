@@ -63,6 +63,27 @@ impl fmt::Display for TpmKind {
     }
 }
 
+/// `TPMS_CLOCK_INFO`: the TPM's clock and how often it was reset or restarted.
+///
+/// ```text
+/// TPMS_CLOCK_INFO { UINT64 clock; UINT32 resetCount; UINT32 restartCount; TPMI_YES_NO safe; }
+/// ```
+/// A TPM Reset (power cycle, or `TPM2_Startup(CLEAR)` after anything but an orderly
+/// shutdown) increments `resetCount` and zeroes `restartCount`; a TPM Restart (resume from
+/// hibernation with `Startup(CLEAR)`) increments `restartCount`. Both reset the PCRs, so
+/// equal counts mean the PCRs were not reset in between. The same structure is signed in
+/// every quote (`TPMS_ATTEST.clockInfo`), which is how a remote verifier ties a quote to a
+/// list's boot entry.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClockInfo {
+    /// Milliseconds the TPM has been powered, ever (advances monotonically unless not `safe`).
+    pub clock: u64,
+    pub reset_count: u32,
+    pub restart_count: u32,
+    /// Whether `clock` may have gone back (no orderly shutdown since it was last saved).
+    pub safe: bool,
+}
+
 /// The one interface the measurement engine and `imactl` use.
 pub trait Tpm: Send {
     /// What this is (device, swtpm, software bank).
@@ -90,6 +111,18 @@ pub trait Tpm: Send {
         nonce: &[u8],
         selection: &[(HashAlgo, Vec<u32>)],
     ) -> Result<Quote, TpmError>;
+
+    /// The TPM's clock and reset/restart counts (`TPM2_ReadClock`). The software bank has
+    /// no clock and is never "reset" while its file lives (all zero, `safe`); its
+    /// equivalent of a reset is a new file, which has a new instance id
+    /// ([`Tpm::instance`]).
+    fn clock_info(&mut self) -> Result<ClockInfo, TpmError>;
+
+    /// The software bank's instance id (16 random bytes drawn when its file was created);
+    /// `None` for a TPM, whose identity is its AK.
+    fn instance(&self) -> Option<[u8; 16]> {
+        None
+    }
 
     /// Makes every extend so far durable (a no-op for a TPM; the software bank writes its
     /// file). The engine calls it before it records that an entry is anchored.

@@ -98,11 +98,6 @@ impl SoftPcrs {
         Ok((dir, name))
     }
 
-    /// The bank's instance id (`None`: a v1 file, not yet rewritten).
-    pub fn instance(&self) -> Option<[u8; INSTANCE]> {
-        self.instance
-    }
-
     /// Parses the bytes of a bank file (`path` only names it in errors). No I/O.
     pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<Self, TpmError> {
         let mut s = Self::zeroed(path)?;
@@ -203,6 +198,18 @@ impl Tpm for SoftPcrs {
         Err(TpmError::Unsupported(
             "the software PCR bank cannot quote: it is not hardware-rooted (use --tpm TCTI)".into(),
         ))
+    }
+
+    /// `None` for a v1 file not yet rewritten.
+    fn instance(&self) -> Option<[u8; 16]> {
+        self.instance
+    }
+
+    fn clock_info(&mut self) -> Result<crate::ClockInfo, TpmError> {
+        Ok(crate::ClockInfo {
+            safe: true,
+            ..crate::ClockInfo::default()
+        })
     }
 
     fn flush(&mut self) -> Result<(), TpmError> {

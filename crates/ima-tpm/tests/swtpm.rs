@@ -344,3 +344,34 @@ fn the_device_backend_against_swtpm_chardev() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// TPM2_ReadClock against tpm2_readclock (the oracle), and across a swtpm restart: the
+/// reset count moves, which is how the engine knows the PCRs were reset.
+#[test]
+fn clock_info_matches_tpm2_readclock_and_counts_resets() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let mut tpm = tcti.parse::<Tcti>().unwrap().open().unwrap();
+    let before = tpm.clock_info().unwrap();
+    drop(tpm); // swtpm serves one client at a time
+    let yaml = tool(&tcti, &["tpm2_readclock"]);
+    let field = |k: &str| -> u64 {
+        yaml.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("{k}: ")))
+            .unwrap_or_else(|| panic!("{k} in {yaml}"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(u64::from(before.reset_count), field("reset_count"));
+    assert_eq!(u64::from(before.restart_count), field("restart_count"));
+    assert!(field("clock") >= before.clock);
+    let sw = sw.restart();
+    let mut tpm = sw.tcti().parse::<Tcti>().unwrap().open().unwrap();
+    let after = tpm.clock_info().unwrap();
+    assert_ne!(
+        (after.reset_count, after.restart_count),
+        (before.reset_count, before.restart_count),
+        "{before:?} -> {after:?}"
+    );
+}

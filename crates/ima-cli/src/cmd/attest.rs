@@ -426,6 +426,8 @@ fn failure_kind(f: &Failure) -> &'static str {
         Failure::AlteredViolation { .. } => "altered_violation",
         Failure::BootAggregate(_) => "boot_aggregate",
         Failure::EmptyList => "empty_list",
+        Failure::BootEntry { .. } => "boot_entry",
+        Failure::BootEntryInvalid { .. } => "boot_entry_invalid",
         Failure::Reference { miss, .. } => match miss {
             Miss::NoPath => "not_in_refs",
             Miss::DigestDiffers { .. } => "digest_not_in_refs",
