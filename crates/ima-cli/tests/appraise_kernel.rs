@@ -177,7 +177,7 @@ impl Capture {
             size: 1,
         };
         let a = appraise::appraise(&r, &self.keys);
-        Some(match a.verdict.failure() {
+        Some(match a.verdict().failure() {
             None => Ok(()),
             Some(f) => Err(f.cause.to_string()),
         })

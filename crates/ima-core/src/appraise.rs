@@ -257,8 +257,8 @@ pub fn hash_xattr(digest: &Digest) -> Vec<u8> {
     XattrValue::from_digest(digest).to_vec()
 }
 
-/// Proof that a file passed appraisal. Zero-sized; only [`appraise`] (and
-/// [`Appraisal::fixed`]) can make one, so code that needs it by value cannot allow an
+/// Proof that a file passed appraisal. Zero-sized; only a pass of [`appraise`], or a fix
+/// [`Appraisal::apply_fix`] wrote, makes one, so code that needs it by value cannot allow an
 /// unappraised file.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Appraised {
@@ -314,33 +314,71 @@ pub struct Request<'a> {
     pub size: u64,
 }
 
-/// The decision, plus what fix mode would write.
+/// The decision, plus what fix mode would write. Only [`appraise`] makes one, and its fields
+/// are read through accessors, so a pass in it is always [`appraise`]'s or an applied fix's.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Appraisal {
-    pub verdict: Verdict,
-    /// In fix mode, the `security.ima` value to write; once written, [`Appraisal::fixed`]
-    /// turns the result into a pass, as the kernel does when `ima_fix_xattr` succeeds.
-    pub fix: Option<Vec<u8>>,
-    /// The failure the kernel audits even when the final verdict is a pass (fix mode, or a
-    /// new empty signed file).
-    pub audit: Option<Failure>,
-    /// `IMA_DIGSIG`: the file is signed (or protected by a portable EVM signature), so the
-    /// kernel refuses to open it for write and never rewrites its label.
-    pub digsig: bool,
+    verdict: Verdict,
+    fix: Option<Vec<u8>>,
+    audit: Option<Failure>,
+    digsig: bool,
 }
 
 impl Appraisal {
+    pub fn verdict(&self) -> &Verdict {
+        &self.verdict
+    }
+
+    /// The verdict by value (a pass carries its [`Appraised`] token).
+    pub fn into_verdict(self) -> Verdict {
+        self.verdict
+    }
+
+    /// In fix mode, the `security.ima` value `ima_fix_xattr` would write (see
+    /// [`Appraisal::apply_fix`]).
+    pub fn fix(&self) -> Option<&[u8]> {
+        self.fix.as_deref()
+    }
+
+    /// The failure the kernel audits even when the final verdict is a pass (fix mode, or a
+    /// new empty signed file).
+    pub fn audit(&self) -> Option<Failure> {
+        self.audit
+    }
+
+    /// `IMA_DIGSIG`: the file is signed (or protected by a portable EVM signature), so the
+    /// kernel refuses to open it for write and never rewrites its label.
+    pub fn digsig(&self) -> bool {
+        self.digsig
+    }
+
     /// Whether access is denied (only in enforce mode).
     pub fn denied(&self, mode: Mode) -> bool {
         mode == Mode::Enforce && !self.verdict.is_pass()
     }
 
-    /// After the caller wrote [`Appraisal::fix`] successfully: the kernel's PASS.
-    pub fn fixed(mut self) -> Self {
-        if self.fix.take().is_some() {
-            self.verdict = Verdict::Pass(Appraised { _private: () });
+    /// Fix mode (`ima_fix_xattr`): hands [`Appraisal::fix`] to `write`, which must write it
+    /// as `security.ima` of the file appraised, and only when `write` succeeded turns the
+    /// result into the kernel's PASS (the failure stays in [`Appraisal::audit`]). Without a
+    /// fix, `write` is not called and nothing changes. A failed write leaves the failure;
+    /// it comes back with the error.
+    pub fn apply_fix<E>(
+        mut self,
+        write: impl FnOnce(&[u8]) -> Result<(), E>,
+    ) -> Result<Self, (Self, E)> {
+        let Some(fix) = self.fix.take() else {
+            return Ok(self);
+        };
+        match write(&fix) {
+            Ok(()) => {
+                self.verdict = Verdict::Pass(Appraised { _private: () });
+                Ok(self)
+            }
+            Err(e) => {
+                self.fix = Some(fix);
+                Err((self, e))
+            }
         }
-        self
     }
 }
 

@@ -173,29 +173,31 @@ impl Appraiser<'_> {
             new_file: false,
             size,
         };
-        let mut result = appraise::appraise(&r, self.ima_keys);
         let mut fixed = None;
-        if let Some(fix) = result.fix.clone() {
-            ima_sys::xattr::set(&*f, evm::XATTR_IMA, &fix, SetMode::Any)
-                .map_err(io_err("writing security.ima"))?;
-            // ima_fix_xattr writes through __vfs_setxattr_noperm, so EVM's post-setxattr
-            // hook recomputes the HMAC when an HMAC key is loaded.
-            let protected = self.evm_cfg.xattrs.is_protected(evm::XATTR_IMA);
-            if let (Some(key), Some(inode), true) = (self.evm_keys.hmac, &evm_inode, protected) {
-                let mut after = inode.clone();
-                after.xattrs.insert(evm::XATTR_IMA.to_owned(), fix.clone());
-                match protect::update_evmxattr(self.evm_cfg, key, &after) {
-                    protect::EvmUpdate::Set(v) => {
-                        ima_sys::xattr::set(&*f, evm::XATTR_EVM, &v, SetMode::Any)
-                            .map_err(io_err("writing security.evm"))?;
+        let result = appraise::appraise(&r, self.ima_keys)
+            .apply_fix(|fix| {
+                ima_sys::xattr::set(&*f, evm::XATTR_IMA, fix, SetMode::Any)
+                    .map_err(io_err("writing security.ima"))?;
+                fixed = Some(fix.to_vec());
+                // ima_fix_xattr writes through __vfs_setxattr_noperm, so EVM's post-setxattr
+                // hook recomputes the HMAC when an HMAC key is loaded.
+                let protected = self.evm_cfg.xattrs.is_protected(evm::XATTR_IMA);
+                if let (Some(key), Some(inode), true) = (self.evm_keys.hmac, &evm_inode, protected)
+                {
+                    let mut after = inode.clone();
+                    after.xattrs.insert(evm::XATTR_IMA.to_owned(), fix.to_vec());
+                    match protect::update_evmxattr(self.evm_cfg, key, &after) {
+                        protect::EvmUpdate::Set(v) => {
+                            ima_sys::xattr::set(&*f, evm::XATTR_EVM, &v, SetMode::Any)
+                                .map_err(io_err("writing security.evm"))?;
+                        }
+                        protect::EvmUpdate::Remove | protect::EvmUpdate::Immutable => {}
                     }
-                    protect::EvmUpdate::Remove | protect::EvmUpdate::Immutable => {}
                 }
-            }
-            fixed = Some(fix);
-            result = result.fixed();
-        }
-        Ok(match (result.verdict.failure(), result.audit) {
+                Ok(())
+            })
+            .map_err(|(_, e)| e)?;
+        Ok(match (result.verdict().failure(), result.audit()) {
             (None, was) => Appraisal::Pass {
                 was: was.map(|w| (w.status, w.cause)),
                 fixed,

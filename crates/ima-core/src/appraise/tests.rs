@@ -64,7 +64,7 @@ fn run(r: &Request<'_>) -> Appraisal {
 }
 
 fn cause(a: &Appraisal) -> Option<(Status, &'static str)> {
-    a.verdict.failure().map(|f| (f.status, f.cause.as_str()))
+    a.verdict().failure().map(|f| (f.status, f.cause.as_str()))
 }
 
 #[test]
@@ -86,8 +86,8 @@ fn hash_label() {
     let good = hash_xattr(&sha256());
     assert_eq!(good[..2], [0x04, 0x04]);
     let a = run(&req(ImaXattr::Value(&good), false, Status::Unknown));
-    assert!(a.verdict.is_pass());
-    assert!(!a.digsig);
+    assert!(a.verdict().is_pass());
+    assert!(!a.digsig());
     // One byte of the label or of the content changed: invalid-hash.
     let mut bad = good.clone();
     bad[10] ^= 1;
@@ -101,15 +101,15 @@ fn hash_label() {
     long.extend_from_slice(b"extra");
     assert!(
         run(&req(ImaXattr::Value(&long), false, Status::Unknown))
-            .verdict
+            .verdict()
             .is_pass()
     );
     // A signature is required: hash labels fail unless EVM has a portable signature.
     let a = run(&req(ImaXattr::Value(&good), true, Status::Unknown));
     assert_eq!(cause(&a), Some((Status::Fail, "IMA-signature-required")));
     let a = run(&req(ImaXattr::Value(&good), true, Status::PassImmutable));
-    assert!(a.verdict.is_pass());
-    assert!(a.digsig);
+    assert!(a.verdict().is_pass());
+    assert!(a.digsig());
 }
 
 #[test]
@@ -130,17 +130,17 @@ fn missing_label() {
     // New files pass without a label when no signature is required, or while empty.
     let mut r = req(ImaXattr::Absent, false, Status::Unknown);
     r.new_file = true;
-    assert!(run(&r).verdict.is_pass());
+    assert!(run(&r).verdict().is_pass());
     r.req.digsig = true;
-    assert!(!run(&r).verdict.is_pass());
+    assert!(!run(&r).verdict().is_pass());
     r.size = 0;
-    assert!(run(&r).verdict.is_pass());
+    assert!(run(&r).verdict().is_pass());
     // No xattr support: UNKNOWN, nothing audited or fixed.
     let mut r = req(ImaXattr::Unsupported, false, Status::Unknown);
     r.mode = Mode::Fix;
     let a = run(&r);
     assert_eq!(cause(&a), Some((Status::Unknown, "unknown")));
-    assert_eq!((a.fix, a.audit), (None, None));
+    assert_eq!((a.fix(), a.audit()), (None, None));
 }
 
 #[test]
@@ -169,8 +169,8 @@ fn evm_gates_the_label() {
 fn signatures() {
     let good = sig(0x03, 2);
     let a = run(&req(ImaXattr::Value(&good), true, Status::Unknown));
-    assert!(a.verdict.is_pass());
-    assert!(a.digsig);
+    assert!(a.verdict().is_pass());
+    assert!(a.digsig());
     // Tampered content: the digest differs.
     let mut r = req(ImaXattr::Value(&good), true, Status::Unknown);
     r.digest = Some(HashAlgo::SHA256.digest(b"hello world!").unwrap());
@@ -217,38 +217,63 @@ fn fix_mode_writes_what_the_kernel_writes() {
     let mut r = req(ImaXattr::Value(&bad), false, Status::Unknown);
     r.mode = Mode::Fix;
     let a = run(&r);
-    assert_eq!(a.fix.as_deref(), Some(&hash_xattr(&d)[..]));
-    assert_eq!(a.audit.map(|f| f.cause), Some(Cause::InvalidHash));
+    assert_eq!(a.fix(), Some(&hash_xattr(&d)[..]));
+    assert_eq!(a.audit().map(|f| f.cause), Some(Cause::InvalidHash));
     assert!(!a.denied(Mode::Fix));
-    let a = a.fixed();
-    assert!(a.verdict.is_pass());
+    assert!(!a.verdict().is_pass());
+    // A write that failed: still the failure, with the fix to retry.
+    let (a, e) = a.apply_fix(|_| Err("read-only filesystem")).unwrap_err();
+    assert_eq!(e, "read-only filesystem");
+    assert!(!a.verdict().is_pass());
+    // A write that succeeded: the kernel's PASS, the failure still audited.
+    let mut written = None;
+    let a = a
+        .apply_fix(|fix| {
+            written = Some(fix.to_vec());
+            Ok::<_, ()>(())
+        })
+        .unwrap();
+    assert!(a.verdict().is_pass());
+    assert_eq!(written, Some(hash_xattr(&d)));
+    assert_eq!(
+        (a.fix(), a.audit().map(|f| f.cause)),
+        (None, Some(Cause::InvalidHash))
+    );
+    // Without a fix (a signature in fix mode) nothing is written and no pass is made.
+    let bad_sig = sig(0x03, 3);
+    let mut r = req(ImaXattr::Value(&bad_sig), false, Status::Unknown);
+    r.mode = Mode::Fix;
+    let a = run(&r)
+        .apply_fix(|_| -> Result<(), ()> { panic!("no fix to write") })
+        .unwrap();
+    assert!(!a.verdict().is_pass());
     // Missing: labelled. sha1 digests are written as the legacy type 0x01.
     let mut r = req(ImaXattr::Absent, false, Status::Unknown);
     r.mode = Mode::Fix;
     r.digest = Some(HashAlgo::SHA1.digest(CONTENT).unwrap());
     let a = run(&r);
-    let fix = a.fix.unwrap();
+    let fix = a.fix().unwrap();
     assert_eq!(fix[0], 0x01);
     assert_eq!(fix.len(), 21);
     // Signatures are never replaced, even invalid ones; a failing sigv3 is (kernel quirk).
     let bad_sig = sig(0x03, 3);
     let mut r = req(ImaXattr::Value(&bad_sig), false, Status::Unknown);
     r.mode = Mode::Fix;
-    assert_eq!(run(&r).fix, None);
+    assert_eq!(run(&r).fix(), None);
     let v3 = sig(0x06, 3);
     let mut r = req(ImaXattr::Value(&v3), false, Status::Unknown);
     r.mode = Mode::Fix;
-    assert!(run(&r).fix.is_some());
+    assert!(run(&r).fix().is_some());
     // Passing labels are left alone; enforce and log modes never write.
     let good = hash_xattr(&d);
     let mut r = req(ImaXattr::Value(&good), false, Status::Unknown);
     r.mode = Mode::Fix;
-    assert_eq!(run(&r).fix, None);
+    assert_eq!(run(&r).fix(), None);
     for mode in [Mode::Enforce, Mode::Log] {
         let mut r = req(ImaXattr::Value(&bad), false, Status::Unknown);
         r.mode = mode;
         let a = run(&r);
-        assert_eq!(a.fix, None);
+        assert_eq!(a.fix(), None);
         assert_eq!(a.denied(mode), mode == Mode::Enforce);
     }
 }
@@ -264,9 +289,9 @@ fn collect_and_algorithm_checks() {
     r.mode = Mode::Fix;
     let a = run(&r);
     assert_eq!(cause(&a), Some((Status::Fail, "denied-hash-algorithm")));
-    assert_eq!(a.fix, None);
+    assert_eq!(a.fix(), None);
     r.req.allowed_algos = Some(1 << HashAlgo::SHA256.0 | 1 << HashAlgo::SHA512.0);
-    assert!(run(&r).verdict.is_pass());
+    assert!(run(&r).verdict().is_pass());
 }
 
 #[test]
