@@ -12,6 +12,7 @@ use assert_cmd::assert::Assert;
 use ima_core::log::ListFormat;
 use ima_core::log::binary::{decode, encode_entry};
 use ima_test::Swtpm;
+use predicates::prelude::PredicateBooleanExt;
 
 fn measure(tpm: Option<&str>, state: &Path, boot: &Path, tree: &Path, extra: &[&str]) -> Assert {
     let mut c = Command::cargo_bin("imactl").unwrap();
@@ -275,4 +276,63 @@ fn bad_journals_are_named_by_file_and_offset() {
             j.display(),
             one.len()
         )));
+}
+
+/// Derived files are compared with the journal byte for byte: a same-length forgery of a
+/// path in the ascii list, a forged count and a compat link pointed at a foreign file are
+/// all repaired on the next open.
+#[test]
+fn forged_derived_files_counts_and_links_are_repaired() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path(), 3);
+    let state = d.path().join("state");
+    let boot = boot_file(d.path(), "boot", "ffffffff-0000-4000-8000-000000000006");
+    measure(None, &state, &boot, &t, &[]).success();
+    let names = [
+        "ascii_runtime_measurements_sha1",
+        "ascii_runtime_measurements_sha256",
+        "binary_runtime_measurements_sha256",
+        "runtime_measurements_count",
+    ];
+    let good: Vec<Vec<u8>> = names
+        .iter()
+        .map(|n| std::fs::read(state.join(n)).unwrap())
+        .collect();
+    for n in &names[..2] {
+        let p = state.join(n);
+        let text = std::fs::read_to_string(&p).unwrap();
+        let forged = text.replace("/tree/f1\n", "/tree/f7\n");
+        assert_ne!(forged, text);
+        assert_eq!(forged.len(), text.len());
+        std::fs::write(&p, forged).unwrap();
+    }
+    let p = state.join("binary_runtime_measurements_sha256");
+    let mut b = std::fs::read(&p).unwrap();
+    let n = b.len();
+    b[n - 1] ^= 1;
+    std::fs::write(&p, b).unwrap();
+    std::fs::write(state.join("runtime_measurements_count"), "9\n").unwrap();
+    let foreign = d.path().join("foreign");
+    std::fs::write(&foreign, b"not a list\n").unwrap();
+    std::fs::remove_file(state.join("ascii_runtime_measurements")).unwrap();
+    std::os::unix::fs::symlink(&foreign, state.join("ascii_runtime_measurements")).unwrap();
+    measure(None, &state, &boot, &t, &[])
+        .success()
+        .stderr(predicates::str::contains("derived files regenerated"));
+    for (n, g) in names.iter().zip(&good) {
+        assert_eq!(
+            &std::fs::read(state.join(n)).unwrap(),
+            g,
+            "{n} not repaired"
+        );
+    }
+    assert_eq!(
+        std::fs::read_link(state.join("ascii_runtime_measurements")).unwrap(),
+        Path::new("ascii_runtime_measurements_sha1")
+    );
+    assert_eq!(std::fs::read(&foreign).unwrap(), b"not a list\n");
+    // And an intact state is left alone.
+    measure(None, &state, &boot, &t, &[])
+        .success()
+        .stderr(predicates::str::contains("regenerated").not());
 }

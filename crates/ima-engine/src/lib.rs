@@ -13,7 +13,7 @@
 //! into place); (4) append the derived files (per-bank binary and ascii lists, counts).
 //! Hence at every instant the TPM holds the replay of some prefix of the durable journal.
 //! On open, [`Engine::open`] finds that prefix (truncating only an unparseable torn tail),
-//! extends the rest (roll forward), and regenerates the derived files if they lag. A TPM that
+//! extends the rest (roll forward), and regenerates the derived files where they differ from the journal. A TPM that
 //! holds less than was extended (reset, replaced, or a reboot) is handled by [`boot`]: the
 //! list is archived in a later boot or with [`Config::start_over`], refused otherwise.
 
@@ -54,8 +54,8 @@ pub(crate) const DIR_MODE: u32 = 0o700;
 const LOCK: &str = "lock";
 /// What the lock file holds: who has it (pid and command line).
 const LOCK_MAX: u64 = 4096;
+/// The derived-files length marker of earlier versions (removed on open).
 const DERIVED_MARKER: &str = "derived";
-const MARKER_MAX: u64 = 4096;
 
 /// What the engine is configured with (the kernel's boot parameters).
 #[derive(Clone, Debug)]
@@ -227,6 +227,9 @@ pub enum Added {
     Duplicate,
 }
 
+/// Per list bank: the bytes of its binary list (empty for sha1) and of its ascii list.
+type Rendered = Vec<(Vec<u8>, Vec<u8>)>;
+
 struct Pending {
     entry: Entry,
     /// Template digest per list bank (zero for a violation), in `Engine::lists` order.
@@ -309,7 +312,7 @@ impl Engine {
 
         // Which boot and TPM the list belongs to, and whether the TPM still holds it: decided
         // from what the TPM says now and what the list's boot entry recorded (evidence), not
-        // from marker files (they can only add reasons to refuse).
+        // from marker files.
         let boot_id = boot::read_boot_id(&cfg.boot_id_file)?;
         let record = boot::BootRecord::load(&internal)?;
         let mut now = boot::anchor_now(tpm.as_mut(), &boot_id)?;
@@ -338,9 +341,8 @@ impl Engine {
             Some(Ok(a)) => a.boot_id != boot_id,
             _ => record.as_ref().is_some_and(|r| r.boot_id != boot_id),
         };
-        let floor = extended_floor(&internal)?;
         let judged = if scan.entries.is_empty() {
-            scan.anchored(floor)
+            scan.anchored()
         } else {
             match &anchor {
                 None => Err(
@@ -350,7 +352,7 @@ impl Engine {
                         .to_owned(),
                 ),
                 Some(Err(e)) => Err(format!("its boot entry is not valid: {e}")),
-                Some(Ok(a)) => a.held_by(&now).and_then(|()| scan.anchored(floor)),
+                Some(Ok(a)) => a.held_by(&now).and_then(|()| scan.anchored()),
             }
         };
         let strict = later_boot && tpm.kind().is_tpm();
@@ -410,7 +412,7 @@ impl Engine {
             });
             bytes = None;
             scan = Scan::run(tpm.as_mut(), &banks, &cfg, &[], &jpath)?;
-            scan.anchored(0).map_err(|why| EngineError::Inconsistent {
+            scan.anchored().map_err(|why| EngineError::Inconsistent {
                 path: jpath.display().to_string(),
                 tpm: tpm.kind().to_string(),
                 entries: 0,
@@ -863,26 +865,15 @@ impl Scan {
         })
     }
 
-    /// Whether the TPM holds a prefix of the list that includes everything known to have
-    /// been extended (`floor`: the journal length the derived-files marker recorded after
-    /// its extends; a marker can only add a reason to refuse). Called once the boot entry
-    /// showed that the TPM was not reset since the list started.
-    fn anchored(&self, floor: u64) -> Result<(), String> {
+    /// Whether the TPM holds a prefix of the list. Called once the boot entry showed that
+    /// the TPM was not reset since the list started (PCRs only move forward in between).
+    fn anchored(&self) -> Result<(), String> {
         match self.matched {
             None => Err(
                 "no prefix of the list gives the PCR values the TPM holds (was the TPM \
                  reset or extended by someone else, or the list shortened?)"
                     .into(),
             ),
-            Some((k, end)) if (end as u64) < floor => Err(format!(
-                "the TPM holds {} but the list had been extended up to byte {floor}: its PCRs \
-                 were reset, or it is another TPM",
-                if k == 0 {
-                    "none of its entries".to_owned()
-                } else {
-                    format!("only its first {k} entries (to byte {end})")
-                }
-            )),
             Some(_) => Ok(()),
         }
     }
@@ -910,20 +901,6 @@ impl Scan {
     }
 }
 
-/// The journal length the derived-files marker recorded (every entry before it had been
-/// extended when it was written); 0 without a marker.
-fn extended_floor(internal: &Dir) -> Result<u64, EngineError> {
-    let m = internal
-        .read_bounded(DERIVED_MARKER, MARKER_MAX)
-        .map_err(io_err("read", &internal.join(DERIVED_MARKER)))?
-        .unwrap_or_default();
-    Ok(String::from_utf8_lossy(&m)
-        .lines()
-        .next()
-        .and_then(|l| l.parse().ok())
-        .unwrap_or(0))
-}
-
 /// The file of `tpm` if it is the software bank of the list in `dir`.
 fn own_soft_bank(tpm: &dyn Tpm, dir: &Path) -> Option<PathBuf> {
     match tpm.kind() {
@@ -946,6 +923,12 @@ fn pcr_at_reset(tpm: &mut dyn Tpm, banks: &[HashAlgo], pcr: u32) -> Result<bool,
         }
     }
     Ok(true)
+}
+
+fn is_too_large(e: &io::Error) -> bool {
+    e.get_ref()
+        .and_then(|i| i.downcast_ref::<ima_sys::statedir::UnsafeFile>())
+        .is_some_and(|u| matches!(u, ima_sys::statedir::UnsafeFile::TooLarge { .. }))
 }
 
 /// Why an empty list cannot start: its journal is missing (someone else extends the PCR),
@@ -1015,19 +998,8 @@ impl Engine {
             .collect()
     }
 
-    fn marker(&self) -> Result<String, EngineError> {
-        let mut m = format!("{}\n", self.journal_len);
-        for (_, bin, asc) in &self.derived {
-            for f in bin.iter().chain(std::iter::once(asc)) {
-                let len = f.metadata().map_err(io_err("stat", &self.cfg.dir))?.len();
-                m.push_str(&format!("{len}\n"));
-            }
-        }
-        Ok(m)
-    }
-
     /// Opens the per-bank list files (and the kernel's compatibility symlinks); regenerates
-    /// them from the journal when the marker shows they lag behind it.
+    /// them from the journal wherever their content differs from it.
     fn open_derived(&mut self) -> Result<(), EngineError> {
         let state = &self.state;
         let open = |name: &str| -> Result<File, EngineError> {
@@ -1070,43 +1042,83 @@ impl Engine {
                     .map_err(io_err("symlink", &l))?;
             }
         }
-        let have = self
-            .internal
-            .read_bounded(DERIVED_MARKER, MARKER_MAX)
-            .map_err(io_err("read", &self.internal.join(DERIVED_MARKER)))?
-            .unwrap_or_default();
+        // Every derived file and count is regenerated whenever its content differs from
+        // what the journal gives (byte for byte: a same-length forgery is repaired too).
         let entries = self.recovered.take().unwrap_or_default();
-        if have != self.marker()?.as_bytes() {
-            self.recovery.regenerated = !have.is_empty();
-            for (_, bin, asc) in &self.derived {
-                for f in bin.iter().chain(std::iter::once(asc)) {
-                    f.set_len(0).map_err(io_err("truncate", &self.cfg.dir))?;
+        let pending: Vec<Pending> = entries
+            .into_iter()
+            .map(|entry| {
+                let list_digests = self
+                    .lists
+                    .iter()
+                    .map(|b| entry.template_digest_in(*b, ENDIAN))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                Ok(Pending {
+                    entry,
+                    list_digests,
+                    extend: Vec::new(),
+                })
+            })
+            .collect::<Result<_, EngineError>>()?;
+        let want = self.render_derived(&pending)?;
+        let mut differed = false;
+        for ((_, bin_name, asc_name), ((_, bin, asc), (bin_want, asc_want))) in self
+            .derived_names()
+            .iter()
+            .zip(self.derived.iter_mut().zip(&want))
+        {
+            let files = bin_name
+                .as_deref()
+                .zip(bin.as_mut())
+                .map(|(n, f)| (n, f, bin_want))
+                .into_iter()
+                .chain(std::iter::once((asc_name.as_str(), asc, asc_want)));
+            for (name, f, want) in files {
+                let p = self.state.join(name);
+                let same = match self.state.read_bounded(name, want.len() as u64) {
+                    Ok(have) => have.as_deref() == Some(want.as_slice()),
+                    Err(e) if is_too_large(&e) => false,
+                    Err(e) => return Err(io_err("read", &p)(e)),
+                };
+                if !same {
+                    f.set_len(0)
+                        .and_then(|()| f.write_all(want))
+                        .map_err(io_err("regenerate", &p))?;
+                    differed = true;
                 }
             }
-            let pending: Vec<Pending> = entries
-                .into_iter()
-                .map(|entry| {
-                    let list_digests = self
-                        .lists
-                        .iter()
-                        .map(|b| entry.template_digest_in(*b, ENDIAN))
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
-                    Ok(Pending {
-                        entry,
-                        list_digests,
-                        extend: Vec::new(),
-                    })
-                })
-                .collect::<Result<_, EngineError>>()?;
-            self.append_derived(&pending)?;
-            self.write_counts()?;
         }
+        for (name, n) in [
+            ("runtime_measurements_count", self.entries),
+            ("violations", self.violations),
+        ] {
+            let p = self.state.join(name);
+            let want = format!("{n}\n");
+            let same = match self.state.read_bounded(name, want.len() as u64) {
+                Ok(have) => have.as_deref() == Some(want.as_bytes()),
+                Err(e) if is_too_large(&e) => false,
+                Err(e) => return Err(io_err("read", &p)(e)),
+            };
+            if !same {
+                self.state
+                    .replace(name, want.as_bytes(), FILE_MODE, false)
+                    .map_err(io_err("write", &p))?;
+                differed |= n > 0;
+            }
+        }
+        self.recovery.regenerated = differed && !pending.is_empty();
+        // The length marker of earlier versions: never trusted, not needed.
+        self.internal
+            .remove(DERIVED_MARKER)
+            .map_err(io_err("remove", &self.internal.join(DERIVED_MARKER)))?;
         Ok(())
     }
 
-    fn append_derived(&mut self, pending: &[Pending]) -> Result<(), EngineError> {
-        for (li, (b, bin, asc)) in self.derived.iter_mut().enumerate() {
+    /// The bytes `pending` adds to each derived file: per list bank, (binary list, ascii).
+    fn render_derived(&self, pending: &[Pending]) -> Result<Rendered, EngineError> {
+        let mut out = Vec::new();
+        for (li, (b, bin, _)) in self.derived.iter().enumerate() {
             let mut bbuf = Vec::new();
             let mut abuf = Vec::new();
             for p in pending {
@@ -1120,6 +1132,14 @@ impl Engine {
                 ascii::render_entry(&e, &[], ENDIAN, &mut abuf)
                     .map_err(|e| EngineError::Template(e.to_string()))?;
             }
+            out.push((bbuf, abuf));
+        }
+        Ok(out)
+    }
+
+    fn append_derived(&mut self, pending: &[Pending]) -> Result<(), EngineError> {
+        let bufs = self.render_derived(pending)?;
+        for ((_, bin, asc), (bbuf, abuf)) in self.derived.iter_mut().zip(bufs) {
             if let Some(f) = bin {
                 f.write_all(&bbuf)
                     .map_err(io_err("append", &self.cfg.dir))?;
@@ -1130,8 +1150,7 @@ impl Engine {
         Ok(())
     }
 
-    /// `runtime_measurements_count`, `violations`, and the marker that says the derived files
-    /// are complete up to the journal's current length.
+    /// `runtime_measurements_count` and `violations`.
     fn write_counts(&mut self) -> Result<(), EngineError> {
         let put = |d: &Dir, name: &str, text: String, mode| {
             d.replace(name, text.as_bytes(), mode, false)
@@ -1148,8 +1167,7 @@ impl Engine {
             "violations",
             format!("{}\n", self.violations),
             FILE_MODE,
-        )?;
-        put(&self.internal, DERIVED_MARKER, self.marker()?, 0o600)
+        )
     }
 }
 
