@@ -137,7 +137,8 @@ mod tests {
 
     #[test]
     fn meta_of_a_temp_file() {
-        let dir = tempfile::tempdir().unwrap();
+        let ext4 = ima_test::Ext4::new();
+        let dir = tempfile::tempdir_in(ext4.path()).unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
         let f = File::open(&p).unwrap();
@@ -156,9 +157,13 @@ mod tests {
 
     #[test]
     fn uuid_ioctl_and_parse() {
-        let dir = tempfile::tempdir().unwrap();
+        let ext4 = ima_test::Ext4::new();
+        let dir = tempfile::tempdir_in(ext4.path()).unwrap();
         let f = File::open(dir.path()).unwrap();
-        fs_uuid(f.as_fd()).unwrap();
+        fs_uuid(f.as_fd()).unwrap_or_else(|e| {
+            let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+            panic!("FS_IOC_GETFSUUID on ext4 failed ({e}): it needs Linux 6.5+, this is {release}")
+        });
         assert_eq!(
             parse_uuid("11223344-5566-7788-99aa-bbccddeeff00"),
             Some([
@@ -167,13 +172,14 @@ mod tests {
             ])
         );
         assert_eq!(parse_uuid("1122"), None);
-        assert_eq!(fs_magic(f.as_fd()).unwrap(), 0xef53, "tests run on ext4");
+        assert_eq!(fs_magic(f.as_fd()).unwrap(), 0xef53, "the test's own ext4");
         assert_eq!(parse_uuid("zz223344-5566-7788-99aa-bbccddeeff00"), None);
     }
 
     #[test]
     fn writable_unless_immutable() {
-        let dir = tempfile::tempdir().unwrap();
+        let ext4 = ima_test::Ext4::new();
+        let dir = tempfile::tempdir_in(ext4.path()).unwrap();
         let p = dir.path().join("f");
         std::fs::write(&p, b"x").unwrap();
         let f = File::open(&p).unwrap();

@@ -1,6 +1,6 @@
-//! `security.ima` and `security.evm` on a real filesystem: the temp directory must be on a
-//! filesystem that stores `security.*` attributes (ext4 here) and the tests run as root
-//! (CAP_SYS_ADMIN is needed to write `security.ima`). Either missing is a failure, not a skip.
+//! `security.ima` and `security.evm` on a real filesystem: an ext4 the test mounts itself
+//! ([`ima_test::Ext4`]), as root (CAP_SYS_ADMIN is needed to write `security.ima`). Either
+//! missing is a failure, not a skip.
 
 use std::fs::File;
 
@@ -11,7 +11,8 @@ const SHA256_XATTR: &str = "0404a948904f2f0f479b8f8197694b30184b0d2ed1c1cd2a1ec0
 
 #[test]
 fn security_ima_round_trips_on_the_temp_filesystem() {
-    let dir = tempfile::tempdir().unwrap();
+    let ext4 = ima_test::Ext4::new();
+    let dir = tempfile::tempdir_in(ext4.path()).unwrap();
     let p = dir.path().join("f");
     std::fs::write(&p, b"hello world\n").unwrap();
     let f = File::open(&p).unwrap();

@@ -3,8 +3,10 @@
 
 use std::path::PathBuf;
 
+mod ext4;
 mod swtpm;
 
+pub use ext4::Ext4;
 pub use swtpm::{Swtpm, SwtpmChardev};
 
 /// Runs `cmd` and returns its stdout; panics (the test's failure report) with the command,
