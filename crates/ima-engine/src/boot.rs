@@ -152,7 +152,7 @@ pub fn tpm_identity(tpm: &mut dyn ima_tpm::Tpm) -> Result<String, EngineError> {
     let ak = tpm.create_ak()?;
     let d = ima_core::hash::HashAlgo::SHA256
         .digest(ak.der())
-        .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+        .map_err(EngineError::Unsupported)?;
     Ok(format!("ak-sha256:{}", d.to_hex()))
 }
 

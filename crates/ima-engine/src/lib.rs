@@ -83,8 +83,10 @@ impl Config {
     pub fn new(dir: PathBuf) -> Result<Self, EngineError> {
         Ok(Self {
             dir,
-            template: TemplateDesc::lookup("ima-ng")
-                .map_err(|e| EngineError::Template(e.to_string()))?,
+            template: TemplateDesc::lookup("ima-ng").map_err(|source| EngineError::Template {
+                name: "ima-ng".into(),
+                source,
+            })?,
             ima_hash: HashAlgo::SHA256,
             pcr: DEFAULT_PCR,
             boot_id_file: PathBuf::from(boot::BOOT_ID_FILE),
@@ -129,8 +131,14 @@ pub enum EngineError {
     Tpm(#[from] ima_tpm::TpmError),
     #[error(transparent)]
     Extend(#[from] ima_core::hash::ExtendError),
-    #[error("template: {0}")]
-    Template(String),
+    #[error("template {name}: {source}")]
+    Template {
+        name: String,
+        #[source]
+        source: ima_core::template::TemplateError,
+    },
+    #[error("cannot render the ascii list: {0}")]
+    Render(#[source] ima_core::log::ascii::RenderError),
     #[error("{path}:{line}: {why}")]
     Record {
         path: String,
@@ -166,8 +174,10 @@ pub enum EngineError {
         tpm: String,
         values: String,
     },
-    #[error("unsupported: {0}")]
-    Unsupported(String),
+    #[error(transparent)]
+    Unsupported(#[from] ima_core::hash::UnsupportedAlgo),
+    #[error("a violation was deduplicated (violations never are): an engine bug")]
+    ViolationDeduplicated,
     #[error(
         "{path}: another writer has held the lock for {secs} s ({holder}); is it stuck? Stop \
          it, or wait for it to finish"
@@ -540,16 +550,19 @@ impl Engine {
     ) -> Result<Added, EngineError> {
         let data = desc
             .build(ev, ENDIAN)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
+            .map_err(|source| EngineError::Template {
+                name: desc.name().to_owned(),
+                source,
+            })?;
         let legacy = desc.is_legacy();
         let slot = data
             .digest(legacy, self.cfg.ima_hash, ENDIAN)
-            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            .map_err(EngineError::Unsupported)?;
         if !self.seen.insert((pcr, slot)) {
             return Ok(Added::Duplicate);
         }
         let entry = Entry::new(pcr, desc, data, HashAlgo::SHA1, ENDIAN)
-            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            .map_err(EngineError::Unsupported)?;
         self.push(entry)
     }
 
@@ -560,8 +573,9 @@ impl Engine {
     /// never deduplicated; counted in `violations`.
     pub fn add_violation(&mut self, ev: &Event<'_>) -> Result<Entry, EngineError> {
         let desc = self.cfg.template.clone();
-        let zero = Digest::zero(self.cfg.ima_hash)
-            .ok_or_else(|| EngineError::Unsupported(self.cfg.ima_hash.to_string()))?;
+        let zero = Digest::zero(self.cfg.ima_hash).ok_or(EngineError::Unsupported(
+            ima_core::hash::UnsupportedAlgo(self.cfg.ima_hash),
+        ))?;
         let ev = Event {
             digest: Some(zero),
             legacy_digest: Digest::zero(HashAlgo::SHA1),
@@ -570,18 +584,20 @@ impl Engine {
         };
         let data = desc
             .build(&ev, ENDIAN)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
+            .map_err(|source| EngineError::Template {
+                name: desc.name().to_owned(),
+                source,
+            })?;
         let entry = Entry::violation(self.cfg.pcr, &desc, data, HashAlgo::SHA1)
-            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            .map_err(EngineError::Unsupported)?;
         match self.push(entry)? {
             Added::New(e) => Ok(e),
-            Added::Duplicate => Err(EngineError::Unsupported("violation deduplicated".into())),
+            Added::Duplicate => Err(EngineError::ViolationDeduplicated),
         }
     }
 
     fn push(&mut self, entry: Entry) -> Result<Added, EngineError> {
-        let unsupported =
-            |e: ima_core::hash::UnsupportedAlgo| EngineError::Unsupported(e.to_string());
+        let unsupported = EngineError::Unsupported;
         let list_digests = self
             .lists
             .iter()
@@ -656,7 +672,7 @@ impl Engine {
                 for (i, v) in vals.into_iter().enumerate() {
                     pb.set(i as u32, v);
                 }
-                boot_aggregate(&pb).map_err(|e| EngineError::Unsupported(e.to_string()))
+                boot_aggregate(&pb).map_err(EngineError::Unsupported)
             };
             let d = match bank {
                 Some(b) => agg(self.tpm.as_mut(), b)?,
@@ -686,14 +702,18 @@ impl Engine {
 
     /// The list's boot entry ([`boot::Anchor`]), right after boot_aggregate.
     fn add_boot_entry(&mut self, now: &boot::Anchor) -> Result<(), EngineError> {
-        let desc = TemplateDesc::lookup(boot::BOOT_ENTRY_TEMPLATE)
-            .map_err(|e| EngineError::Template(e.to_string()))?;
+        let desc = TemplateDesc::lookup(boot::BOOT_ENTRY_TEMPLATE).map_err(|source| {
+            EngineError::Template {
+                name: boot::BOOT_ENTRY_TEMPLATE.into(),
+                source,
+            }
+        })?;
         let buf = now.encode();
         let digest = self
             .cfg
             .ima_hash
             .digest(&buf)
-            .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+            .map_err(EngineError::Unsupported)?;
         let ev = Event {
             digest: Some(digest),
             name: boot::BOOT_ENTRY.as_bytes(),
@@ -769,8 +789,7 @@ impl Scan {
         let mut ext: Vec<Vec<Digest>> = Vec::new();
         let mut seen = Vec::new();
         let mut violations = 0;
-        let unsupported =
-            |e: ima_core::hash::UnsupportedAlgo| EngineError::Unsupported(e.to_string());
+        let unsupported = EngineError::Unsupported;
         while !r.is_empty() {
             match RawEntry::decode(&mut r, f).and_then(|raw| raw.to_entry(f).map(|e| (raw, e))) {
                 Ok((raw, e)) => {
@@ -1053,7 +1072,7 @@ impl Engine {
                     .iter()
                     .map(|b| entry.template_digest_in(*b, ENDIAN))
                     .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| EngineError::Unsupported(e.to_string()))?;
+                    .map_err(EngineError::Unsupported)?;
                 Ok(Pending {
                     entry,
                     list_digests,
@@ -1129,8 +1148,7 @@ impl Engine {
                 if bin.is_some() {
                     encode_entry(&e, ListFormat::new(*b), &mut bbuf);
                 }
-                ascii::render_entry(&e, &[], ENDIAN, &mut abuf)
-                    .map_err(|e| EngineError::Template(e.to_string()))?;
+                ascii::render_entry(&e, &[], ENDIAN, &mut abuf).map_err(EngineError::Render)?;
             }
             out.push((bbuf, abuf));
         }
@@ -1260,5 +1278,5 @@ impl Held {
 }
 
 fn zero(a: HashAlgo) -> Result<Digest, EngineError> {
-    Digest::zero(a).ok_or_else(|| EngineError::Unsupported(a.to_string()))
+    Digest::zero(a).ok_or(EngineError::Unsupported(ima_core::hash::UnsupportedAlgo(a)))
 }

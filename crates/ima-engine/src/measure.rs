@@ -180,8 +180,11 @@ pub fn measure(
             match t.get(tname) {
                 Some(t) => t.clone(),
                 None => {
-                    let d = TemplateDesc::lookup(tname)
-                        .map_err(|e| EngineError::Template(format!("{tname}: {e}")))?;
+                    let d =
+                        TemplateDesc::lookup(tname).map_err(|source| EngineError::Template {
+                            name: tname.to_owned(),
+                            source,
+                        })?;
                     t.insert(tname.to_owned(), d.clone());
                     d
                 }
