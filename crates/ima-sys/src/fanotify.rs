@@ -1,282 +1,504 @@
-//! fanotify, as the daemon will use it: a notification group of class `FAN_CLASS_CONTENT`
-//! that is asked before a file on a marked filesystem is opened or executed
-//! (`FAN_OPEN_PERM`, `FAN_OPEN_EXEC_PERM`), hands over an fd of the file and a pidfd of the
-//! opener, and waits for an allow/deny answer; ignore marks on inodes are the kernel-side
-//! cache of allowed files (cleared when the file is modified, unless asked to survive).
+//! fanotify permission events: the hooks through which a userspace IMA sees `open` and `exec`
+//! before they complete. A [`Group`] is one `FAN_CLASS_CONTENT` listener; it marks whole
+//! filesystems ([`Group::mark_filesystem`]), reads permission events in batches
+//! ([`Group::read`]) and answers each one through its [`PermissionEvent`], which answers with the
+//! group's default when it is dropped unanswered, so no code path can leave an opener blocked.
+//! [`Group::ignore`] puts the kernel-side allow cache (`FAN_MARK_IGNORE` on the inode) on a file;
+//! the kernel clears it when the file is modified.
 //!
-//! **A group that stops answering freezes every open on what it marked.** Closing the group
-//! (dropping [`Fanotify`], or the process dying) releases every pending event as allowed. The
-//! listener must never open files on a filesystem it marked (it would wait on itself).
+//! Mirrors the hooks of `security/integrity/ima/ima_main.c` (`ima_file_check`,
+//! `ima_bprm_check`) as far as `fs/notify/fanotify/fanotify_user.c` exposes them.
 //!
-//! `unsafe` here: `fanotify_init`/`fanotify_mark` have no safe wrapper in rustix (deliberately)
-//! and nix's reads allocate per call; each call below states its invariant, and the event
-//! records are parsed from bytes with bounds checks, not cast.
-#![allow(unsafe_code)] // two syscalls without a safe wrapper, and taking ownership of the fds they return
+//! Safety rule for callers: never open a path on a marked filesystem from the thread that
+//! answers, or the listener waits on itself. Read the file through [`PermissionEvent::fd`].
+//! Closing the group (also on exit or SIGKILL) makes the kernel allow every pending event.
+#![allow(unsafe_code)] // owning the event and pidfd numbers the kernel wrote (`OwnedFd::from_raw_fd`)
 
-use std::ffi::CString;
+use std::fmt;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
-/// `fanotify_init` flags (`FAN_*`, include/uapi/linux/fanotify.h).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct InitFlags(pub u32);
+use nix::errno::Errno;
+use nix::sys::fanotify::{EventFFlags, Fanotify, InitFlags, MarkFlags, MaskFlags};
 
-impl InitFlags {
-    /// Permission events, after the content is available (what IMA's hooks see).
-    pub const CLASS_CONTENT: Self = Self(libc::FAN_CLASS_CONTENT);
-    pub const CLOEXEC: Self = Self(libc::FAN_CLOEXEC);
-    pub const NONBLOCK: Self = Self(libc::FAN_NONBLOCK);
-    /// Each event carries a pidfd of the opener (Linux 5.15+).
-    pub const REPORT_PIDFD: Self = Self(libc::FAN_REPORT_PIDFD);
-    pub const UNLIMITED_QUEUE: Self = Self(libc::FAN_UNLIMITED_QUEUE);
-    pub const UNLIMITED_MARKS: Self = Self(libc::FAN_UNLIMITED_MARKS);
+/// The events this crate asks for, as the kernel's `FAN_*` mask bits.
+#[derive(Clone, Copy, Debug, Default, Eq, Hash, PartialEq)]
+pub struct Mask(pub u64);
 
-    pub const fn union(self, o: Self) -> Self {
-        Self(self.0 | o.0)
-    }
-}
-
-/// `fanotify_mark` flags besides add/remove.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct MarkFlags(pub u32);
-
-impl MarkFlags {
-    /// Mark the inode itself.
-    pub const INODE: Self = Self(0);
-    /// Mark the whole filesystem the path is on.
-    pub const FILESYSTEM: Self = Self(libc::FAN_MARK_FILESYSTEM);
-    /// Mark the mount the path is on.
-    pub const MOUNT: Self = Self(libc::FAN_MARK_MOUNT);
-    /// An ignore mark: events in the mask are not reported for this object (Linux 6.0+).
-    pub const IGNORE: Self = Self(libc::FAN_MARK_IGNORE);
-    /// ...and the ignore mark survives a modification of the file.
-    pub const IGNORE_SURV: Self = Self(libc::FAN_MARK_IGNORE_SURV);
-    /// Do not follow a final symlink in the path.
-    pub const DONT_FOLLOW: Self = Self(libc::FAN_MARK_DONT_FOLLOW);
-
-    pub const fn union(self, o: Self) -> Self {
-        Self(self.0 | o.0)
-    }
-}
-
-/// Event mask bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct EventMask(pub u64);
-
-impl EventMask {
-    /// An open (any mode) is about to happen.
+impl Mask {
+    /// `FAN_OPEN_PERM`: a file is being opened (IMA's `FILE_CHECK`).
     pub const OPEN_PERM: Self = Self(libc::FAN_OPEN_PERM);
-    /// An open for execution (`execve`, `uselib`) is about to happen.
+    /// `FAN_OPEN_EXEC_PERM`: a file is being opened for execution (IMA's `BPRM_CHECK`).
     pub const OPEN_EXEC_PERM: Self = Self(libc::FAN_OPEN_EXEC_PERM);
-    /// A read is about to happen.
+    /// `FAN_ACCESS_PERM`: a read of an open file.
     pub const ACCESS_PERM: Self = Self(libc::FAN_ACCESS_PERM);
+    /// `FAN_Q_OVERFLOW`: the kernel's queue overflowed (events were lost).
+    pub const Q_OVERFLOW: Self = Self(libc::FAN_Q_OVERFLOW);
 
-    pub const fn union(self, o: Self) -> Self {
-        Self(self.0 | o.0)
+    /// Whether every bit of `other` is set in `self`.
+    pub fn contains(self, other: Self) -> bool {
+        self.0 & other.0 == other.0
     }
 
-    pub fn contains(self, o: Self) -> bool {
-        self.0 & o.0 == o.0
+    /// Whether any bit of `other` is set in `self`.
+    pub fn intersects(self, other: Self) -> bool {
+        self.0 & other.0 != 0
     }
 }
 
-/// A fanotify group.
-#[derive(Debug)]
-pub struct Fanotify {
-    fd: OwnedFd,
+impl std::ops::BitOr for Mask {
+    type Output = Self;
+    fn bitor(self, rhs: Self) -> Self {
+        Self(self.0 | rhs.0)
+    }
 }
 
-/// One event read from the group.
-#[derive(Debug)]
-pub struct Event {
-    pub mask: EventMask,
-    /// The file being accessed, opened by the kernel for the listener (`O_RDONLY` plus the
-    /// group's event flags); `None` on a queue overflow.
-    pub file: Option<OwnedFd>,
-    /// The accessing thread group (`pid` of `fanotify_event_metadata`).
-    pub pid: i32,
-    /// A pidfd of it, with `InitFlags::REPORT_PIDFD` (`None` if it exited meanwhile or the
-    /// group did not ask for one).
-    pub pidfd: Option<OwnedFd>,
+/// The answer to a permission event.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub enum Response {
+    /// `FAN_ALLOW`: the open proceeds.
+    Allow,
+    /// `FAN_DENY`: the open fails with `EPERM`.
+    Deny,
 }
 
-/// `struct fanotify_event_metadata`: `u32 event_len, u8 vers, u8 reserved, u16 metadata_len,
-/// u64 mask, s32 fd, s32 pid` (native order).
+impl Response {
+    fn bits(self) -> u32 {
+        match self {
+            Self::Allow => libc::FAN_ALLOW,
+            Self::Deny => libc::FAN_DENY,
+        }
+    }
+}
+
+/// What went wrong talking to fanotify.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FanotifyError {
+    /// `fanotify_init` failed (not root, or no `CONFIG_FANOTIFY_ACCESS_PERMISSIONS`).
+    #[error("fanotify_init: {0}")]
+    Init(#[source] io::Error),
+    /// `fanotify_mark` failed for a path.
+    #[error("fanotify_mark {path}: {source}")]
+    Mark {
+        /// The path whose filesystem was being (un)marked.
+        path: String,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
+    /// `fanotify_mark` of an ignore mark on an event's inode failed.
+    #[error("fanotify_mark (ignore inode): {0}")]
+    Ignore(#[source] io::Error),
+    /// Reading events failed.
+    #[error("reading fanotify events: {0}")]
+    Read(#[source] io::Error),
+    /// The kernel wrote an event this code does not understand.
+    #[error("fanotify event at byte {offset}: {what}")]
+    Malformed {
+        /// Offset of the event in the batch.
+        offset: usize,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// Writing a response failed.
+    #[error("answering fanotify event (fd {fd}): {source}")]
+    Respond {
+        /// The event's fd number.
+        fd: RawFd,
+        /// The errno.
+        #[source]
+        source: io::Error,
+    },
+}
+
+fn errno(e: Errno) -> io::Error {
+    io::Error::from_raw_os_error(e as i32)
+}
+
+/// One fanotify group in `FAN_CLASS_CONTENT`, non-blocking, close-on-exec. Cheap to share:
+/// clones answer through the same group.
+#[derive(Clone)]
+pub struct Group {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    fan: Fanotify,
+    pidfd: bool,
+    default: Response,
+}
+
+impl fmt::Debug for Group {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Group")
+            .field("fd", &self.inner.fan.as_raw_fd())
+            .field("pidfd", &self.inner.pidfd)
+            .field("default", &self.inner.default)
+            .finish()
+    }
+}
+
+/// The size of one `struct fanotify_event_metadata`.
 const METADATA_LEN: usize = 24;
+/// Bytes read per batch: a few hundred events with their pidfd records.
+const BATCH_BYTES: usize = 16 * 1024;
 
-impl Fanotify {
-    /// `fanotify_init(flags, event_f_flags)`: `event_f_flags` are the open flags of the event
-    /// fds (`O_RDONLY | O_LARGEFILE | O_CLOEXEC` is what a listener wants).
-    pub fn init(flags: InitFlags, event_f_flags: u32) -> io::Result<Self> {
-        // SAFETY: fanotify_init takes two integers and returns a new descriptor or -1; it
-        // touches no memory of ours.
-        let fd = unsafe { libc::fanotify_init(flags.0, event_f_flags) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by fanotify_init, is open and owned by nobody else.
-        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
-        Ok(Self { fd })
-    }
-
-    /// Adds marks: `mask` events on the object at `path` (an inode, or with
-    /// [`MarkFlags::FILESYSTEM`]/[`MarkFlags::MOUNT`] its filesystem/mount; with
-    /// [`MarkFlags::IGNORE`] an ignore mark).
-    pub fn mark(&self, flags: MarkFlags, mask: EventMask, path: &Path) -> io::Result<()> {
-        self.mark_raw(libc::FAN_MARK_ADD | flags.0, mask, path)
-    }
-
-    /// Removes marks added with the same flags.
-    pub fn unmark(&self, flags: MarkFlags, mask: EventMask, path: &Path) -> io::Result<()> {
-        self.mark_raw(libc::FAN_MARK_REMOVE | flags.0, mask, path)
-    }
-
-    /// Adds an ignore mark for `mask` on the inode of `file` (an event's fd, say): opens
-    /// of it are no longer reported, until it is modified unless `survive_modify`.
-    pub fn ignore(
-        &self,
-        file: BorrowedFd<'_>,
-        mask: EventMask,
-        survive_modify: bool,
-    ) -> io::Result<()> {
-        let flags = if survive_modify {
-            MarkFlags::IGNORE_SURV
-        } else {
-            MarkFlags::IGNORE
+impl Group {
+    /// Creates a group. Events carry a pidfd (`FAN_REPORT_PIDFD`, Linux 5.15+) when the kernel
+    /// supports it ([`Group::reports_pidfd`]). `default` answers every event dropped
+    /// unanswered. `FAN_UNLIMITED_MARKS` lets the allow cache grow with the inode cache (its
+    /// marks are evictable, so they never pin an inode); the event queue stays bounded (the
+    /// kernel's 16,384): on overflow the kernel drops the event and allows the open.
+    pub fn new(default: Response) -> Result<Self, FanotifyError> {
+        let base = InitFlags::FAN_CLASS_CONTENT
+            | InitFlags::FAN_CLOEXEC
+            | InitFlags::FAN_NONBLOCK
+            | InitFlags::FAN_UNLIMITED_MARKS;
+        let event_flags = EventFFlags::O_RDONLY | EventFFlags::O_LARGEFILE | EventFFlags::O_CLOEXEC;
+        let (fan, pidfd) = match Fanotify::init(base | InitFlags::FAN_REPORT_PIDFD, event_flags) {
+            Ok(fan) => (fan, true),
+            Err(Errno::EINVAL) => (
+                Fanotify::init(base, event_flags).map_err(|e| FanotifyError::Init(errno(e)))?,
+                false,
+            ),
+            Err(e) => return Err(FanotifyError::Init(errno(e))),
         };
-        // SAFETY: a NULL pathname with a valid dirfd marks the object `file` refers to; the
-        // fds are valid for the call (AsFd/BorrowedFd).
-        let rc = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
-                libc::FAN_MARK_ADD | flags.0,
-                mask.0,
-                file.as_raw_fd(),
-                std::ptr::null(),
-            )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+        Ok(Self {
+            inner: Arc::new(Inner {
+                fan,
+                pidfd,
+                default,
+            }),
+        })
     }
 
-    fn mark_raw(&self, flags: u32, mask: EventMask, path: &Path) -> io::Result<()> {
-        let p = CString::new(path.as_os_str().as_bytes())
-            .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "NUL in path"))?;
-        // SAFETY: `p` is a NUL-terminated string that outlives the call; the group fd is open.
-        let rc = unsafe {
-            libc::fanotify_mark(
-                self.fd.as_raw_fd(),
+    /// Whether events carry a pidfd.
+    pub fn reports_pidfd(&self) -> bool {
+        self.inner.pidfd
+    }
+
+    /// The answer given to an event dropped unanswered.
+    pub fn default_response(&self) -> Response {
+        self.inner.default
+    }
+
+    /// Asks for `mask` on every file of the filesystem holding `path` (`FAN_MARK_FILESYSTEM`).
+    pub fn mark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), FanotifyError> {
+        self.mark_path(
+            MarkFlags::FAN_MARK_ADD | MarkFlags::FAN_MARK_FILESYSTEM,
+            path,
+            mask,
+        )
+    }
+
+    /// Removes the filesystem mark of [`Group::mark_filesystem`].
+    pub fn unmark_filesystem(&self, path: &Path, mask: Mask) -> Result<(), FanotifyError> {
+        self.mark_path(
+            MarkFlags::FAN_MARK_REMOVE | MarkFlags::FAN_MARK_FILESYSTEM,
+            path,
+            mask,
+        )
+    }
+
+    fn mark_path(&self, flags: MarkFlags, path: &Path, mask: Mask) -> Result<(), FanotifyError> {
+        self.inner
+            .fan
+            .mark(
                 flags,
-                mask.0,
-                libc::AT_FDCWD,
-                p.as_ptr(),
+                MaskFlags::from_bits_retain(mask.0),
+                nix::fcntl::AT_FDCWD,
+                Some(path),
             )
-        };
-        if rc < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        Ok(())
+            .map_err(|e| FanotifyError::Mark {
+                path: path.display().to_string(),
+                source: errno(e),
+            })
     }
 
-    /// Reads the events queued now (at most what fits in `buf`, which should hold a few KiB);
-    /// an empty list if none (a non-blocking group) or interrupted.
-    pub fn read_events(&self, buf: &mut [u8]) -> io::Result<Vec<Event>> {
-        let n = match rustix::io::read(&self.fd, &mut *buf) {
+    /// The kernel-side allow cache: no more `mask` events for the inode `fd` refers to until it
+    /// is modified (`FAN_MARK_IGNORE` without `SURV_MODIFY`; the kernel drops the mark on the
+    /// first write). The mark is evictable: it goes with the inode when the kernel reclaims it.
+    pub fn ignore(&self, fd: BorrowedFd<'_>, mask: Mask) -> Result<(), FanotifyError> {
+        let flags = MarkFlags::FAN_MARK_ADD
+            | MarkFlags::FAN_MARK_INODE
+            | MarkFlags::FAN_MARK_IGNORE
+            | MarkFlags::FAN_MARK_EVICTABLE;
+        self.inner
+            .fan
+            .mark::<_, Path>(flags, MaskFlags::from_bits_retain(mask.0), fd, None)
+            .map_err(|e| FanotifyError::Ignore(errno(e)))
+    }
+
+    /// Waits up to `timeout` for events to read. `Ok(false)` on timeout or a signal.
+    pub fn wait(&self, timeout: Duration) -> Result<bool, FanotifyError> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        let mut fds = [PollFd::new(self.inner.fan.as_fd(), PollFlags::POLLIN)];
+        let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(n) => Ok(n > 0),
+            Err(Errno::EINTR) => Ok(false),
+            Err(e) => Err(FanotifyError::Read(errno(e))),
+        }
+    }
+
+    /// Reads one batch of events without blocking (empty when none are queued). Every
+    /// permission event returned must be answered; one that is dropped is answered with the
+    /// group's default. `overflows` counts `FAN_Q_OVERFLOW` notices.
+    pub fn read(&self, overflows: &mut u64) -> Result<Vec<PermissionEvent>, FanotifyError> {
+        let mut buf = vec![0u8; BATCH_BYTES];
+        let n = match nix::unistd::read(&self.inner.fan, &mut buf) {
             Ok(n) => n,
-            Err(rustix::io::Errno::AGAIN | rustix::io::Errno::INTR) => return Ok(Vec::new()),
-            Err(e) => return Err(e.into()),
+            Err(Errno::EAGAIN | Errno::EINTR) => return Ok(Vec::new()),
+            Err(e) => return Err(FanotifyError::Read(errno(e))),
         };
-        parse_events(&buf[..n])
+        let (raw, mut malformed) = parse(&buf[..n]);
+        let mut events = Vec::with_capacity(raw.len());
+        for r in raw {
+            // SAFETY: the kernel installed `r.fd` (and `r.pidfd`) in our fd table for this read
+            // and nothing else owns them: `parse` yields each number once, only the fds of this
+            // buffer, and this loop takes ownership of every one of them exactly once.
+            let fd = (r.fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r.fd) });
+            // SAFETY: as above, for the pidfd info record.
+            let pidfd = (r.pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(r.pidfd) });
+            let Some(fd) = fd else {
+                if r.mask & libc::FAN_Q_OVERFLOW != 0 {
+                    *overflows += 1;
+                } else {
+                    malformed.get_or_insert(FanotifyError::Malformed {
+                        offset: r.offset,
+                        what: "event without a file descriptor",
+                    });
+                }
+                continue;
+            };
+            if r.mask & (libc::FAN_OPEN_PERM | libc::FAN_OPEN_EXEC_PERM | libc::FAN_ACCESS_PERM)
+                == 0
+            {
+                // A notification we did not ask for: nothing waits on it; its fds close here.
+                continue;
+            }
+            events.push(PermissionEvent {
+                group: self.clone(),
+                fd,
+                pid: r.pid,
+                pidfd,
+                mask: Mask(r.mask),
+                answered: AtomicBool::new(false),
+            });
+        }
+        match malformed {
+            // The events before the bad record are answered with the default when dropped
+            // here; the ones after it cannot be found: the caller must close the group, which
+            // releases them.
+            Some(e) => Err(e),
+            None => Ok(events),
+        }
     }
 
-    /// Answers a permission event: allow or deny the access it stands for. Every permission
-    /// event must be answered (or the group closed), or the accessing task waits forever.
-    pub fn respond(&self, event_file: BorrowedFd<'_>, allow: bool) -> io::Result<()> {
-        let mut rec = [0u8; 8];
-        rec[..4].copy_from_slice(&event_file.as_raw_fd().to_ne_bytes());
-        let r = if allow {
-            libc::FAN_ALLOW
-        } else {
-            libc::FAN_DENY
-        };
-        rec[4..].copy_from_slice(&r.to_ne_bytes());
-        let n = rustix::io::write(&self.fd, &rec)?;
-        if n != rec.len() {
-            return Err(io::Error::new(
-                io::ErrorKind::WriteZero,
-                "short fanotify response",
-            ));
+    fn respond(&self, fd: RawFd, response: Response) -> Result<(), FanotifyError> {
+        // struct fanotify_response { __s32 fd; __u32 response; }
+        let mut msg = [0u8; 8];
+        msg[..4].copy_from_slice(&fd.to_ne_bytes());
+        msg[4..].copy_from_slice(&response.bits().to_ne_bytes());
+        loop {
+            match nix::unistd::write(&self.inner.fan, &msg) {
+                Ok(8) => return Ok(()),
+                Ok(_) => {
+                    return Err(FanotifyError::Respond {
+                        fd,
+                        source: io::Error::from(io::ErrorKind::WriteZero),
+                    });
+                }
+                Err(Errno::EINTR) => continue,
+                Err(e) => {
+                    return Err(FanotifyError::Respond {
+                        fd,
+                        source: errno(e),
+                    });
+                }
+            }
         }
-        Ok(())
     }
 }
 
-impl AsFd for Fanotify {
+impl AsFd for Group {
     fn as_fd(&self) -> BorrowedFd<'_> {
+        self.inner.fan.as_fd()
+    }
+}
+
+/// A pending open or exec: the opener waits until the first [`PermissionEvent::answer`], or
+/// until the event is dropped, which answers with the group's default. Shareable (`&self`
+/// everywhere): a worker reading the file and a deadline watchdog can hold it at once, the
+/// first answer wins, and the fd stays open until the last holder is done.
+pub struct PermissionEvent {
+    group: Group,
+    fd: OwnedFd,
+    pid: i32,
+    pidfd: Option<OwnedFd>,
+    mask: Mask,
+    answered: AtomicBool,
+}
+
+impl fmt::Debug for PermissionEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PermissionEvent")
+            .field("fd", &self.fd.as_raw_fd())
+            .field("pid", &self.pid)
+            .field("pidfd", &self.pidfd.as_ref().map(AsRawFd::as_raw_fd))
+            .field("mask", &format_args!("{:#x}", self.mask.0))
+            .field("answered", &self.answered.load(Ordering::Relaxed))
+            .finish()
+    }
+}
+
+impl PermissionEvent {
+    /// The file being opened, opened read-only by the kernel for the listener: read and hash
+    /// through it (it generates no event of its own).
+    pub fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
-}
 
-/// Takes ownership of a descriptor number the kernel put into an event record (negative:
-/// none).
-fn own(fd: RawFd) -> Option<OwnedFd> {
-    // SAFETY: the kernel installed this descriptor in our table for this event record only;
-    // nothing else refers to it, so it is ours to close. Each record is parsed once.
-    (fd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(fd) })
-}
+    /// The opening process (its thread group id).
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
 
-/// Parses the event records of one `read` (taking ownership of their fds).
-fn parse_events(mut b: &[u8]) -> io::Result<Vec<Event>> {
-    let bad = |what: &str| io::Error::new(io::ErrorKind::InvalidData, format!("fanotify: {what}"));
-    let u32_at = |b: &[u8], at: usize| u32::from_ne_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]]);
-    let mut out = Vec::new();
-    while !b.is_empty() {
-        if b.len() < METADATA_LEN {
-            return Err(bad("truncated event"));
+    /// A pidfd for the opener, when the group reports them and the process still exists:
+    /// [`pidfd_pid`] tells whether `pid` still names the same process.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(AsFd::as_fd)
+    }
+
+    /// The event bits (`OPEN_PERM`, `OPEN_EXEC_PERM`, ...).
+    pub fn mask(&self) -> Mask {
+        self.mask
+    }
+
+    /// Answers the event, if nobody has yet: `Ok(true)` when this call's answer was sent,
+    /// `Ok(false)` when an earlier answer stands. The fd stays open until the event is
+    /// dropped (the kernel matches the answer by fd number, which must not be reused first).
+    pub fn answer(&self, response: Response) -> Result<bool, FanotifyError> {
+        if self.answered.swap(true, Ordering::AcqRel) {
+            return Ok(false);
         }
-        let event_len = u32_at(b, 0) as usize;
-        let vers = b[4];
-        let metadata_len = usize::from(u16::from_ne_bytes([b[6], b[7]]));
+        self.group
+            .respond(self.fd.as_raw_fd(), response)
+            .map(|()| true)
+    }
+
+    /// Whether the event has been answered.
+    pub fn is_answered(&self) -> bool {
+        self.answered.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for PermissionEvent {
+    fn drop(&mut self) {
+        // Runs before the fields (and so the fd) are dropped.
+        if let Err(e) = self.answer(self.group.default_response()) {
+            tracing::warn!("unanswered fanotify event: {e}");
+        }
+    }
+}
+
+/// One event as the kernel wrote it, before its fds are owned.
+#[derive(Debug, PartialEq)]
+struct RawEvent {
+    offset: usize,
+    mask: u64,
+    fd: RawFd,
+    pid: i32,
+    pidfd: RawFd,
+}
+
+/// Parses a read buffer of `struct fanotify_event_metadata` records:
+///
+/// ```text
+/// struct fanotify_event_metadata {
+///     __u32 event_len; __u8 vers; __u8 reserved; __u16 metadata_len;
+///     __aligned_u64 mask; __s32 fd; __s32 pid;
+/// };
+/// struct fanotify_event_info_pidfd {
+///     struct fanotify_event_info_header { __u8 info_type; __u8 pad; __u16 len; } hdr;
+///     __s32 pidfd;
+/// };
+/// ```
+///
+/// Stops at the first malformed record and returns it as the error beside the events before
+/// it, whose fds must still be owned and answered.
+fn parse(buf: &[u8]) -> (Vec<RawEvent>, Option<FanotifyError>) {
+    let mut out = Vec::new();
+    let mut off = 0;
+    while buf.len() - off >= METADATA_LEN {
+        let m = &buf[off..];
+        let event_len = u32::from_ne_bytes([m[0], m[1], m[2], m[3]]) as usize;
+        let vers = m[4];
+        let metadata_len = u16::from_ne_bytes([m[6], m[7]]) as usize;
+        let mask = u64::from_ne_bytes([m[8], m[9], m[10], m[11], m[12], m[13], m[14], m[15]]);
+        let fd = i32::from_ne_bytes([m[16], m[17], m[18], m[19]]);
+        let pid = i32::from_ne_bytes([m[20], m[21], m[22], m[23]]);
+        let bad = |what| FanotifyError::Malformed { offset: off, what };
         if vers != libc::FANOTIFY_METADATA_VERSION {
-            return Err(bad("unknown metadata version"));
+            return (out, Some(bad("unknown metadata version")));
         }
         if event_len < METADATA_LEN
-            || event_len > b.len()
             || metadata_len < METADATA_LEN
             || metadata_len > event_len
+            || event_len > m.len()
         {
-            return Err(bad("bad event length"));
+            return (out, Some(bad("bad event length")));
         }
-        let mut m = [0u8; 8];
-        m.copy_from_slice(&b[8..16]);
-        let mask = EventMask(u64::from_ne_bytes(m));
-        let fd = u32_at(b, 16) as i32;
-        let pid = u32_at(b, 20) as i32;
-        let mut ev = Event {
+        let mut pidfd = libc::FAN_NOPIDFD;
+        let mut info = metadata_len;
+        while event_len - info >= 4 {
+            let h = &m[info..event_len];
+            let len = u16::from_ne_bytes([h[2], h[3]]) as usize;
+            if len < 4 || len > h.len() {
+                // The event's own fd was installed: yield it so it is answered.
+                out.push(RawEvent {
+                    offset: off,
+                    mask,
+                    fd,
+                    pid,
+                    pidfd: libc::FAN_NOPIDFD,
+                });
+                return (out, Some(bad("bad info record length")));
+            }
+            if h[0] == libc::FAN_EVENT_INFO_TYPE_PIDFD && len >= 8 {
+                pidfd = i32::from_ne_bytes([h[4], h[5], h[6], h[7]]);
+            }
+            info += len;
+        }
+        out.push(RawEvent {
+            offset: off,
             mask,
-            file: own(fd),
+            fd,
             pid,
-            pidfd: None,
-        };
-        // Info records: u8 type, u8 pad, u16 len, then the payload.
-        let mut info = &b[metadata_len..event_len];
-        while info.len() >= 4 {
-            let ty = info[0];
-            let len = usize::from(u16::from_ne_bytes([info[2], info[3]]));
-            if len < 4 || len > info.len() {
-                return Err(bad("bad info record length"));
-            }
-            if ty == libc::FAN_EVENT_INFO_TYPE_PIDFD && len >= 8 {
-                ev.pidfd = own(u32_at(info, 4) as i32);
-            }
-            info = &info[len..];
-        }
-        out.push(ev);
-        b = &b[event_len..];
+            pidfd,
+        });
+        off += event_len;
     }
-    Ok(out)
+    (out, None)
 }
+
+/// The pid a pidfd refers to now (`Pid:` in its fdinfo), `None` once the process has exited:
+/// equal to the event's pid means the pid was not reused between the event and this call.
+pub fn pidfd_pid(pidfd: BorrowedFd<'_>) -> io::Result<Option<i32>> {
+    let path = format!("/proc/self/fdinfo/{}", pidfd.as_raw_fd());
+    let text = std::fs::read_to_string(path)?;
+    let pid = text
+        .lines()
+        .find_map(|l| l.strip_prefix("Pid:"))
+        .and_then(|v| v.trim().parse::<i32>().ok())
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "pidfd fdinfo has no Pid"))?;
+    Ok((pid > 0).then_some(pid))
+}
+
+#[cfg(test)]
+mod tests;

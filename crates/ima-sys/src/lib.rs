@@ -8,6 +8,7 @@ pub mod fs;
 pub mod inode;
 pub mod map;
 pub mod procfs;
+pub mod signal;
 pub mod statedir;
 pub mod walk;
 pub mod xattr;

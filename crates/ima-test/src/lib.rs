@@ -4,9 +4,11 @@
 use std::path::PathBuf;
 
 mod ext4;
+mod mount;
 mod swtpm;
 
 pub use ext4::Ext4;
+pub use mount::TestMount;
 pub use swtpm::{Swtpm, SwtpmChardev};
 
 /// Runs `cmd` and returns its stdout; panics (the test's failure report) with the command,
