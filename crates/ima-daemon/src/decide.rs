@@ -1,0 +1,56 @@
+//! The seam between the event loop and IMA's decision: one call per event, returning whether
+//! the access may proceed and whether that answer may be cached in the kernel.
+//!
+//! [`Decide`] is implemented by `ima_engine::process` (the kernel's `process_measurement`)
+//! through a thin adapter once that lands; the loop never makes a policy or appraisal
+//! decision of its own.
+
+use std::os::fd::BorrowedFd;
+use std::path::Path;
+
+use ima_core::policy::{Func, Mask};
+
+use crate::subject::Creds;
+
+/// One access to decide: the hook, the subject and the object (read through `fd` only).
+#[derive(Clone, Copy, Debug)]
+pub struct Access<'a> {
+    /// BPRM_CHECK for `FAN_OPEN_EXEC_PERM`, FILE_CHECK for `FAN_OPEN_PERM`.
+    pub func: Func,
+    /// MAY_EXEC for BPRM_CHECK; MAY_READ for FILE_CHECK (fanotify does not say whether the
+    /// opener asked for write: see ARCHITECTURE.md).
+    pub mask: Mask,
+    /// The opener's pid and credentials.
+    pub pid: i32,
+    pub creds: Creds,
+    /// The file, opened read-only by the kernel for us. Never reopen `path`.
+    pub fd: BorrowedFd<'a>,
+    /// The name the kernel's `d_path` would give (`/proc/self/fd/N`'s link), for the list.
+    pub path: &'a Path,
+}
+
+/// The one decision for an access.
+#[derive(Clone, Copy, Debug, Eq, PartialEq)]
+pub struct Verdict {
+    /// Let the open proceed (`FAN_ALLOW`) or fail it with EPERM (`FAN_DENY`).
+    pub allow: bool,
+    /// The answer cannot depend on who opens, so the kernel may stop asking for this inode
+    /// until it is modified (`FAN_MARK_IGNORE`).
+    pub cacheable: bool,
+}
+
+/// What the daemon asks for every event.
+pub trait Decide: Send + Sync {
+    /// Decides `access`. `Err` means "could not decide": the daemon answers its configured
+    /// default (fail-open or fail-closed), as on a missed deadline.
+    fn decide(&self, access: &Access<'_>) -> Result<Verdict, String>;
+}
+
+impl<F> Decide for F
+where
+    F: Fn(&Access<'_>) -> Result<Verdict, String> + Send + Sync,
+{
+    fn decide(&self, access: &Access<'_>) -> Result<Verdict, String> {
+        self(access)
+    }
+}

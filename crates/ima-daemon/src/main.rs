@@ -1,0 +1,180 @@
+//! `imad`: IMA's hooks in userspace. Thin: arguments, then `ima_daemon::serve`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use clap::{Parser, ValueEnum};
+use ima_core::hash::HashAlgo;
+use ima_core::policy::{BootPolicy, Policy};
+use ima_core::template::TemplateDesc;
+use ima_daemon::measure::MeasureDecider;
+use ima_daemon::{Config, serve};
+use ima_engine::Engine;
+use ima_sys::fanotify::Response;
+
+/// IMA's hooks in userspace: measure every open and exec on the marked filesystems into the
+/// runtime measurement list (fanotify permission events; root only). Runs in the foreground,
+/// logs to stderr, writes STATE/imad.ready once its marks are in place, and on SIGTERM answers
+/// every pending event, removes the ready file and exits.
+#[derive(Debug, Parser)]
+#[command(name = "imad", version)]
+struct Args {
+    /// Configuration file (not yet read: every setting is a flag).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Policy file (the kernel's rule language).
+    #[arg(long, conflicts_with = "builtin")]
+    policy: Option<PathBuf>,
+    /// Built-in policies as the kernel's ima_policy=: tcb, appraise_tcb, secure_boot,
+    /// critical_data, joined by '|'. Default: tcb.
+    #[arg(long)]
+    builtin: Option<String>,
+    /// ima_appraise=: enforce, fix, log or off. Only `off` until appraisal is wired in.
+    #[arg(long, value_enum, default_value = "off")]
+    appraise: Appraise,
+    /// Boot template (ima-ng, ima-sig, ima, ... or a format string).
+    #[arg(long, default_value = "ima-ng")]
+    template: String,
+    /// File hash algorithm (ima_hash=).
+    #[arg(long = "hash", default_value = "sha256")]
+    hash: HashAlgo,
+    /// TPM: swtpm:host=H,port=P or device:/dev/tpmrm0. Default: the software PCR bank in the
+    /// state directory (NOT hardware-rooted).
+    #[arg(long)]
+    tpm: Option<String>,
+    /// Runtime/state directory (the list, imad.ready). Default: /run/ima.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Mark the filesystem holding PATH (repeatable). Pseudo filesystems (proc, sysfs,
+    /// securityfs, ...) and the state directory's filesystem are refused.
+    #[arg(long = "mark", value_name = "PATH", required = true)]
+    marks: Vec<PathBuf>,
+    /// Answer when no decision comes in time or it fails: allow (fail-open) or deny
+    /// (fail-closed, EPERM to the opener).
+    #[arg(long, value_enum, default_value = "allow")]
+    default: Default,
+    /// Milliseconds from an event to its answer before the default answers.
+    #[arg(long, value_name = "MS", default_value_t = 5000)]
+    deadline: u64,
+    /// Decision threads (default: one per core).
+    #[arg(long)]
+    workers: Option<usize>,
+    /// Seconds to wait for another writer of the same state directory.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    lock_timeout: u64,
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum Appraise {
+    Enforce,
+    Fix,
+    Log,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum Default {
+    Allow,
+    Deny,
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("IMAD_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .init();
+    match run(Args::parse()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("imad: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(a: Args) -> anyhow::Result<ExitCode> {
+    if a.config.is_some() {
+        bail!("--config: configuration files are not read yet; give every setting as a flag");
+    }
+    if a.appraise != Appraise::Off {
+        bail!(
+            "--appraise {:?}: imad measures only, until appraisal is wired in",
+            a.appraise
+        );
+    }
+    let policy = match (&a.policy, &a.builtin) {
+        (Some(p), _) => {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("{}: read", p.display()))?;
+            Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+        }
+        (None, b) => BootPolicy::from_param(b.as_deref().unwrap_or("tcb"))
+            .map_err(|(_, e)| anyhow::anyhow!("--builtin: {e}"))?
+            .default_policy(),
+    };
+    // A ready file left by a killed imad must not announce this one before its marks.
+    let dir = a.state.clone().unwrap_or_else(ima_engine::default_dir);
+    match std::fs::remove_file(dir.join("imad.ready")) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(e).context(format!("{}: stale imad.ready", dir.display()));
+        }
+        _ => {}
+    }
+    // Signals are blocked before any thread starts, so every thread inherits the mask.
+    let term = ima_sys::signal::Termination::block().context("blocking SIGTERM")?;
+    let mut cfg = ima_engine::Config::new(dir.clone())?;
+    cfg.template = TemplateDesc::lookup(&a.template)
+        .map_err(|e| anyhow::anyhow!("--template {}: {e}", a.template))?;
+    if !a.hash.is_supported() {
+        bail!("--hash {}: not supported", a.hash);
+    }
+    cfg.ima_hash = a.hash;
+    cfg.lock_timeout = Duration::from_secs(a.lock_timeout);
+    let engine = Engine::open_tcti(cfg, a.tpm.as_deref())
+        .with_context(|| format!("measurement list in {}", dir.display()))?;
+    ima_daemon::serve::check_marks(&a.marks, Some(&dir))?;
+    let decider = MeasureDecider::new(engine, policy);
+    let mut scfg = Config::new(a.marks.clone());
+    scfg.ready_dir = Some(dir);
+    scfg.deadline = Duration::from_millis(a.deadline);
+    scfg.default = match a.default {
+        Default::Allow => Response::Allow,
+        Default::Deny => Response::Deny,
+    };
+    if let Some(w) = a.workers {
+        scfg.workers = w;
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || match term.wait() {
+            Ok(sig) => {
+                tracing::info!("{sig}: answering pending events, then exiting");
+                stop.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::error!("waiting for signals: {e}"),
+        });
+    }
+    let stats = serve(&scfg, &decider, &stop)?;
+    decider.close().context("closing the measurement list")?;
+    tracing::info!(
+        "{} events: {} allowed, {} denied, {} past the deadline, {} undecidable, {} with the \
+         queue full, {} cached, {} kernel overflows",
+        stats.events,
+        stats.allowed,
+        stats.denied,
+        stats.deadline,
+        stats.errors,
+        stats.queue_full,
+        stats.cached,
+        stats.overflows
+    );
+    Ok(ExitCode::SUCCESS)
+}

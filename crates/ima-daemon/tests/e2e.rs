@@ -1,0 +1,397 @@
+//! imad end to end, as root, on filesystems mounted for the test only (tmpfs or a loop ext4;
+//! never `/`). Every imad runs under a watchdog that SIGKILLs it (which makes the kernel allow
+//! anything it left pending), and every wait has a deadline, so a bug fails the test instead
+//! of freezing the machine.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test helpers: a panic is the failure report
+
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use ima_test::{Swtpm, TestMount};
+
+/// Longest any imad may live in a test.
+const WATCHDOG: Duration = Duration::from_secs(120);
+
+struct Imad {
+    child: Option<Child>,
+    state: PathBuf,
+    stderr: PathBuf,
+    done: Arc<AtomicBool>,
+}
+
+impl Imad {
+    /// Starts imad and waits for `STATE/imad.ready`.
+    fn start(state: &Path, args: &[&str], mark: &Path) -> Self {
+        std::fs::create_dir_all(state).unwrap();
+        let stderr = state.with_extension(format!("stderr.{}", unique()));
+        let child = Command::new(env!("CARGO_BIN_EXE_imad"))
+            .arg("--state")
+            .arg(state)
+            .arg("--mark")
+            .arg(mark)
+            .args(args)
+            .env("IMAD_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(File::create(&stderr).unwrap())
+            .spawn()
+            .unwrap();
+        let pid = child.id();
+        let done = Arc::new(AtomicBool::new(false));
+        {
+            let done = Arc::clone(&done);
+            std::thread::spawn(move || {
+                let t = Instant::now();
+                while t.elapsed() < WATCHDOG {
+                    if done.load(Ordering::Relaxed) {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+            });
+        }
+        let mut me = Self {
+            child: Some(child),
+            state: state.to_owned(),
+            stderr,
+            done,
+        };
+        let t = Instant::now();
+        // The file names the pid: one a SIGKILLed imad left behind is not this one's.
+        let ready = state.join("imad.ready");
+        while std::fs::read_to_string(&ready).ok().as_deref() != Some(&format!("{pid}\n")) {
+            if let Some(st) = me.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("imad exited ({st}) before ready:\n{}", me.log());
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "imad not ready:\n{}",
+                me.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        me
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    /// SIGTERM, then the exit (within a deadline) and its log.
+    fn stop(mut self) -> String {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let t = Instant::now();
+        let st = loop {
+            if let Some(st) = child.try_wait().unwrap() {
+                break st;
+            }
+            assert!(
+                t.elapsed() < Duration::from_secs(30),
+                "imad ignored SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let log = self.log();
+        assert!(st.success(), "imad: {st}\n{log}");
+        assert!(
+            !self.state.join("imad.ready").exists(),
+            "imad.ready left behind"
+        );
+        log
+    }
+
+    fn kill(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+impl Drop for Imad {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+        self.done.store(true, Ordering::Relaxed);
+    }
+}
+
+fn unique() -> u64 {
+    static N: AtomicU64 = AtomicU64::new(0);
+    N.fetch_add(1, Ordering::Relaxed)
+}
+
+/// The ascii list's (template, name) per entry.
+fn list(state: &Path) -> Vec<(String, String, String)> {
+    std::fs::read_to_string(state.join("ascii_runtime_measurements"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2].to_owned(), f[3].to_owned(), f[4].to_owned())
+        })
+        .collect()
+}
+
+/// `imad` reports its counts on exit: "N events: A allowed, ...".
+fn events(log: &str) -> u64 {
+    let l = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" events: "))
+        .expect(log);
+    let n = l
+        .split(" events: ")
+        .next()
+        .unwrap()
+        .rsplit(' ')
+        .next()
+        .unwrap();
+    n.parse().unwrap()
+}
+
+fn read(p: &Path) -> Vec<u8> {
+    let mut v = Vec::new();
+    File::open(p).unwrap().read_to_end(&mut v).unwrap();
+    v
+}
+
+fn exec(p: &Path) {
+    let st = Command::new(p).status().unwrap();
+    assert!(st.success());
+}
+
+fn sha256(p: &Path) -> String {
+    let out = Command::new("sha256sum").arg(p).output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .to_owned()
+}
+
+#[test]
+fn tcb_measures_reads_and_execs_as_the_kernel_would() {
+    let m = TestMount::ext4(32);
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    std::fs::write(m.join("a.txt"), "alpha").unwrap();
+    std::fs::copy("/bin/true", m.join("prog")).unwrap();
+    std::fs::set_permissions(m.join("prog"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let imad = Imad::start(&state, &["--builtin", "tcb"], m.path());
+    assert_eq!(read(&m.join("a.txt")), b"alpha");
+    exec(&m.join("prog"));
+    exec(&m.join("prog"));
+    assert_eq!(read(&m.join("a.txt")), b"alpha");
+    let log = imad.stop();
+    let l = list(&state);
+    let name = |p: &str| m.join(p).display().to_string();
+    assert_eq!(l[0].2, "boot_aggregate");
+    let rest: Vec<(String, String, String)> = l[1..].to_vec();
+    assert_eq!(
+        rest,
+        [
+            (
+                "ima-ng".into(),
+                format!("sha256:{}", sha256(&m.join("a.txt"))),
+                name("a.txt")
+            ),
+            (
+                "ima-ng".into(),
+                format!("sha256:{}", sha256(&m.join("prog"))),
+                name("prog")
+            ),
+        ],
+        "{log}"
+    );
+    // uid=0 rules tell openers apart: nothing was cached, every open was an event.
+    assert!(events(&log) >= 4, "{log}");
+}
+
+#[test]
+fn a_cached_open_sends_no_event_and_a_modified_file_is_measured_again() {
+    let m = TestMount::tmpfs();
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let policy = d.path().join("policy");
+    std::fs::write(
+        &policy,
+        "measure func=FILE_CHECK\nmeasure func=BPRM_CHECK\n",
+    )
+    .unwrap();
+    std::fs::write(m.join("f"), "one").unwrap();
+    let imad = Imad::start(&state, &["--policy", policy.to_str().unwrap()], m.path());
+    for _ in 0..5 {
+        assert_eq!(read(&m.join("f")), b"one");
+    }
+    let first = sha256(&m.join("f")); // also an open: cached
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("f"))
+        .unwrap();
+    // Opening for append is an open too (cached: no event); the write clears the mark.
+    std::fs::write(m.join("f"), "two").unwrap();
+    assert_eq!(read(&m.join("f")), b"two");
+    assert_eq!(read(&m.join("f")), b"two");
+    let log = imad.stop();
+    let l = list(&state);
+    let f = m.join("f").display().to_string();
+    let got: Vec<(String, String)> = l[1..].iter().map(|e| (e.1.clone(), e.2.clone())).collect();
+    assert_eq!(
+        got,
+        [
+            (format!("sha256:{first}"), f.clone()),
+            (format!("sha256:{}", sha256(&m.join("f"))), f.clone())
+        ],
+        "{log}"
+    );
+    // Exactly two events: the first open, and the first open after the write (the truncating
+    // open for the write itself was still cached). The other opens never reached imad.
+    assert_eq!(events(&log), 2, "{log}");
+}
+
+#[test]
+fn refuses_pseudo_filesystems_and_the_state_filesystem() {
+    let d = tempfile::tempdir().unwrap();
+    for (mark, state, what) in [
+        ("/proc", d.path().join("s1"), "proc is never marked"),
+        ("/sys", d.path().join("s2"), "sysfs is never marked"),
+        (
+            d.path().to_str().unwrap(),
+            d.path().join("s3"),
+            "state directory",
+        ),
+    ] {
+        std::fs::create_dir_all(&state).unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_imad"))
+            .arg("--state")
+            .arg(&state)
+            .args(["--mark", mark])
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(what) && err.contains(mark), "{err}");
+        assert!(!state.join("imad.ready").exists());
+    }
+}
+
+/// Opens files on `dir` from `n` threads until `stop`, recording each thread's opens and
+/// the longest single open.
+fn openers(
+    files: Vec<PathBuf>,
+    n: usize,
+    per_thread: Option<usize>,
+    stop: Arc<AtomicBool>,
+) -> Vec<std::thread::JoinHandle<(usize, Duration)>> {
+    (0..n)
+        .map(|i| {
+            let files = files.clone();
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut count = 0;
+                let mut longest = Duration::ZERO;
+                while !stop.load(Ordering::Relaxed) && per_thread.is_none_or(|p| count < p) {
+                    let t = Instant::now();
+                    let f = File::open(&files[(i + count) % files.len()]).unwrap();
+                    longest = longest.max(t.elapsed());
+                    drop(f);
+                    count += 1;
+                }
+                (count, longest)
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn sigkill_releases_every_opener_and_a_restart_resumes_the_list() {
+    let sw = Swtpm::start();
+    let tcti = sw.tcti();
+    let m = TestMount::ext4(32);
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let files: Vec<PathBuf> = (0..64).map(|i| m.join(format!("f{i}"))).collect();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(f, format!("file {i}")).unwrap();
+    }
+    let imad = Imad::start(&state, &["--builtin", "tcb", "--tpm", &tcti], m.path());
+    let stop = Arc::new(AtomicBool::new(false));
+    let threads = openers(files.clone(), 16, None, Arc::clone(&stop));
+    std::thread::sleep(Duration::from_millis(500));
+    imad.kill();
+    let killed = Instant::now();
+    // Every opener goes on: the kernel allowed what was pending when the group closed.
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    let mut longest = Duration::ZERO;
+    for t in threads {
+        let (count, l) = t.join().unwrap();
+        assert!(count > 0);
+        longest = longest.max(l);
+    }
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "openers stayed blocked"
+    );
+    eprintln!("longest open while imad was killed: {longest:?}");
+    let before = list(&state);
+    assert!(before.len() > 1, "nothing measured before the kill");
+
+    // Restart on the same list and TPM: opening it checks that it replays to the PCRs.
+    let imad = Imad::start(&state, &["--builtin", "tcb", "--tpm", &tcti], m.path());
+    for f in &files {
+        read(f);
+    }
+    let log = imad.stop();
+    let after = list(&state);
+    assert_eq!(
+        after[..before.len()],
+        before[..],
+        "the list changed across the restart"
+    );
+    // Every file exactly once: nothing lost, nothing doubled.
+    let mut names: Vec<&str> = after[1..].iter().map(|e| e.2.as_str()).collect();
+    names.sort_unstable();
+    let mut want: Vec<String> = files.iter().map(|f| f.display().to_string()).collect();
+    want.sort_unstable();
+    assert_eq!(names, want, "{log}");
+}
+
+#[test]
+fn a_burst_of_opens_is_answered_without_a_stall() {
+    let m = TestMount::ext4(32);
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let files: Vec<PathBuf> = (0..256).map(|i| m.join(format!("f{i}"))).collect();
+    for (i, f) in files.iter().enumerate() {
+        std::fs::write(f, format!("{i}")).unwrap();
+    }
+    // tcb: uid=0 rules, so no allow is cached and every open is an event.
+    let imad = Imad::start(&state, &["--builtin", "tcb"], m.path());
+    let threads = openers(files, 16, Some(5000), Arc::new(AtomicBool::new(false)));
+    let total: usize = threads.into_iter().map(|t| t.join().unwrap().0).sum();
+    assert_eq!(total, 16 * 5000);
+    let log = imad.stop();
+    assert_eq!(events(&log), 16 * 5000, "{log}");
+    assert!(
+        log.contains(" 0 past the deadline, 0 undecidable, 0 with the queue full"),
+        "{log}"
+    );
+    assert_eq!(list(&state).len(), 257);
+}
