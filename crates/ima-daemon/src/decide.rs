@@ -10,7 +10,7 @@ use std::path::Path;
 
 use ima_core::policy::{Func, Mask};
 
-use crate::subject::Creds;
+use crate::subject::TaskCreds;
 
 /// One access to decide: the hook, the subject and the object (read through `fd` only).
 #[derive(Clone, Copy, Debug)]
@@ -22,7 +22,7 @@ pub struct Access<'a> {
     pub mask: Mask,
     /// The opener's pid and credentials.
     pub pid: i32,
-    pub creds: Creds,
+    pub creds: &'a TaskCreds,
     /// The file, opened read-only by the kernel for us. Never reopen `path`.
     pub fd: BorrowedFd<'a>,
     /// The name the kernel's `d_path` would give (`/proc/self/fd/N`'s link), for the list.

@@ -15,7 +15,7 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
 
 use ima_core::hash::HashAlgo;
-use ima_core::policy::{self, IndexedMatcher, Policy, Uuid};
+use ima_core::policy::{self, IndexedMatcher, Policy};
 use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
 use ima_engine::Engine;
 
@@ -31,6 +31,7 @@ pub struct MeasureDecider {
     policy: IndexedMatcher,
     subject_free: bool,
     measured: Mutex<HashSet<Measured>>,
+    facts: ima_sys::fs::FactsCache,
 }
 
 impl std::fmt::Debug for MeasureDecider {
@@ -50,6 +51,7 @@ impl MeasureDecider {
             policy: IndexedMatcher::new(policy),
             subject_free,
             measured: Mutex::new(HashSet::new()),
+            facts: ima_sys::fs::FactsCache::new(),
         }
     }
 
@@ -90,23 +92,14 @@ impl Decide for MeasureDecider {
         if !meta.is_file() {
             return Ok(allow);
         }
-        let fsmagic = ima_sys::inode::fs_magic(a.fd).map_err(|e| format!("fstatfs: {e}"))?;
-        let fsuuid = ima_sys::inode::fs_uuid(a.fd).map(Uuid).unwrap_or(Uuid::NIL);
+        let facts = self
+            .facts
+            .facts(&file, &meta)
+            .map_err(|e| format!("fstatfs: {e}"))?;
         let name = a.path.as_os_str().as_bytes();
-        let c = a.creds;
         let ev = policy::Event {
-            uid: c.uid,
-            euid: c.euid,
-            suid: c.suid,
-            gid: c.gid,
-            egid: c.egid,
-            sgid: c.sgid,
-            fowner: meta.uid(),
-            fgroup: meta.gid(),
-            fsmagic,
-            fsuuid,
             path: Some(name),
-            ..policy::Event::new(a.func, a.mask)
+            ..policy::Event::access(a.func, a.mask, a.creds, &facts)
         };
         let eval = self.policy.evaluate(&ev);
         if !eval.measure() {

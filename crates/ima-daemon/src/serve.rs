@@ -431,7 +431,7 @@ fn handle(
                 func,
                 mask,
                 pid: ev.pid(),
-                creds,
+                creds: &creds,
                 fd: ev.fd(),
                 path: &path,
             };
