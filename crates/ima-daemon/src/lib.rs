@@ -6,8 +6,8 @@
 //! `ima_bprm_check` (BPRM_CHECK), `FAN_OPEN_PERM` is `ima_file_check` (FILE_CHECK).
 
 pub mod decide;
-pub mod measure;
 pub mod notify;
+pub mod process;
 pub mod serve;
 pub mod subject;
 

@@ -8,15 +8,17 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Parser, ValueEnum};
+use ima_core::appraise::Mode;
+use ima_core::digsig::Keyring;
 use ima_core::hash::HashAlgo;
 use ima_core::policy::{BootPolicy, Policy};
 use ima_core::template::TemplateDesc;
-use ima_daemon::measure::MeasureDecider;
+use ima_daemon::process::ProcessDecider;
 use ima_daemon::{Config, serve};
 use ima_engine::Engine;
 use ima_sys::fanotify::Response;
 
-/// IMA's hooks in userspace: measure every open and exec on the marked filesystems into the
+/// IMA's hooks in userspace: measure and appraise every open and exec on the marked filesystems into the
 /// runtime measurement list (fanotify permission events; root only). Runs in the foreground,
 /// logs to stderr, writes STATE/imad.ready once its marks are in place, and on SIGTERM answers
 /// every pending event, removes the ready file and exits.
@@ -33,9 +35,15 @@ struct Args {
     /// critical_data, joined by '|'. Default: tcb.
     #[arg(long)]
     builtin: Option<String>,
-    /// ima_appraise=: enforce, fix, log or off. Only `off` until appraisal is wired in.
+    /// ima_appraise=: enforce (a failure denies: EPERM to the opener), fix (relabel through
+    /// the opened file, then allow), log (allow, log the failure) or off (appraise rules
+    /// ignored).
     #[arg(long, value_enum, default_value = "off")]
     appraise: Appraise,
+    /// Certificates (DER or PEM files, or directories of them) of the .ima keyring that
+    /// signatures in security.ima are checked against (repeatable).
+    #[arg(long = "keys", value_name = "CERT|DIR")]
+    keys: Vec<PathBuf>,
     /// Boot template (ima-ng, ima-sig, ima, ... or a format string).
     #[arg(long, default_value = "ima-ng")]
     template: String,
@@ -85,6 +93,7 @@ enum Default {
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("IMAD_LOG")
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -102,12 +111,6 @@ fn main() -> ExitCode {
 fn run(a: Args) -> anyhow::Result<ExitCode> {
     if a.config.is_some() {
         bail!("--config: configuration files are not read yet; give every setting as a flag");
-    }
-    if a.appraise != Appraise::Off {
-        bail!(
-            "--appraise {:?}: imad measures only, until appraisal is wired in",
-            a.appraise
-        );
     }
     let policy = match (&a.policy, &a.builtin) {
         (Some(p), _) => {
@@ -140,7 +143,13 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::open_tcti(cfg, a.tpm.as_deref())
         .with_context(|| format!("measurement list in {}", dir.display()))?;
     ima_daemon::serve::check_marks(&a.marks, Some(&dir))?;
-    let decider = MeasureDecider::new(engine, policy);
+    let mode = match a.appraise {
+        Appraise::Enforce => Mode::Enforce,
+        Appraise::Fix => Mode::Fix,
+        Appraise::Log => Mode::Log,
+        Appraise::Off => Mode::Off,
+    };
+    let decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?);
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);
@@ -177,4 +186,26 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         stats.overflows
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The certificates in `paths` (files, or the files of directories, sorted).
+fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
+    let mut ring = Keyring::new();
+    for p in paths {
+        let mut files = vec![p.clone()];
+        if p.is_dir() {
+            files = std::fs::read_dir(p)
+                .with_context(|| format!("--keys {}", p.display()))?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|e| e.is_file())
+                .collect();
+            files.sort();
+        }
+        for f in files {
+            let b = std::fs::read(&f).with_context(|| format!("--keys {}", f.display()))?;
+            ring.add_bytes(&b)
+                .with_context(|| format!("--keys {}", f.display()))?;
+        }
+    }
+    Ok(ring)
 }
