@@ -428,3 +428,46 @@ fn malformed_evidence_is_an_error_naming_file_and_position() {
         .stderr(predicate::str::contains("not a regular file"));
     verify(&ev, N1, &["--refs", s(&refs), "--nonce", "zz"]).code(2);
 }
+
+#[test]
+fn refs_built_from_a_tree_or_a_known_good_list_accept_the_machine() {
+    let m = Machine::new();
+    m.measure_all();
+    let ev = m.quote(N1, "ev");
+    let out = m.dir.path();
+    imactl()
+        .args(["attest", "refs", "--tree"])
+        .arg(m.files())
+        .arg("-o")
+        .arg(out.join("tree.refs"))
+        .assert()
+        .success();
+    imactl()
+        .args(["attest", "refs", "--keylime", "--from-list"])
+        .arg(list_of(&ev))
+        .arg("-o")
+        .arg(out.join("list.json"))
+        .assert()
+        .success();
+    let tree_refs = std::fs::read_to_string(out.join("tree.refs")).unwrap();
+    assert_eq!(tree_refs.lines().count(), 5, "{tree_refs}");
+    for r in ["tree.refs", "list.json"] {
+        verify(&ev, N1, &["--refs", s(&out.join(r))])
+            .code(0)
+            .stdout(predicate::str::contains("5 by digest"));
+    }
+    // A file changed after the references were taken is caught by both.
+    std::fs::write(m.files().join("f0"), b"changed\n").unwrap();
+    m.measure_all();
+    let ev = m.quote(N2, "ev2");
+    for r in ["tree.refs", "list.json"] {
+        verify(&ev, N2, &["--refs", s(&out.join(r))])
+            .code(1)
+            .stdout(predicate::str::contains(format!(
+                "{}/f0 {}): digest not in the references",
+                m.files().display(),
+                HashAlgo::SHA256.digest(b"changed\n").unwrap()
+            )));
+    }
+    imactl().args(["attest", "refs"]).assert().code(2);
+}

@@ -631,6 +631,41 @@ pub fn verify(
     })
 }
 
+/// Reference values accepting every entry of a known-good list: a `file` digest per file
+/// entry, a `keyring` digest per key an `ima-buf` entry loads, a `buf` digest per other
+/// `ima-buf` entry. boot_aggregate (checked against PCRs instead) and violations are left
+/// out; so are entries of templates neither built in nor in `templates` (their count is
+/// returned).
+pub fn refs_from_list(entries: &[Entry], templates: &[TemplateDesc]) -> (Refs, usize) {
+    let mut refs = Refs::new();
+    let mut unknown = 0;
+    for e in entries {
+        let Ok(desc) = TemplateDesc::resolve(&e.template_name, templates) else {
+            unknown += 1;
+            continue;
+        };
+        let name = event_name(e);
+        let f = fields(e, &desc);
+        let Some((algo, bytes)) = f.digest else {
+            unknown += 1;
+            continue;
+        };
+        if e.is_violation() || name.as_bytes() == replay::BOOT_AGGREGATE_NAME {
+            continue;
+        }
+        let d = RefDigest {
+            algo,
+            bytes: bytes.to_vec(),
+        };
+        match f.buf {
+            Some(buf) if Certificate::from_der(buf).is_ok() => refs.add_keyring(&name, d),
+            Some(_) => refs.add_buf(&name, d),
+            None => refs.add_file(&name, d),
+        }
+    }
+    (refs, unknown)
+}
+
 /// The engine's boot entry ([`BootEntry`], the list's second entry, if it has one: kernel
 /// lists do not) against the quote's clock info: the same TPM reset and restart counts (else
 /// the PCRs were reset since the list started, so this list is not what they hold: a list

@@ -187,6 +187,53 @@ impl RuntimePolicy {
     }
 }
 
+impl RuntimePolicy {
+    /// A policy stating `refs`: digests as bare hex (Keylime does not record the algorithm),
+    /// exclusions as Keylime regular expressions (globs translated), keyrings, ima-buf and
+    /// ignored keyrings. `log_hash_alg` is the bank of the lists it will check.
+    pub fn from_refs(refs: &Refs, log_hash_alg: &str) -> Self {
+        let hexes = |ds: &[RefDigest]| ds.iter().map(|d| hex::encode(&d.bytes)).collect();
+        let mut meta = Map::new();
+        // RUNTIME_POLICY_GENERATOR.Unknown: not one of Keylime's own generators.
+        meta.insert("generator".into(), Value::from(0));
+        let mut extra = Map::new();
+        extra.insert("release".into(), Value::from(0));
+        Self {
+            meta: Meta {
+                version: VERSION,
+                extra: meta,
+            },
+            digests: refs
+                .files()
+                .map(|(p, ds)| (p.to_owned(), hexes(ds)))
+                .collect(),
+            excludes: refs
+                .excludes()
+                .map(|x| match x {
+                    Exclude::Regex(r) => r.clone(),
+                    Exclude::Glob(_) => x.regex(),
+                })
+                .collect(),
+            keyrings: refs
+                .keyrings()
+                .map(|(n, ds)| (n.to_owned(), hexes(ds)))
+                .collect(),
+            ima: Ima {
+                ignored_keyrings: refs.ignored_keyrings().map(str::to_owned).collect(),
+                log_hash_alg: log_hash_alg.to_owned(),
+                dm_policy: None,
+                extra: Map::new(),
+            },
+            ima_buf: refs
+                .bufs()
+                .map(|(n, ds)| (n.to_owned(), hexes(ds)))
+                .collect(),
+            verification_keys: String::new(),
+            extra,
+        }
+    }
+}
+
 fn member(at: &str, msg: String) -> PolicyError {
     PolicyError::Member {
         at: at.to_owned(),
@@ -232,6 +279,34 @@ mod tests {
         assert!(r.keyring(".ima").is_some());
         assert!(r.buf("dm_table_load").is_some());
         assert!(r.keyring_ignored(".builtin_trusted_keys"));
+    }
+
+    #[test]
+    fn export_keeps_what_keylime_can_state() {
+        let r = Refs::parse(
+            "file sha256:00000000000000000000000000000000000000000000000000000000000000aa /a b\n\
+             exclude /tmp/*.log\nexclude-regex /proc/.*\nignore-keyring .x\n",
+        )
+        .unwrap();
+        let p = RuntimePolicy::from_refs(&r, "sha1");
+        let back = RuntimePolicy::parse(p.to_json().unwrap().as_bytes())
+            .unwrap()
+            .to_refs()
+            .unwrap();
+        assert!(
+            back.file("/a b").unwrap()[0].accepts(Some(ima_core::hash::HashAlgo::SHA256), &{
+                let mut d = [0u8; 32];
+                d[31] = 0xaa;
+                d
+            })
+        );
+        assert!(back.excluded("/tmp/x.log").is_some());
+        assert!(
+            back.excluded("/tmp/a/x.log").is_none(),
+            "the glob's meaning survives"
+        );
+        assert!(back.excluded("/proc/1").is_some());
+        assert!(back.keyring_ignored(".x"));
     }
 
     #[test]

@@ -88,6 +88,30 @@ pub enum AttestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build reference values that accept a known-good list (`--from-list`) and the files of
+    /// directory trees (`--tree`, hashed with -a), in our text format or as a Keylime
+    /// runtime policy (`--keylime`).
+    Refs {
+        /// A known-good measurement list (binary or ascii; bank from its name, else sha1).
+        #[arg(long = "from-list")]
+        from_list: Vec<PathBuf>,
+        /// Hash every regular file under DIR (symlinks below it are not followed); paths as
+        /// given.
+        #[arg(long = "tree")]
+        trees: Vec<PathBuf>,
+        /// Hash algorithm for --tree (the target's `ima_hash`).
+        #[arg(short = 'a', long = "hash", default_value = "sha256")]
+        algo: HashAlgo,
+        /// Write a Keylime runtime policy (JSON) instead of our text format.
+        #[arg(long)]
+        keylime: bool,
+        /// A template this tool does not know, as NAME=FORMAT.
+        #[arg(long = "template", value_name = "NAME=FMT")]
+        templates: Vec<String>,
+        /// Output file (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
 }
 
 pub fn run(c: AttestCommand) -> anyhow::Result<ExitCode> {
@@ -119,7 +143,101 @@ pub fn run(c: AttestCommand) -> anyhow::Result<ExitCode> {
             templates,
             json,
         }),
+        AttestCommand::Refs {
+            from_list,
+            trees,
+            algo,
+            keylime,
+            templates,
+            output,
+        } => refs_cmd(
+            &from_list,
+            &trees,
+            algo,
+            keylime,
+            &templates,
+            output.as_deref(),
+        ),
     }
+}
+
+fn parse_templates(templates: &[String]) -> anyhow::Result<Vec<TemplateDesc>> {
+    let mut out = Vec::new();
+    for t in templates {
+        let (name, fmt) = t
+            .split_once('=')
+            .with_context(|| format!("--template {t:?}: expected NAME=FMT"))?;
+        out.push(TemplateDesc::with_name(name, fmt).with_context(|| format!("--template {t:?}"))?);
+    }
+    Ok(out)
+}
+
+fn refs_cmd(
+    lists: &[PathBuf],
+    trees: &[PathBuf],
+    algo: HashAlgo,
+    keylime: bool,
+    templates: &[String],
+    output: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    if lists.is_empty() && trees.is_empty() {
+        bail!("nothing to build references from: give --from-list or --tree");
+    }
+    algo.hasher()
+        .with_context(|| format!("cannot hash with {algo}"))?;
+    let templates = parse_templates(templates)?;
+    let mut refs = Refs::new();
+    for p in lists {
+        let bytes =
+            ima_sys::map::read_or_map(p).with_context(|| format!("{}: read", p.display()))?;
+        let bank = p
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(ListFormat::bank_from_file_name)
+            .unwrap_or(HashAlgo::SHA1);
+        let l = attest::List::new(&bytes, ListFormat::new(bank), &templates);
+        let entries = if l.binary {
+            binary::decode(&bytes, l.format)
+                .with_context(|| format!("{}: binary list", p.display()))?
+        } else {
+            ima_core::log::ascii::decode(&bytes, bank, &templates, l.format.endian)
+                .with_context(|| format!("{}: ascii list", p.display()))?
+        };
+        bytes.check().with_context(|| p.display().to_string())?;
+        let (r, unknown) = attest::refs_from_list(&entries, &templates);
+        if unknown > 0 {
+            bail!(
+                "{}: {unknown} entries of templates not known (give --template NAME=FMT)",
+                p.display()
+            );
+        }
+        refs.merge(r);
+    }
+    // Regular files only, each opened relative to its directory without following a
+    // symlink, and hashed through the descriptor the walk opened.
+    for item in ima_sys::walk::Walk::new(trees, true) {
+        let item = item.context("--tree")?;
+        let ima_sys::walk::Item::File(mut e) = item else {
+            continue;
+        };
+        let d = ima_sys::file::hash_file(&mut e.file, algo)
+            .with_context(|| format!("{}: hash", e.path.display()))?;
+        let path = e
+            .path
+            .to_str()
+            .with_context(|| format!("{}: not UTF-8", e.path.display()))?;
+        refs.add_file(path, (&d).into());
+    }
+    let text = if keylime {
+        ima_verifier::keylime::RuntimePolicy::from_refs(&refs, "sha1").to_json()? + "\n"
+    } else {
+        refs.to_text()
+    };
+    match output {
+        Some(p) => std::fs::write(p, text).with_context(|| format!("{}: write", p.display()))?,
+        None => print!("{text}"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn quote_cmd(
@@ -288,14 +406,7 @@ fn verify_cmd(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
             bail!("{}: no certificate", p.display());
         }
     }
-    let mut templates = Vec::new();
-    for t in &a.templates {
-        let (name, fmt) = t
-            .split_once('=')
-            .with_context(|| format!("--template {t:?}: expected NAME=FMT"))?;
-        templates
-            .push(TemplateDesc::with_name(name, fmt).with_context(|| format!("--template {t:?}"))?);
-    }
+    let templates = parse_templates(&a.templates)?;
 
     // The list.
     let list_path = match &a.list {

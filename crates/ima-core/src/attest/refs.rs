@@ -94,6 +94,17 @@ pub enum Exclude {
     Regex(String),
 }
 
+impl Exclude {
+    /// The regular expression it matches with: a glob becomes an anchored expression
+    /// (`^...$`), a regex is anchored at the start (`^(?:...)`), as Python's `re.match`.
+    pub fn regex(&self) -> String {
+        match self {
+            Self::Glob(g) => glob_regex(g),
+            Self::Regex(r) => format!("^(?:{r})"),
+        }
+    }
+}
+
 impl fmt::Display for Exclude {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -137,6 +148,9 @@ impl Refs {
             if line.trim_end().is_empty() || line.starts_with('#') {
                 continue;
             }
+            if line.contains('\r') {
+                return Err(err("carriage return inside a line".into()));
+            }
             let (kind, rest) = line
                 .split_once(' ')
                 .ok_or_else(|| err(format!("expected \"KIND VALUE\", got {line:?}")))?;
@@ -173,7 +187,9 @@ impl Refs {
                     let (name, d) = two(rest)?;
                     r.add_buf(&name, d);
                 }
-                "ignore-keyring" => r.ignore_keyring(rest.trim_end()),
+                "ignore-keyring" if !rest.trim_end().is_empty() => {
+                    r.ignore_keyring(rest.trim_end())
+                }
                 other => {
                     return Err(err(format!(
                         "unknown item {other:?} (expected file, exclude, exclude-regex, \
@@ -208,12 +224,7 @@ impl Refs {
 
     /// Adds an exclusion; fails if its pattern does not compile.
     pub fn add_exclude(&mut self, x: Exclude) -> Result<(), RefsError> {
-        let pattern = match &x {
-            Exclude::Glob(g) => glob_regex(g),
-            // `re.match`: anchored at the start only.
-            Exclude::Regex(r) => format!("^(?:{r})"),
-        };
-        let re = regex::Regex::new(&pattern).map_err(|e| RefsError {
+        let re = regex::Regex::new(&x.regex()).map_err(|e| RefsError {
             line: 0,
             msg: format!("{x}: {e}"),
         })?;

@@ -385,6 +385,59 @@ fn signatures_and_keys_loaded_by_the_list() {
     assert_eq!((yes.stats.keys_loaded, yes.stats.by_signature), (1, 1));
 }
 
+#[test]
+fn ascii_lists_verify_and_checkpoint_too() {
+    let (b, mut v) = list_of(3);
+    let refs = {
+        let mut w = v.clone();
+        w.push(file("/usr/bin/later", "later"));
+        refs_for(&w)
+    };
+    let text = ascii::encode(&v, &[], Endian::Little).unwrap();
+    let l = List::new(&text, ListFormat::new(HashAlgo::SHA1), &[]);
+    assert!(!l.binary);
+    let keys = Keyring::new();
+    let policy = Policy {
+        refs: &refs,
+        keys: &keys,
+    };
+    let first = verify(&quote(&b, &v), &l, &policy, None).unwrap();
+    assert!(first.trusted(), "{:?}", first.failures);
+    let cp = first.checkpoint.unwrap();
+    assert!(!cp.binary);
+    v.push(file("/usr/bin/later", "later"));
+    let text = ascii::encode(&v, &[], Endian::Little).unwrap();
+    let l = List::new(&text, ListFormat::new(HashAlgo::SHA1), &[]);
+    let second = verify(&quote(&b, &v), &l, &policy, Some(&cp)).unwrap();
+    assert!(second.trusted(), "{:?}", second.failures);
+    assert_eq!(second.stats.entries, 1);
+    // The binary form of the same list after an ascii checkpoint: a new baseline, not an
+    // error.
+    let bin = bytes(&v);
+    let l = List::new(&bin, ListFormat::new(HashAlgo::SHA1), &[]);
+    let third = verify(&quote(&b, &v), &l, &policy, Some(&cp)).unwrap();
+    assert!(third.trusted(), "{:?}", third.failures);
+    assert!(matches!(third.baseline, Baseline::NewBoot { .. }));
+    // A malformed ascii line after the checkpoint is an error naming its line in the file.
+    let mut bad = text.clone();
+    bad.extend_from_slice(b"10 zz\n");
+    let l = List::new(&bad, ListFormat::new(HashAlgo::SHA1), &[]);
+    let e = verify(&quote(&b, &v), &l, &policy, None).unwrap_err();
+    assert!(matches!(e, AttestError::Ascii { line: 6, .. }), "{e}");
+}
+
+#[test]
+fn a_known_good_list_becomes_references_that_accept_it() {
+    let (b, v) = list_of(4);
+    let (refs, unknown) = refs_from_list(&v, &[]);
+    assert_eq!((refs.file_digests(), unknown), (4, 0));
+    let verdict = run(&quote(&b, &v), &bytes(&v), &refs, &Keyring::new(), None);
+    assert!(verdict.trusted(), "{:?}", verdict.failures);
+    assert_eq!(verdict.stats.by_digest, 4);
+    let again = Refs::parse(&refs.to_text()).unwrap();
+    assert_eq!(again.to_text(), refs.to_text());
+}
+
 impl Verdict {
     fn to_string_list(&self) -> String {
         self.failures.iter().map(|f| f.to_string() + "\n").collect()
