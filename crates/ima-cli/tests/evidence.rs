@@ -336,3 +336,25 @@ fn forged_derived_files_counts_and_links_are_repaired() {
         .success()
         .stderr(predicates::str::contains("regenerated").not());
 }
+
+/// A corrupt cache is reported and rebuilt: every file is hashed again, nothing is lost.
+#[test]
+fn a_corrupt_cache_is_reported_and_rebuilt() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path(), 3);
+    let state = d.path().join("state");
+    let boot = boot_file(d.path(), "boot", "abababab-0000-4000-8000-000000000007");
+    measure(None, &state, &boot, &t, &[]).success();
+    measure(None, &state, &boot, &t, &[])
+        .success()
+        .stderr(predicates::str::contains("3 unchanged since measured"));
+    std::fs::write(state.join(".engine/cache"), b"ima-engine-cache v3\ngarbage").unwrap();
+    measure(None, &state, &boot, &t, &[])
+        .success()
+        .stderr(predicates::str::contains("discarding the corrupt cache"))
+        .stderr(predicates::str::contains(" 0 unchanged since measured"));
+    measure(None, &state, &boot, &t, &[])
+        .success()
+        .stderr(predicates::str::contains("3 unchanged since measured"))
+        .stderr(predicates::str::contains("corrupt").not());
+}

@@ -19,8 +19,8 @@
 //!        i64 ctime_ns, u64 size, u8 ima_hash, u8 algo, u8 len, digest[len],
 //!        u32 measured_pcrs || rest: (u64 dev, u64 ino) open_writers emitted   (LE)
 //! ```
-//! A cache that cannot be read is discarded (it is only a cache: everything is re-hashed and
-//! duplicates are suppressed by the list).
+//! A cache that cannot be read is discarded with a warning and rebuilt (it is only a cache:
+//! everything is re-hashed and duplicates are suppressed by the list).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
@@ -98,8 +98,11 @@ impl Cache {
                 dirty: false,
             },
             None => {
-                tracing::debug!(
-                    "discarding unreadable cache {}",
+                // Said, not silent: a cache that does not parse was damaged or edited. It is
+                // rebuilt (every file is hashed again), so nothing is lost but time.
+                tracing::warn!(
+                    "discarding the corrupt cache {} (not a valid ima-engine-cache v3); every \
+                     file is hashed again and the cache rebuilt",
                     internal.join(FILE).display()
                 );
                 Self::default()
