@@ -9,8 +9,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod args;
 mod cmd;
 mod evmctl;
+mod text;
 mod tree;
 
 /// Userspace IMA/EVM: measure, appraise, sign, verify and replay, kernel-compatible.
@@ -86,10 +88,28 @@ fn main() -> ExitCode {
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("imactl: error: {e:#}");
+            eprintln!("imactl: error: {}", chain(&e));
             ExitCode::from(2)
         }
     }
+}
+
+/// The error and its causes joined by ": ", as `{:#}` does, except that a cause whose text
+/// the message already ends with is not repeated (library errors such as `TpmError::Io`
+/// print their source in their own message, for callers that print only `{}`).
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

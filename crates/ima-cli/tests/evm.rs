@@ -1226,3 +1226,59 @@ fn appraise_fix_mode_keeps_the_hmac_current() {
     assert_eq!(code(&o), 0, "the HMAC covers the new label: {}", text(&o));
     assert_eq!(code(&appraise("enforce")), 0);
 }
+
+/// `evm change` takes values as setfattr and owners as chown spell them (issue #14).
+#[test]
+fn evm_change_takes_setfattr_values_and_owner_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("f");
+    std::fs::write(&f, b"hello world\n").unwrap();
+    let want = hex::decode(IMA_HELLO).unwrap();
+    let b64 = {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(&want)
+    };
+    for v in [
+        format!("0x{IMA_HELLO}"),
+        format!("0s{b64}"),
+        IMA_HELLO.to_owned(),
+    ] {
+        std::fs::remove_file(&f).unwrap();
+        std::fs::write(&f, b"hello world\n").unwrap();
+        let arg = format!("security.ima={v}");
+        ok(&imactl(&["evm", "change", "--setxattr", &arg, s(&f)]));
+        assert_eq!(get_xattr(&f, "security.ima").unwrap(), want, "{v}");
+    }
+    let o = imactl(&["evm", "change", "--setxattr", "security.ima=0xzz", s(&f)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(text(&o).contains("\"zz\" is not hex"), "{}", text(&o));
+
+    // nobody:nogroup from /etc/passwd and /etc/group, as chown reads them.
+    let id = |db: &str, name: &str| -> u32 {
+        let t = std::fs::read_to_string(db).unwrap();
+        let line = t
+            .lines()
+            .find(|l| l.starts_with(&format!("{name}:")))
+            .unwrap();
+        line.split(':').nth(2).unwrap().parse().unwrap()
+    };
+    ok(&imactl(&[
+        "evm",
+        "change",
+        "--chown",
+        "nobody:nogroup",
+        s(&f),
+    ]));
+    let m = std::fs::metadata(&f).unwrap();
+    assert_eq!(
+        (m.uid(), m.gid()),
+        (id("/etc/passwd", "nobody"), id("/etc/group", "nogroup"))
+    );
+    let o = imactl(&["evm", "change", "--chown", "no-such-user-14", s(&f)]);
+    assert_eq!(code(&o), 2, "{}", text(&o));
+    assert!(
+        text(&o).contains("no user \"no-such-user-14\" in /etc/passwd"),
+        "{}",
+        text(&o)
+    );
+}

@@ -205,11 +205,13 @@ pub struct ChangeArgs {
     /// chmod to MODE (octal permission bits).
     #[arg(long, group = "op", value_name = "MODE", value_parser = parse_octal)]
     chmod: Option<u16>,
-    /// chown to UID, UID:GID or :GID.
-    #[arg(long, group = "op", value_name = "UID[:GID]")]
+    /// chown to USER, USER:GROUP, :GROUP or USER: (with the user's login group), as chown
+    /// takes them: names (from /etc/passwd, /etc/group) or numbers.
+    #[arg(long, group = "op", value_name = "USER[:GROUP]")]
     chown: Option<String>,
-    /// setxattr NAME to the hex VALUE.
-    #[arg(long, group = "op", value_name = "NAME=HEX")]
+    /// setxattr NAME to VALUE, as `setfattr -v` takes it: 0x and hex, 0s and base64, or
+    /// "text" (a bare value is hex).
+    #[arg(long, group = "op", value_name = "NAME=VALUE")]
     setxattr: Option<String>,
     /// removexattr NAME.
     #[arg(long, group = "op", value_name = "NAME")]
@@ -524,23 +526,15 @@ impl ChangeArgs {
             return Ok(Op::Chmod(m));
         }
         if let Some(o) = &self.chown {
-            let (u, g) = o.split_once(':').unwrap_or((o, ""));
-            let id = |s: &str| -> anyhow::Result<Option<u32>> {
-                if s.is_empty() {
-                    Ok(None)
-                } else {
-                    Ok(Some(
-                        s.parse().with_context(|| format!("--chown {o:?}: {s:?}"))?,
-                    ))
-                }
-            };
-            return Ok(Op::Chown(id(u)?, id(g)?));
+            let (u, g) = crate::args::owner(o).with_context(|| format!("--chown {o:?}"))?;
+            return Ok(Op::Chown(u, g));
         }
         if let Some(x) = &self.setxattr {
             let (name, value) = x
                 .split_once('=')
-                .ok_or_else(|| anyhow!("--setxattr {x:?}: expected NAME=HEX"))?;
-            let value = hex::decode(value).with_context(|| format!("--setxattr {x:?}"))?;
+                .ok_or_else(|| anyhow!("--setxattr {x:?}: expected NAME=VALUE"))?;
+            let value =
+                crate::args::xattr_value(value).with_context(|| format!("--setxattr {x:?}"))?;
             return Ok(Op::Set(name.to_owned(), value));
         }
         match &self.removexattr {
