@@ -163,7 +163,7 @@ pub enum TpmError {
     Protocol { what: &'static str, detail: String },
     #[error("PCR bank {0} is not allocated")]
     NoSuchBank(HashAlgo),
-    #[error("PCR {0} is out of range (0..{NUM_PCRS})")]
+    #[error("PCR {0} does not exist: a TPM has PCRs 0 to 23")]
     BadPcr(u32),
     #[error("extend needs one digest per allocated bank ({expected}), got {got}")]
     BankMismatch { expected: String, got: String },

@@ -46,6 +46,8 @@ pub struct SoftPcrs {
     /// `None` for a v1 file (rewritten as v2 with a new id on the next flush).
     instance: Option<[u8; INSTANCE]>,
     dirty: bool,
+    /// Opened by [`SoftPcrs::open_read_only`]: extends are refused and nothing is written.
+    read_only: bool,
 }
 
 impl SoftPcrs {
@@ -67,6 +69,26 @@ impl SoftPcrs {
         Ok(s)
     }
 
+    /// Opens an existing bank to read it: a missing file is an error, extends are refused
+    /// and nothing is ever written, not even a v1 file's upgrade (what `log verify`,
+    /// `tpm pcrread` and `tpm quote` use).
+    pub fn open_read_only(path: &Path) -> Result<Self, TpmError> {
+        let mut s = Self::zeroed(path)?;
+        s.read_only = true;
+        let (dir, name) = s.dir_and_name()?;
+        let bytes = dir
+            .read_bounded(&name, FILE_LEN)
+            .map_err(|e| TpmError::io(format!("read {}", path.display()), e))?
+            .ok_or_else(|| {
+                TpmError::Unsupported(format!(
+                    "software PCR bank {}: no such file (imactl measure creates it)",
+                    path.display()
+                ))
+            })?;
+        s.load(&bytes)?;
+        Ok(s)
+    }
+
     fn zeroed(path: &Path) -> Result<Self, TpmError> {
         Ok(Self {
             path: path.to_path_buf(),
@@ -79,6 +101,7 @@ impl SoftPcrs {
                 .collect::<Result<_, _>>()?,
             instance: None,
             dirty: false,
+            read_only: false,
         })
     }
 
@@ -172,6 +195,12 @@ impl Tpm for SoftPcrs {
     }
 
     fn extend(&mut self, pcr: u32, digests: &[Digest]) -> Result<(), TpmError> {
+        if self.read_only {
+            return Err(TpmError::Unsupported(format!(
+                "software PCR bank {} was opened read-only",
+                self.path.display()
+            )));
+        }
         if pcr >= NUM_PCRS {
             return Err(TpmError::BadPcr(pcr));
         }
@@ -213,7 +242,7 @@ impl Tpm for SoftPcrs {
     }
 
     fn flush(&mut self) -> Result<(), TpmError> {
-        if !self.dirty {
+        if !self.dirty || self.read_only {
             return Ok(());
         }
         let instance = match self.instance {
@@ -318,5 +347,24 @@ mod tests {
         assert!(SoftPcrs::open(&q).is_err());
         assert!(!dir.path().join("nowhere").exists());
         assert_eq!(std::fs::read(&victim).unwrap(), b"precious");
+    }
+
+    #[test]
+    fn read_only_never_creates_or_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("pcrs");
+        let e = SoftPcrs::open_read_only(&p).unwrap_err().to_string();
+        assert!(e.contains("no such file"), "{e}");
+        assert!(!p.exists());
+        SoftPcrs::open(&p).unwrap();
+        let before = std::fs::read(&p).unwrap();
+        let mut r = SoftPcrs::open_read_only(&p).unwrap();
+        let d1 = HashAlgo::SHA1.digest(b"a").unwrap();
+        let d2 = HashAlgo::SHA256.digest(b"a").unwrap();
+        assert!(r.extend(10, &[d1, d2]).is_err());
+        r.flush().unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), before);
+        // Not a bank file: refused, whatever it is (and /dev/zero is not read forever).
+        assert!(SoftPcrs::open_read_only(Path::new("/dev/zero")).is_err());
     }
 }

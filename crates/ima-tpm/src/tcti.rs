@@ -1,5 +1,6 @@
 //! TCTI strings as tpm2-tools spell them: `swtpm:host=127.0.0.1,port=2321`,
-//! `device:/dev/tpmrm0`, plus our own `soft:/path` for the embedded software bank.
+//! `device:/dev/tpmrm0`, plus our own `soft:/path` for the embedded software bank (`soft:~/x`
+//! is `$HOME/x`).
 
 use std::path::PathBuf;
 use std::str::FromStr;
@@ -28,6 +29,15 @@ impl Tcti {
             }
         })
     }
+
+    /// Like [`Tcti::open`], for reading only: the software bank must exist and is never
+    /// written (a TPM is the same either way; reading PCRs changes nothing).
+    pub fn open_read_only(&self) -> Result<Box<dyn Tpm>, TpmError> {
+        match self {
+            Self::Soft(p) => Ok(Box::new(SoftPcrs::open_read_only(p)?)),
+            _ => self.open(),
+        }
+    }
 }
 
 impl FromStr for Tcti {
@@ -45,6 +55,11 @@ impl FromStr for Tcti {
             } else {
                 conf
             })),
+            // The shell does not expand `~` after `soft:`, so we do.
+            "soft" if conf.starts_with("~/") => match std::env::var_os("HOME") {
+                Some(home) => Self::Soft(PathBuf::from(home).join(&conf[2..])),
+                None => return Err(bad("soft:~/ needs $HOME")),
+            },
             "soft" if !conf.is_empty() => Self::Soft(PathBuf::from(conf)),
             "soft" => return Err(bad("soft: needs a file path")),
             "swtpm" => {
@@ -103,6 +118,15 @@ mod tests {
         assert_eq!(
             "soft:/x/y".parse::<Tcti>().unwrap(),
             Tcti::Soft("/x/y".into())
+        );
+    }
+
+    #[test]
+    fn soft_expands_the_home_directory() {
+        let home = PathBuf::from(std::env::var_os("HOME").unwrap());
+        assert_eq!(
+            "soft:~/x/y".parse::<Tcti>().unwrap(),
+            Tcti::Soft(home.join("x/y"))
         );
     }
 

@@ -27,7 +27,11 @@ pub enum TpmCommand {
         pcrs: Vec<u32>,
     },
     /// Quote PCRs with the attestation key (ECDSA P-256, a primary key of the endorsement
-    /// hierarchy). Writes quote.msg, quote.sig, quote.pcrs (values) and ak.pem into --out.
+    /// hierarchy). Writes quote.msg, quote.sig, quote.pcrs (values) and ak.pem into --out,
+    /// and prints the `tpm2_checkquote` command that checks them: quote.pcrs holds the bare
+    /// values (`tpm2_quote -F values`), so tpm2_checkquote needs the selection as
+    /// `-l SEL` (e.g. `-l sha1:10+sha256:10`).
+    /// The software bank cannot quote.
     Quote {
         #[arg(long, required = true)]
         tpm: String,
@@ -78,7 +82,11 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
                     soft.display()
                 );
             }
-            let mut t = ima_tpm::open(tpm.as_deref(), &soft)?;
+            let tcti = match &tpm {
+                Some(t) => t.parse()?,
+                None => ima_tpm::Tcti::Soft(soft),
+            };
+            let mut t = tcti.open_read_only()?;
             eprintln!("imactl: {}", t.kind());
             let banks: Vec<HashAlgo> = match bank {
                 Some(b) => vec![b],
@@ -106,7 +114,7 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
         } => {
             let nonce = hex::decode(&nonce).context("--nonce: not hex")?;
             let sel = quote::parse_selection(&pcrs)?;
-            let mut t = ima_tpm::open(Some(&tpm), &out)?;
+            let mut t = tpm.parse::<ima_tpm::Tcti>()?.open_read_only()?;
             let q = t.quote(&nonce, &sel)?;
             std::fs::create_dir_all(&out).with_context(|| format!("{}", out.display()))?;
             for (name, bytes) in [
@@ -119,6 +127,18 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
                 std::fs::write(&p, bytes).with_context(|| format!("{}: write", p.display()))?;
                 println!("{}", p.display());
             }
+            // quote.pcrs holds bare values (`-F values`): tpm2_checkquote needs the selection
+            // as -l to split them.
+            let f = |n: &str| shell_word(&out.join(n).display().to_string());
+            eprintln!(
+                "imactl: check with: tpm2_checkquote -u {} -m {} -s {} -f {} -l {} -g sha256 -q {}",
+                f("ak.pem"),
+                f("quote.msg"),
+                f("quote.sig"),
+                f("quote.pcrs"),
+                selection_string(&sel),
+                hex::encode(&nonce)
+            );
             Ok(ExitCode::SUCCESS)
         }
         TpmCommand::VerifyQuote {
@@ -178,5 +198,28 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             })
         }
+    }
+}
+
+/// A PCR selection in tpm2-tools syntax (`sha1:10+sha256:0,10`).
+fn selection_string(sel: &[(HashAlgo, Vec<u32>)]) -> String {
+    sel.iter()
+        .map(|(b, idx)| {
+            let idx: Vec<String> = idx.iter().map(u32::to_string).collect();
+            format!("{b}:{}", idx.join(","))
+        })
+        .collect::<Vec<_>>()
+        .join("+")
+}
+
+/// `s` quoted for a POSIX shell when it holds anything but safe characters.
+fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-+:,=".contains(&b))
+    {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
     }
 }
