@@ -235,7 +235,7 @@ fn a_pcr_value_not_covered_fails() {
         .code(1)
         .stdout(predicate::str::contains("MISMATCH: PCR 10 bank sha256"))
         .stdout(predicate::str::contains(
-            "can no longer match from entry 1 (ima-ng boot_aggregate)",
+            "no prefix of the list replays to it",
         ));
 }
 
@@ -319,7 +319,10 @@ fn bad_input_exits_2_with_the_position() {
         .arg(format!("sha1:{}", pcrs.display()))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("line 1"));
+        .stderr(predicate::str::contains(format!(
+            "{}:1: PCR 0: 1 bytes, a sha1 PCR has 20",
+            pcrs.display()
+        )));
 }
 
 #[test]
@@ -348,4 +351,90 @@ fn json_decodes_every_field() {
     assert_eq!(f[8]["octal"], "100644");
     let sig = &lines[1]["fields"][5];
     assert!(sig["hex"].as_str().unwrap().starts_with("030204"));
+}
+
+/// A bank file of the software PCR bank with PCR 10 set to `pcr10` in both banks (the
+/// engine's layout: magic, then 24 sha1 and 24 sha256 values).
+fn soft_bank(path: &Path, pcr10: u8) {
+    let mut b = b"ima-soft-pcrs v1\n".to_vec();
+    for len in [20, 32] {
+        for i in 0..24 {
+            b.extend(std::iter::repeat_n(if i == 10 { pcr10 } else { 0 }, len));
+        }
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn an_empty_list_does_not_verify_against_a_non_zero_pcr_10() {
+    let tmp = tempfile::tempdir().unwrap();
+    let empty = tmp.path().join("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let bank = tmp.path().join("bank");
+    soft_bank(&bank, 0x5a);
+    let before = std::fs::read(&bank).unwrap();
+    imactl()
+        .args(["log", "verify"])
+        .arg(&empty)
+        .arg("--tpm")
+        .arg(format!("soft:{}", bank.display()))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains(
+            "MISMATCH: PCR 10 bank sha1: replayed 0000000000000000000000000000000000000000 \
+             (0 entries), expected 5a5a",
+        ))
+        .stdout(predicate::str::contains(
+            "the list ends before the PCR value is reached",
+        ))
+        .stdout(predicate::str::contains("0 entries, 0 violations: FAILED"));
+    assert_eq!(
+        std::fs::read(&bank).unwrap(),
+        before,
+        "verify wrote the bank"
+    );
+    // The same with --pcrs (the kernel capture's PCR 10 against an empty list).
+    let c = "a-tcb-ima-ng-sha256";
+    imactl()
+        .args(["log", "verify"])
+        .arg(&empty)
+        .args(pcrs_args(c))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("MISMATCH: PCR 10 bank sha256"));
+    // A zero PCR 10 and an empty list agree.
+    soft_bank(&bank, 0);
+    imactl()
+        .args(["log", "verify"])
+        .arg(&empty)
+        .arg("--tpm")
+        .arg(format!("soft:{}", bank.display()))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::contains("ok: PCR 10 bank sha256"))
+        .stdout(predicate::str::contains(
+            "0 entries, 0 violations: all PCRs match",
+        ));
+}
+
+#[test]
+fn a_list_cut_short_says_so_and_counts_are_singular_for_one() {
+    let c = "a-tcb-ima-ng-sha256";
+    let tmp = tempfile::tempdir().unwrap();
+    // The first entry alone (101 bytes: boot_aggregate) against the full list's PCRs.
+    let bin = std::fs::read(capture(c, BIN)).unwrap();
+    let p = tmp.path().join("binary_runtime_measurements");
+    std::fs::write(&p, &bin[..101]).unwrap();
+    imactl()
+        .args(["log", "verify"])
+        .arg(&p)
+        .args(pcrs_args(c))
+        .assert()
+        .code(1)
+        .stdout(predicate::str::contains("(1 entry), expected"))
+        .stdout(predicate::str::contains(
+            "no prefix of the list replays to it: the list ends before the PCR value is reached",
+        ))
+        .stdout(predicate::str::contains("can no longer match").not())
+        .stdout(predicate::str::contains("1 entry, 0 violations: FAILED"));
 }

@@ -19,6 +19,8 @@ use ima_core::log::{Entry, ListFormat, ascii};
 use ima_core::template::{Field, FieldValue, TemplateDesc};
 use serde_json::{Map, Value, json};
 
+use crate::text::count;
+
 #[derive(Debug, Subcommand)]
 pub enum LogCommand {
     /// Print a measurement list (binary or ascii, detected) as the kernel's ascii list or
@@ -199,7 +201,9 @@ fn write_out(path: Option<&Path>, bytes: &[u8]) -> anyhow::Result<()> {
 /// Every PCR of every allocated bank (that we can replay) of the TPM `tcti` names.
 fn live_pcrs(tcti: &str) -> anyhow::Result<Vec<PcrBank>> {
     let t: ima_tpm::Tcti = tcti.parse()?;
-    let mut tpm = t.open().with_context(|| format!("--tpm {tcti}"))?;
+    let mut tpm = t
+        .open_read_only()
+        .with_context(|| format!("--tpm {tcti}"))?;
     eprintln!("imactl: PCRs from {}", tpm.kind());
     let all: Vec<u32> = (0..ima_tpm::NUM_PCRS).collect();
     let mut banks = Vec::new();
@@ -224,10 +228,22 @@ fn load_pcrs(args: &[PcrsArg]) -> anyhow::Result<Vec<PcrBank>> {
         }
         let bytes = ima_sys::fs::read_limited(&a.path, ima_sys::fs::MAX_TEXT_FILE)
             .with_context(|| format!("{}: read", a.path.display()))?;
-        let text =
-            String::from_utf8(bytes).with_context(|| format!("{}: not text", a.path.display()))?;
-        let bank = PcrBank::parse(&text, a.algo)
-            .with_context(|| format!("{} ({} PCRs)", a.path.display(), a.algo))?;
+        let text = String::from_utf8(bytes).map_err(|e| {
+            anyhow::anyhow!(
+                "{}: byte offset {}: not UTF-8 text",
+                a.path.display(),
+                e.utf8_error().valid_up_to()
+            )
+        })?;
+        let bank = PcrBank::parse(&text, a.algo).map_err(|e| {
+            anyhow::anyhow!(
+                "{}:{}: {} ({} PCRs)",
+                a.path.display(),
+                e.line,
+                e.msg,
+                a.algo
+            )
+        })?;
         banks.push(bank);
     }
     Ok(banks)
@@ -508,6 +524,7 @@ fn report<E: ReplayEntry>(
             name(i)
         ));
     }
+    let suspect = |i: usize| r.bad_digests.contains(&i) || r.bad_violations.contains(&i);
     for b in &r.banks {
         for pcr in &b.pcrs {
             let Some(exp) = &pcr.expected else {
@@ -522,35 +539,46 @@ fn report<E: ReplayEntry>(
             };
             if pcr.matches() {
                 out.push_str(&format!(
-                    "ok: PCR {} bank {}: {} ({} entries)\n",
+                    "ok: PCR {} bank {}: {} ({})\n",
                     pcr.index,
                     b.algo,
                     pcr.value.to_hex(),
-                    pcr.entries
+                    count(pcr.entries, "entry", "entries")
                 ));
                 continue;
             }
             failed = true;
             out.push_str(&format!(
-                "MISMATCH: PCR {} bank {}: replayed {}, expected {}",
+                "MISMATCH: PCR {} bank {}: replayed {} ({}), expected {}",
                 pcr.index,
                 b.algo,
                 pcr.value.to_hex(),
+                count(pcr.entries, "entry", "entries"),
                 exp.to_hex()
             ));
-            if let Some(i) = pcr.first_unmatchable {
-                out.push_str(&format!("; can no longer match from {}", name(i)));
-            }
-            if let Some(i) = pcr.last_match {
-                out.push_str(&format!(" (the replay matched after {})", name(i)));
+            match (pcr.first_unmatchable, pcr.last_match) {
+                (Some(i), _) if suspect(i) => {
+                    out.push_str(&format!("; can no longer match from {}", name(i)));
+                }
+                (Some(i), Some(m)) => out.push_str(&format!(
+                    "; the replay equals it after {}: the PCR does not contain the list's \
+                     entries from {} on",
+                    name(m),
+                    name(i)
+                )),
+                _ => out.push_str(
+                    "; no prefix of the list replays to it: the list ends before the PCR \
+                     value is reached (entries missing at its end, or an entry replaced \
+                     together with its template digest)",
+                ),
             }
             out.push('\n');
         }
     }
     out.push_str(&format!(
-        "{} entries, {} violations: {}\n",
-        r.entries,
-        r.violations,
+        "{}, {}: {}\n",
+        count(r.entries, "entry", "entries"),
+        count(r.violations, "violation", "violations"),
         if failed { "FAILED" } else { "all PCRs match" }
     ));
     print!("{out}");

@@ -18,6 +18,7 @@ use crate::codec::Endian;
 use crate::hash::{Digest, HashAlgo, Hasher, UnsupportedAlgo};
 use crate::log::Entry;
 use crate::log::binary::RawEntry;
+use crate::policy::DEFAULT_PCR;
 use crate::template::{LEGACY_NAME_PAD, MAX_LEGACY_NAME_LEN, parse_hex};
 
 /// PCR values of one bank, by PCR index.
@@ -95,7 +96,12 @@ impl PcrBank {
                 .parse()
                 .ok()
                 .filter(|&n| n < MAX_PCRS)
-                .ok_or_else(|| err(format!("bad PCR index {index:?} (expected 0-23)")))?;
+                .ok_or_else(|| {
+                    err(format!(
+                        "PCR index {index:?} is out of range: a TPM has PCRs 0 to {}",
+                        MAX_PCRS - 1
+                    ))
+                })?;
             let bytes = parse_hex(hex.as_bytes()).map_err(|m| err(format!("PCR {index}: {m}")))?;
             if bytes.len() != dlen {
                 return Err(err(format!(
@@ -433,8 +439,9 @@ impl Replay {
 const CHUNK: usize = 4096;
 
 /// Replays `entries` (of a list whose logged digests are in `log_bank`) into every bank of
-/// `banks`, comparing each PCR index the list uses with `expected` (same order as `banks`;
-/// missing values are simply not compared).
+/// `banks`, comparing each PCR index the list uses, and PCR 10 (the measurement PCR,
+/// `CONFIG_IMA_MEASURE_PCR_IDX`) even if no entry uses it, with `expected` (same order as
+/// `banks`; missing values are simply not compared).
 pub fn replay<E: ReplayEntry>(
     entries: &[E],
     log_bank: HashAlgo,
@@ -626,6 +633,21 @@ fn chain<E: ReplayEntry>(
             st.last_match = Some(i);
             st.matched_now = true;
         }
+    }
+    // PCR 10 is checked even when no entry extends it: a list that leaves it at zero while
+    // the TPM holds another value is missing entries (an empty list is no proof of anything).
+    if let (Some(z), Some(want)) = (zero, expected.and_then(|b| b.get(DEFAULT_PCR)))
+        && !states.iter().any(|s| s.index == DEFAULT_PCR)
+    {
+        states.push(PcrState {
+            index: DEFAULT_PCR,
+            value: z,
+            expected: Some(*want),
+            entries: 0,
+            last_match: None,
+            first_unmatchable: None,
+            matched_now: true,
+        });
     }
     // A suspect entry (wrong logged digest, altered violation) at or after the point the
     // chain last matched is a sharper answer than "the first entry after the match".
@@ -962,5 +984,42 @@ mod tests {
                 no_tpm: true
             }
         );
+    }
+
+    #[test]
+    fn pcr_10_is_compared_even_when_no_entry_extends_it() {
+        let entries: Vec<Entry> = Vec::new();
+        let mut exp = PcrBank::new(HashAlgo::SHA1);
+        exp.set(10, HashAlgo::SHA1.digest(b"x").unwrap());
+        let r = replay(
+            &entries,
+            HashAlgo::SHA1,
+            &[HashAlgo::SHA1],
+            &[Some(&exp)],
+            Endian::Little,
+        )
+        .unwrap();
+        let p = &r.banks[0].pcrs[0];
+        assert_eq!((p.index, p.entries), (10, 0));
+        assert!(!p.matches() && !r.ok());
+        // A zero PCR 10 and an empty list agree; without an expected value nothing is added.
+        exp.set(10, Digest::zero(HashAlgo::SHA1).unwrap());
+        let r = replay(
+            &entries,
+            HashAlgo::SHA1,
+            &[HashAlgo::SHA1],
+            &[Some(&exp)],
+            Endian::Little,
+        )
+        .unwrap();
+        assert!(r.ok() && r.banks[0].pcrs[0].matches());
+        let r = replay(
+            &entries,
+            HashAlgo::SHA1,
+            &[HashAlgo::SHA1],
+            &[None],
+            Endian::Little,
+        );
+        assert!(r.unwrap().banks[0].pcrs.is_empty());
     }
 }
