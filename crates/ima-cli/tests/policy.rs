@@ -26,8 +26,9 @@ fn check_accepts_the_capture_policy_and_rejects_bad_lines() {
     )
     .unwrap();
     let name = bad.display().to_string();
+    // Strict by default: what passes, the kernel accepts (#14).
     imactl()
-        .args(["policy", "check", "--strict-kernel"])
+        .args(["policy", "check"])
         .arg(&bad)
         .assert()
         .code(1)
@@ -40,13 +41,22 @@ fn check_accepts_the_capture_policy_and_rejects_bad_lines() {
         .stderr(predicate::str::contains(format!(
             "{name}:5:9: \"path=/opt\" is an extension"
         )));
-    // Without --strict-kernel the extension is fine, the other two errors stay.
+    // With --extensions the extension is fine, the other two errors stay.
     imactl()
-        .args(["policy", "check"])
+        .args(["policy", "check", "--extensions"])
         .arg(&bad)
         .assert()
         .code(1)
         .stderr(predicate::str::contains(":5:").not());
+
+    let one = d.path().join("one.policy");
+    std::fs::write(&one, "measure func=BPRM_CHECK\n").unwrap();
+    imactl()
+        .args(["policy", "check"])
+        .arg(&one)
+        .assert()
+        .success()
+        .stdout(format!("{}: 1 rule OK\n", one.display()));
 
     let empty = d.path().join("empty.policy");
     std::fs::write(&empty, "# nothing\n").unwrap();

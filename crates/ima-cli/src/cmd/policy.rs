@@ -20,11 +20,20 @@ const MAX_POLICY_FILE: u64 = 64 << 20;
 
 #[derive(Debug, Subcommand)]
 pub enum PolicyCommand {
-    /// Check a policy file: exit 0 if the kernel would accept it, else print
+    /// Check a policy file: exit 0 if a Linux kernel would accept it, else print
     /// FILE:LINE:COLUMN: message for every bad line and exit 1.
+    ///
+    /// Strict by default: a file that passes can be written to
+    /// /sys/kernel/security/ima/policy. imactl's extensions (path=, path_prefix=, glob=, exe=,
+    /// cgroup=, policy_version=) are errors unless --extensions is given; measure, appraise
+    /// and explain accept them.
     Check {
-        /// Accept only what a Linux kernel accepts (no path/exe/cgroup/version extensions).
+        /// Also accept imactl's extensions (path=, path_prefix=, glob=, exe=, cgroup=,
+        /// policy_version=), which only imactl understands: the kernel refuses them.
         #[arg(long)]
+        extensions: bool,
+        /// Kernel language only: the default (kept for scripts written before it was).
+        #[arg(long, hide = true, conflicts_with = "extensions")]
         strict_kernel: bool,
         /// Also require the file's security.ima to be a valid signature by one of these
         /// certificates (PEM or DER), as `appraise func=POLICY_CHECK appraise_type=imasig`
@@ -131,10 +140,11 @@ pub struct ExplainArgs {
 pub fn run(cmd: PolicyCommand) -> anyhow::Result<ExitCode> {
     match cmd {
         PolicyCommand::Check {
-            strict_kernel,
+            extensions,
+            strict_kernel: _,
             signed_by,
             file,
-        } => check(&file, strict_kernel, &signed_by),
+        } => check(&file, !extensions, &signed_by),
         PolicyCommand::Show {
             builtin,
             kernel,
@@ -215,7 +225,10 @@ fn check(file: &Path, strict_kernel: bool, signed_by: &[PathBuf]) -> anyhow::Res
             } else {
                 ", signature OK"
             };
-            println!("{name}: {} rules OK{sig}{signed}", p.len());
+            println!(
+                "{name}: {} OK{sig}{signed}",
+                crate::text::count(p.len(), "rule", "rules")
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
