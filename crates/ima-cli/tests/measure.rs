@@ -80,7 +80,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
     let t = tree(d.path());
     let state = d.path().join("state");
     let out = imactl()
-        .args(["measure", "--tpm", &tcti, "--state"])
+        .args(["measure", "-v", "--tpm", &tcti, "--state"])
         .arg(&state)
         .arg("-r")
         .arg(&t)
@@ -144,7 +144,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
 
     // Second run: nothing changed, nothing added, nothing re-hashed.
     let out = imactl()
-        .args(["measure", "--tpm", &tcti, "--state"])
+        .args(["measure", "-v", "--tpm", &tcti, "--state"])
         .arg(&state)
         .arg("-r")
         .arg(&t)
@@ -162,7 +162,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
     std::thread::sleep(std::time::Duration::from_millis(20));
     std::fs::write(t.join("f3"), b"changed").unwrap();
     let out = imactl()
-        .args(["measure", "--tpm", &tcti, "--state"])
+        .args(["measure", "-v", "--tpm", &tcti, "--state"])
         .arg(&state)
         .arg("-r")
         .arg(&t)
@@ -175,7 +175,7 @@ fn measure_with_swtpm_replays_in_tpm2_pcrread_and_evmctl() {
     assert!(s.contains("/f3"));
     std::fs::write(t.join("f3"), "file 3\n".repeat(300)).unwrap();
     imactl()
-        .args(["measure", "--tpm", &tcti, "--state"])
+        .args(["measure", "-v", "--tpm", &tcti, "--state"])
         .arg(&state)
         .arg("-r")
         .arg(&t)
@@ -219,6 +219,7 @@ fn bprm_check_and_policy_selection() {
     let out = imactl()
         .args([
             "measure",
+            "-v",
             "--func",
             "BPRM_CHECK",
             "--template",
@@ -279,7 +280,7 @@ fn quotes_interoperate_with_tpm2_tools() {
     let d = tempfile::tempdir().unwrap();
     let t = tree(d.path());
     imactl()
-        .args(["measure", "-q", "--tpm", &tcti, "--state"])
+        .args(["measure", "--tpm", &tcti, "--state"])
         .arg(d.path().join("state"))
         .arg("-r")
         .arg(&t)
@@ -457,7 +458,7 @@ fn file_hash_algorithm_follows_security_ima() {
     let state = d.path().join("state");
     let measure = |extra: &[&str], state: &Path, target: &Path| {
         let mut c = imactl();
-        c.args(["measure", "--state"])
+        c.args(["measure", "-v", "--state"])
             .arg(state)
             .args(extra)
             .arg(target);
@@ -594,7 +595,7 @@ fn open_writers_violation_for_files_open_for_write() {
     let state = d.path().join("state");
     let run = |extra: &[&str]| {
         let out = imactl()
-            .args(["measure", "--tpm", &tcti, "--state"])
+            .args(["measure", "-v", "--tpm", &tcti, "--state"])
             .arg(&state)
             .args(extra)
             .arg("-r")
@@ -629,7 +630,7 @@ fn open_writers_violation_for_files_open_for_write() {
         vpos < mpos,
         "the violation comes before the measurement: {out}"
     );
-    assert!(err.contains("2 added, 1 open_writers violations"), "{err}");
+    assert!(err.contains("2 added, 1 open_writers violation,"), "{err}");
     assert_eq!(
         std::fs::read_to_string(state.join("violations")).unwrap(),
         "1\n"
@@ -734,7 +735,7 @@ fn open_writers_scan_as_an_unprivileged_user() {
     let _mine_writer = Writer(w.arg("60").stdout(append(&mine)).spawn().unwrap());
     let _root_writer = Writer::hold(&roots);
     let out = as_nobody(&assert_cmd::cargo::cargo_bin("imactl"))
-        .args(["measure", "--policy"])
+        .args(["measure", "-v", "--policy"])
         .arg(&pol)
         .arg("--state")
         .arg(&state)
@@ -746,7 +747,7 @@ fn open_writers_scan_as_an_unprivileged_user() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{stdout}{stderr}");
     assert!(
-        stderr.contains("2 added, 1 open_writers violations"),
+        stderr.contains("2 added, 1 open_writers violation,"),
         "{stderr}"
     );
     let zero = "0".repeat(64);
@@ -757,4 +758,59 @@ fn open_writers_scan_as_an_unprivileged_user() {
         )),
         "{stdout}"
     );
+}
+
+/// What a newcomer sees (issue #14): no per-file lines unless -v, a summary in words, the
+/// policy parser of `policy check` (positions, `|` lists), and a hint when nothing matched.
+#[test]
+fn messages_summary_and_hint() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let f = d.path().join("one");
+    std::fs::write(&f, b"one\n").unwrap();
+    imactl()
+        .args(["measure", "--builtin", "tcb|fail_securely", "--state"])
+        .arg(&state)
+        .arg(&f)
+        .assert()
+        .success()
+        .stdout("")
+        .stderr(predicates::str::contains(
+            "imactl: 1 file: 1 added, 0 open_writers violations, 0 already in the list, \
+             0 unchanged since measured, 0 not measured by the policy, 0 errors",
+        ))
+        .stderr(predicates::str::contains("(2 entries)"));
+    let pol = d.path().join("policy");
+    std::fs::write(&pol, "measure func=BPRM_CHECK\nmeasure func=NOPE\n").unwrap();
+    imactl()
+        .args(["measure", "--policy"])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg(&f)
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "{}:2:9: unknown func \"NOPE\"",
+            pol.display()
+        )));
+    std::fs::write(&pol, "measure func=BPRM_CHECK\n").unwrap();
+    imactl()
+        .args(["measure", "--policy"])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg(&f)
+        .assert()
+        .success()
+        .stderr(predicates::str::contains(format!(
+            "imactl: hint: the policy in {} measures none of these files for root with \
+             --func FILE_CHECK: try --func BPRM_CHECK or MMAP_CHECK",
+            pol.display()
+        )));
+    imactl()
+        .args(["measure", "--help"])
+        .assert()
+        .success()
+        .stdout(predicates::str::contains("soft:FILE"));
 }

@@ -9,27 +9,32 @@ use clap::Args;
 use ima_core::codec::Endian;
 use ima_core::hash::HashAlgo;
 use ima_core::log::{Entry, ascii};
-use ima_core::policy::{BootPolicy, Builtin, Func, Policy};
+use ima_core::policy::{Func, ParseOptions};
 use ima_core::template::TemplateDesc;
 use ima_engine::measure::{self, Options};
 use ima_engine::{Config, Engine};
 
+use crate::text::count;
+
 #[derive(Debug, Args)]
 pub struct MeasureArgs {
-    /// Policy file (the kernel's rule language). Default: the built-in `tcb` policy.
+    /// Policy file (the kernel's rule language, plus imactl's extensions). Default: the
+    /// built-in `tcb` policy.
     #[arg(long, conflicts_with = "builtin")]
     policy: Option<PathBuf>,
-    /// Built-in policy: tcb, ima_tcb, appraise_tcb, secure_boot, critical_data.
+    /// Built-in policy: tcb, ima_tcb, appraise_tcb, secure_boot, critical_data,
+    /// fail_securely, or several joined with | as in ima_policy= (as `policy show`).
     #[arg(long)]
-    builtin: Option<Builtin>,
+    builtin: Option<String>,
     /// Boot template (ima-ng, ima-sig, ima, ... or a format string).
     #[arg(long, default_value = "ima-ng")]
     template: String,
     /// File hash algorithm (`ima_hash=`).
     #[arg(long = "hash", default_value = "sha256")]
     hash: HashAlgo,
-    /// TPM: swtpm:host=H,port=P or device:/dev/tpmrm0. Default: the software PCR bank in the
-    /// state directory (NOT hardware-rooted).
+    /// TPM: swtpm:host=H,port=P, device:/dev/tpmrm0, or soft:FILE (a software PCR bank,
+    /// created if missing). Default: the software PCR bank in the state directory (NOT
+    /// hardware-rooted).
     #[arg(long)]
     tpm: Option<String>,
     /// Runtime/state directory. Default: /run/ima for root, $XDG_STATE_HOME/ima otherwise.
@@ -53,23 +58,30 @@ pub struct MeasureArgs {
     /// Read the boot id from this file instead of /proc/sys/kernel/random/boot_id (tests).
     #[arg(long, hide = true)]
     boot_id_file: Option<PathBuf>,
-    /// Do not print the added entries.
+    /// Print each added entry (the ascii list line) on standard output.
     #[arg(short, long)]
+    verbose: bool,
+    /// Print no entries: the default now (kept for scripts written before -v).
+    #[arg(short, long, hide = true, conflicts_with = "verbose")]
     quiet: bool,
     #[arg(required = true)]
     paths: Vec<PathBuf>,
 }
 
 pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
-    let policy = match (&a.policy, a.builtin) {
-        (Some(p), _) => {
-            let bytes = ima_sys::fs::read_limited(p, ima_sys::fs::MAX_TEXT_FILE)
-                .with_context(|| format!("{}: read", p.display()))?;
-            let text =
-                String::from_utf8(bytes).with_context(|| format!("{}: not text", p.display()))?;
-            Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
+    // One parser for every command: `policy check`'s (FILE:LINE:COLUMN errors, bounded).
+    let (policy, rule_set) = match (&a.policy, &a.builtin) {
+        (Some(p), _) => (
+            super::policy::load_file(p, &ParseOptions::default())?,
+            format!("the policy in {}", p.display()),
+        ),
+        (None, b) => {
+            let b = b.as_deref().unwrap_or("tcb");
+            (
+                super::policy::builtin_policy(b, None)?,
+                format!("the built-in {b} policy"),
+            )
         }
-        (None, b) => BootPolicy::single(b.unwrap_or(Builtin::Tcb)).default_policy(),
     };
     let dir = a.state.clone().unwrap_or_else(ima_engine::default_dir);
     let mut cfg = Config::new(dir.clone())?;
@@ -129,9 +141,9 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = Vec::new();
-    let quiet = a.quiet;
+    let verbose = a.verbose && !a.quiet;
     let mut print = |e: &Entry| {
-        if quiet {
+        if !verbose {
             return;
         }
         line.clear();
@@ -150,23 +162,58 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
         eprintln!("imactl: error: {}: {e}", p.display());
     }
     eprintln!(
-        "imactl: {} files: {} added, {} open_writers violations, {} already in the list, {} \
-         unchanged since measured, {} not measured by the policy, {} errors",
-        sum.files,
+        "imactl: {}: {} added, {}, {} already in the list, {} unchanged since measured, \
+         {} not measured by the policy, {}",
+        count(sum.files, "file", "files"),
         sum.added,
-        sum.violations,
+        count(
+            sum.violations,
+            "open_writers violation",
+            "open_writers violations"
+        ),
         sum.duplicates,
         sum.cached,
         sum.not_measured,
-        sum.errors.len()
+        count(sum.errors.len(), "error", "errors")
     );
     eprintln!(
-        "imactl: list {} ({entries} entries), PCRs: {kind}",
-        dir.display()
+        "imactl: list {} ({}), PCRs: {kind}",
+        dir.display(),
+        count(entries, "entry", "entries")
     );
+    if sum.files > 0 && sum.not_measured == sum.files {
+        eprintln!(
+            "imactl: hint: {rule_set} measures none of these files for {} with --func {}{}",
+            who(opts.creds.euid),
+            opts.func,
+            hint(opts.func, opts.creds.euid, rule_set.contains(" tcb "))
+        );
+    }
     Ok(if sum.errors.is_empty() {
         ExitCode::SUCCESS
     } else {
         ExitCode::from(2)
     })
+}
+
+/// "uid 1000", or "root".
+fn who(euid: u32) -> String {
+    if euid == 0 {
+        "root".into()
+    } else {
+        format!("uid {euid}")
+    }
+}
+
+/// What to try when a policy measured nothing: the built-in tcb policy measures only root's
+/// reads (its FILE_CHECK rule carries uid=0), but executables of every user.
+fn hint(func: Func, euid: u32, tcb: bool) -> &'static str {
+    match func {
+        Func::FileCheck if euid != 0 && tcb => {
+            " (tcb measures only root's reads): add --func BPRM_CHECK to treat them as \
+             executed, or --func MMAP_CHECK as mapped executable"
+        }
+        Func::FileCheck => ": try --func BPRM_CHECK or MMAP_CHECK, or another policy",
+        _ => ": try another --func (FILE_CHECK, BPRM_CHECK, MMAP_CHECK) or another policy",
+    }
 }
