@@ -634,14 +634,20 @@ fn chain<E: ReplayEntry>(
             st.matched_now = true;
         }
     }
-    // PCR 10 is checked even when no entry extends it: a list that leaves it at zero while
-    // the TPM holds another value is missing entries (an empty list is no proof of anything).
+    // PCR 10 is checked even when no entry extends it: a list that leaves it at its start
+    // value (zero, or the checkpoint's) while the TPM holds another is missing entries (an
+    // empty list is no proof of anything).
     if let (Some(z), Some(want)) = (zero, expected.and_then(|b| b.get(DEFAULT_PCR)))
         && !states.iter().any(|s| s.index == DEFAULT_PCR)
     {
+        let start = initial
+            .and_then(|b| b.get(DEFAULT_PCR))
+            .filter(|d| d.algo() == algo)
+            .copied()
+            .unwrap_or(z);
         states.push(PcrState {
             index: DEFAULT_PCR,
-            value: z,
+            value: start,
             expected: Some(*want),
             entries: 0,
             last_match: None,
