@@ -779,7 +779,10 @@ fn messages_summary_and_hint() {
             "imactl: 1 file: 1 added, 0 open_writers violations, 0 already in the list, \
              0 unchanged since measured, 0 not measured by the policy, 0 errors",
         ))
-        .stderr(predicates::str::contains("(2 entries)"));
+        .stderr(predicates::str::contains("(2 entries)"))
+        .stderr(predicates::prelude::PredicateBooleanExt::not(
+            predicates::str::contains("entries added:"),
+        ));
     let pol = d.path().join("policy");
     std::fs::write(&pol, "measure func=BPRM_CHECK\nmeasure func=NOPE\n").unwrap();
     imactl()
@@ -813,4 +816,16 @@ fn messages_summary_and_hint() {
         .assert()
         .success()
         .stdout(predicates::str::contains("soft:FILE"));
+    // On a terminal (script(1) gives it one) a progress line is drawn on stderr.
+    let g = d.path().join("two");
+    std::fs::write(&g, b"two\n").unwrap();
+    let cmd = format!(
+        "{} measure --state {} {}",
+        assert_cmd::cargo::cargo_bin("imactl").display(),
+        state.display(),
+        g.display()
+    );
+    let out = run_ok(Std::new("script").args(["-qec", &cmd, "/dev/null"]));
+    assert!(out.contains("entries added: "), "{out}");
+    assert!(out.contains("imactl: 1 file: 1 added"), "{out}");
 }

@@ -1,6 +1,6 @@
 //! `imactl measure`: measure files into the runtime measurement list, extending the PCR.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -13,6 +13,7 @@ use ima_core::policy::{Func, ParseOptions};
 use ima_core::template::TemplateDesc;
 use ima_engine::measure::{self, Options};
 use ima_engine::{Config, Engine};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::text::count;
 
@@ -142,7 +143,9 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut line = Vec::new();
     let verbose = a.verbose && !a.quiet;
+    let bar = progress();
     let mut print = |e: &Entry| {
+        bar.inc(1);
         if !verbose {
             return;
         }
@@ -153,7 +156,9 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
             let _ = out.write_all(&line);
         }
     };
-    let sum = measure::measure(&mut engine, &opts, writers, &a.paths, &mut print)?;
+    let sum = measure::measure(&mut engine, &opts, writers, &a.paths, &mut print);
+    bar.finish_and_clear();
+    let sum = sum?;
     out.flush()?;
     drop(out);
     let entries = engine.len();
@@ -216,4 +221,20 @@ fn hint(func: Func, euid: u32, tcb: bool) -> &'static str {
         Func::FileCheck => ": try --func BPRM_CHECK or MMAP_CHECK, or another policy",
         _ => ": try another --func (FILE_CHECK, BPRM_CHECK, MMAP_CHECK) or another policy",
     }
+}
+
+/// A spinner counting the entries added, on standard error when it is a terminal (hidden
+/// otherwise, so logs and pipes get only the summary).
+fn progress() -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+    if let Ok(style) = ProgressStyle::with_template(
+        "{spinner} [{elapsed_precise}] entries added: {pos} ({per_sec})",
+    ) {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(std::time::Duration::from_millis(200));
+    bar
 }
