@@ -37,6 +37,12 @@ fn reading_a_missing_software_bank_is_an_error_and_creates_nothing() {
         .arg(tmp.path().join("q"))
         .assert()
         .code(2);
+    imactl()
+        .args(["attest", "quote", "--nonce", "00", "--tpm", &soft, "--out"])
+        .arg(tmp.path().join("q"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no such file"));
     // `soft:~/x` is $HOME/x (the shell does not expand it), and is not created either.
     imactl()
         .env("HOME", tmp.path())

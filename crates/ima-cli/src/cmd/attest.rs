@@ -250,7 +250,10 @@ fn quote_cmd(
     let state = state.unwrap_or_else(ima_engine::default_dir);
     let journal = state.join(ima_engine::JOURNAL);
     let t: ima_tpm::Tcti = tcti.parse()?;
-    let mut tpm = t.open().with_context(|| format!("--tpm {tcti}"))?;
+    // Read-only: quoting changes no PCR, and a software bank must not be created here.
+    let mut tpm = t
+        .open_read_only()
+        .with_context(|| format!("--tpm {tcti}"))?;
     if !tpm.kind().is_tpm() {
         bail!("--tpm {tcti}: the software PCR bank cannot quote (it is not hardware-rooted)");
     }
