@@ -93,6 +93,15 @@ fn pcr_out_of_range_names_the_valid_range() {
         .stderr(predicate::str::contains(
             "PCR 99 does not exist: a TPM has PCRs 0 to 23",
         ));
+    imactl()
+        .args(["tpm", "quote", "--tpm", &sw.tcti(), "--nonce", "00"])
+        .args(["--pcrs", "sha256:10,99", "--out"])
+        .arg(tmp.path().join("q"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "PCR selection \"sha256:10,99\": PCR 99 does not exist: a TPM has PCRs 0 to 23",
+        ));
     let pcrs = tmp.path().join("pcrs");
     std::fs::write(
         &pcrs,

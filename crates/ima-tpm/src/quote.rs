@@ -481,7 +481,10 @@ pub fn parse_selection(s: &str) -> Result<Vec<(HashAlgo, Vec<u32>)>, TpmError> {
         for p in list.split(',') {
             let n: u32 = p.parse().map_err(|_| bad(format!("bad PCR index {p:?}")))?;
             if n >= NUM_PCRS {
-                return Err(bad(format!("PCR {n} out of range")));
+                return Err(bad(format!(
+                    "PCR {n} does not exist: a TPM has PCRs 0 to {}",
+                    NUM_PCRS - 1
+                )));
             }
             pcrs.push(n);
         }
