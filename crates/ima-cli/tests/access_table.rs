@@ -101,6 +101,7 @@ fn measure_appraise_and_explain_pick_the_same_rule() {
             r,
             &[
                 "measure",
+                "-v",
                 "--policy",
                 s(&policy),
                 "--state",
