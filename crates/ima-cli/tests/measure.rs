@@ -779,7 +779,8 @@ fn messages_summary_and_hint() {
             "imactl: 1 file: 1 added, 0 open_writers violations, 0 already in the list, \
              0 unchanged since measured, 0 not measured by the policy, 0 errors",
         ))
-        .stderr(predicates::str::contains("(2 entries)"))
+        // boot_aggregate, the boot record and the file.
+        .stderr(predicates::str::contains("(3 entries)"))
         .stderr(predicates::prelude::PredicateBooleanExt::not(
             predicates::str::contains("entries added:"),
         ));
