@@ -290,28 +290,45 @@ impl MessageArgs {
         if let Some(mode) = self.mode {
             inode.meta.mode = mode;
         }
-        if let Some(h) = &self.ima {
-            let v = hex::decode(h).map_err(|e| anyhow!("--ima {h:?}: {e}"))?;
-            inode.xattrs.insert(evm::XATTR_IMA.into(), v);
-        }
-        if let Some(s) = &self.selinux {
-            let mut v = s.as_bytes().to_vec();
-            v.push(0);
-            inode.xattrs.insert(evm::XATTR_SELINUX.into(), v);
-        }
-        match &self.caps {
-            None => {}
-            Some(None) => {
-                inode.xattrs.remove(evm::XATTR_CAPS);
-            }
-            Some(Some(c)) => {
-                inode
-                    .xattrs
-                    .insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
-            }
-        }
+        apply_xattr_overrides(
+            &mut inode,
+            self.ima.as_deref(),
+            self.selinux.as_deref(),
+            self.caps.as_ref().map(Option::as_deref),
+        )?;
         Ok(inode)
     }
+}
+
+/// Applies the `--ima HEX`, `--selinux LABEL` and `--caps[=VALUE]` overrides to the xattrs EVM
+/// hashes (native `evm sign` and evmctl mode alike): `--caps` alone removes the capability.
+pub(crate) fn apply_xattr_overrides(
+    inode: &mut Inode,
+    ima: Option<&str>,
+    selinux: Option<&str>,
+    caps: Option<Option<&str>>,
+) -> anyhow::Result<()> {
+    if let Some(h) = ima {
+        let v = hex::decode(h).map_err(|e| anyhow!("--ima {h:?}: {e}"))?;
+        inode.xattrs.insert(evm::XATTR_IMA.into(), v);
+    }
+    if let Some(s) = selinux {
+        let mut v = s.as_bytes().to_vec();
+        v.push(0);
+        inode.xattrs.insert(evm::XATTR_SELINUX.into(), v);
+    }
+    match caps {
+        None => {}
+        Some(None) => {
+            inode.xattrs.remove(evm::XATTR_CAPS);
+        }
+        Some(Some(c)) => {
+            inode
+                .xattrs
+                .insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
+        }
+    }
+    Ok(())
 }
 
 /// What EVM reads from an open file ([`ima_engine::process::evm_inode`]), errors naming

@@ -280,26 +280,12 @@ fn evm_inode(
             None => inode.xattrs.remove(evm::XATTR_IMA),
         };
     }
-    if let Some(h) = &o.ima {
-        let v = hex::decode(h).map_err(|e| anyhow!("--ima {h:?}: {e}"))?;
-        inode.xattrs.insert(evm::XATTR_IMA.into(), v);
-    }
-    if let Some(s) = &o.selinux {
-        let mut v = s.as_bytes().to_vec();
-        v.push(0);
-        inode.xattrs.insert(evm::XATTR_SELINUX.into(), v);
-    }
-    match &o.caps {
-        None => {}
-        Some(None) => {
-            inode.xattrs.remove(evm::XATTR_CAPS);
-        }
-        Some(Some(c)) => {
-            inode
-                .xattrs
-                .insert(evm::XATTR_CAPS.into(), c.as_bytes().to_vec());
-        }
-    }
+    crate::cmd::evm::apply_xattr_overrides(
+        &mut inode,
+        o.ima.as_deref(),
+        o.selinux.as_deref(),
+        o.caps.as_ref().map(Option::as_deref),
+    )?;
     Ok(inode)
 }
 
