@@ -43,6 +43,19 @@ pub struct DecodeError {
     pub kind: DecodeErrorKind,
 }
 
+impl DecodeError {
+    /// An error of `kind` about `what` at the absolute `offset` (for a field judged after it
+    /// was read, so that the error points at its start rather than past it).
+    pub fn at(what: &'static str, offset: usize, kind: DecodeErrorKind) -> Self {
+        Self { what, offset, kind }
+    }
+
+    /// An [`DecodeErrorKind::Invalid`] error about `what` at the absolute `offset`.
+    pub fn invalid_at(what: &'static str, offset: usize, msg: impl Into<String>) -> Self {
+        Self::at(what, offset, DecodeErrorKind::Invalid(msg.into()))
+    }
+}
+
 /// The kinds of [`DecodeError`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]

@@ -19,14 +19,16 @@
 //!        i64 ctime_ns, u64 size, u8 ima_hash, u8 algo, u8 len, digest[len],
 //!        u32 measured_pcrs || rest: (u64 dev, u64 ino) open_writers emitted   (LE)
 //! ```
-//! A cache that cannot be read is discarded with a warning and rebuilt (it is only a cache:
-//! everything is re-hashed and duplicates are suppressed by the list).
+//! A cache that cannot be read is discarded with a warning naming the file and byte offset,
+//! and rebuilt (it is only a cache: everything is re-hashed and duplicates are suppressed by
+//! the list).
 
 use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
 use std::os::unix::fs::MetadataExt;
 
+use ima_core::codec::{DecodeError, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_sys::statedir::Dir;
 
@@ -81,68 +83,60 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// Loads `.engine/cache` from `internal`; a missing or unreadable cache is an empty one.
+    /// Loads `.engine/cache` from `internal`; a missing cache is an empty one, and one that
+    /// cannot be read or parsed is reported (naming the file and, for a parse error, the
+    /// byte offset) and replaced by an empty one.
     pub fn load(internal: &Dir) -> Self {
+        let path = internal.join(FILE);
         let bytes = match internal.read_bounded(FILE, MAX_FILE) {
             Ok(Some(b)) => b,
             Ok(None) => return Self::default(),
             Err(e) => {
-                tracing::warn!("discarding cache {}: {e}", internal.join(FILE).display());
+                tracing::warn!("discarding the unreadable cache {}: {e}", path.display());
                 return Self::default();
             }
         };
-        match Self::parse(&bytes) {
-            Some((map, open_writers)) => Self {
-                map,
-                open_writers,
-                dirty: false,
-            },
-            None => {
+        match Self::from_bytes(&bytes) {
+            Ok(c) => c,
+            Err(e) => {
                 // Said, not silent: a cache that does not parse was damaged or edited. It is
                 // rebuilt (every file is hashed again), so nothing is lost but time.
                 tracing::warn!(
-                    "discarding the corrupt cache {} (not a valid ima-engine-cache v3); every \
-                     file is hashed again and the cache rebuilt",
-                    internal.join(FILE).display()
+                    "discarding the corrupt cache {}: {e}; every file is hashed again and the \
+                     cache rebuilt",
+                    path.display()
                 );
                 Self::default()
             }
         }
     }
 
-    /// Parses a cache file's bytes; `None` if they are not a complete, valid cache.
-    pub fn from_bytes(bytes: &[u8]) -> Option<Self> {
-        Self::parse(bytes).map(|(map, open_writers)| Self {
-            map,
-            open_writers,
-            dirty: false,
-        })
-    }
-
-    #[allow(clippy::type_complexity)]
-    fn parse(bytes: &[u8]) -> Option<(HashMap<(u64, u64), CacheEntry>, HashSet<(u64, u64)>)> {
-        let mut b = bytes.strip_prefix(MAGIC)?;
+    /// Parses a cache file's bytes, which must be a complete, valid cache.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
+        let mut r = Reader::new(bytes);
+        if r.take(MAGIC.len(), "magic").ok() != Some(MAGIC) {
+            return Err(DecodeError::invalid_at(
+                "magic",
+                0,
+                "not an ima-engine-cache v3 file",
+            ));
+        }
         let mut map = HashMap::new();
-        fn take<'a>(b: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
-            let (h, t) = b.split_at_checked(n)?;
-            *b = t;
-            Some(h)
-        }
-        fn u64_(b: &mut &[u8]) -> Option<u64> {
-            Some(u64::from_le_bytes(take(b, 8)?.try_into().ok()?))
-        }
-        let n = u64_(&mut b)?;
+        let n = r.u64_le("record count")?;
         for _ in 0..n {
-            let dev = u64_(&mut b)?;
-            let ino = u64_(&mut b)?;
-            let mtime_ns = u64_(&mut b)? as i64;
-            let ctime_ns = u64_(&mut b)? as i64;
-            let size = u64_(&mut b)?;
-            let ima_hash = HashAlgo(take(&mut b, 1)?[0]);
-            let algo = HashAlgo(take(&mut b, 1)?[0]);
-            let len = usize::from(take(&mut b, 1)?[0]);
-            let digest = Digest::new(algo, take(&mut b, len)?)?;
-            let measured_pcrs = u32::from_le_bytes(take(&mut b, 4)?.try_into().ok()?);
+            let dev = r.u64_le("dev")?;
+            let ino = r.u64_le("ino")?;
+            let mtime_ns = r.u64_le("mtime_ns")? as i64;
+            let ctime_ns = r.u64_le("ctime_ns")? as i64;
+            let size = r.u64_le("size")?;
+            let ima_hash = HashAlgo(r.u8("ima_hash")?);
+            let algo = HashAlgo(r.u8("digest algorithm")?);
+            let len = usize::from(r.u8("digest length")?);
+            let at = r.offset();
+            let digest = Digest::new(algo, r.take(len, "digest")?).ok_or_else(|| {
+                DecodeError::invalid_at("digest", at, format!("no {algo} digest of {len} bytes"))
+            })?;
+            let measured_pcrs = r.u32_le("measured_pcrs")?;
             map.insert(
                 (dev, ino),
                 CacheEntry {
@@ -158,10 +152,14 @@ impl Cache {
             );
         }
         let mut open_writers = HashSet::new();
-        while !b.is_empty() {
-            open_writers.insert((u64_(&mut b)?, u64_(&mut b)?));
+        while !r.is_empty() {
+            open_writers.insert((r.u64_le("open_writers dev")?, r.u64_le("open_writers ino")?));
         }
-        Some((map, open_writers))
+        Ok(Self {
+            map,
+            open_writers,
+            dirty: false,
+        })
     }
 
     /// Writes the cache atomically if it changed.
@@ -301,5 +299,17 @@ mod tests {
         assert!(c.emit_open_writers((1, 2)));
         fs::write(&p, b"garbage").unwrap();
         assert!(Cache::load(&dir).is_empty());
+        // Corruption is named by offset: the 20-byte magic, then the u64 count.
+        let e = Cache::from_bytes(b"garbage").unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "magic at byte offset 0: not an ima-engine-cache v3 file"
+        );
+        let mut b = MAGIC.to_vec();
+        b.extend_from_slice(&1u64.to_le_bytes());
+        b.extend_from_slice(&[0; 8]);
+        let e = Cache::from_bytes(&b).unwrap_err();
+        assert_eq!(e.offset, 36);
+        assert_eq!(e.what, "ino");
     }
 }

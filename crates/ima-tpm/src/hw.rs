@@ -4,6 +4,7 @@
 //! CreatePrimary (the AK), Quote, ReadClock and FlushContext. Authorisation is the empty password
 //! session (`TPM_RS_PW`), as the kernel uses for PCR_Extend.
 
+use ima_core::codec::{DecodeError, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::replay::PcrBank;
 use tpm2_protocol::TpmWriter;
@@ -25,7 +26,14 @@ use tpm2_protocol::frame::{
 
 use crate::quote::{AkPublic, Quote};
 use crate::transport::Transport;
-use crate::{ClockInfo, NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
+use crate::{BadReply, ClockInfo, NUM_PCRS, Tpm, TpmError, TpmKind, digests_per_bank};
+
+/// Why `tpm2-protocol` could not marshal a command or unmarshal a response (the byte offset
+/// and counts it reports). Its own type, so that no `tpm2-protocol` type leaks out of this
+/// module.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct WireError(tpm2_protocol::TpmError);
 
 /// `TPM_RC_INITIALIZE`: Startup was already done (swtpm `--flags startup-clear`).
 const RC_INITIALIZE: u32 = 0x100;
@@ -78,22 +86,20 @@ impl<T: Transport> HwTpm<T> {
         } else {
             (TpmSt::NoSessions, &[])
         };
-        tpm_marshal_command(cmd, tag, sessions, &mut w).map_err(|e| TpmError::Protocol {
+        tpm_marshal_command(cmd, tag, sessions, &mut w).map_err(|source| TpmError::Marshal {
             what: name,
-            detail: e.to_string(),
+            source: WireError(source),
         })?;
         let n = w.len();
         let mut tries = 0;
         let (rsp, rc) = loop {
             let rsp = self.transport.transact(&buf[..n])?;
-            let view = TpmResponse::cast(&rsp).map_err(|e| TpmError::Protocol {
-                what: name,
-                detail: e.to_string(),
-            })?;
-            let rc = view.rc().map_err(|e| TpmError::Protocol {
-                what: name,
-                detail: e.to_string(),
-            })?;
+            let unmarshal = |source| TpmError::Unmarshal {
+                command: name,
+                source: WireError(source),
+            };
+            let view = TpmResponse::cast(&rsp).map_err(unmarshal)?;
+            let rc = view.rc().map_err(unmarshal)?;
             // TPM_RC_YIELDED, TPM_RC_TESTING, TPM_RC_RETRY: the TPM asks us to send it again.
             if matches!(rc.value(), 0x908 | 0x90a | 0x922) && tries < 50 {
                 tries += 1;
@@ -121,9 +127,9 @@ impl<T: Transport> HwTpm<T> {
         let rsp = self.call_raw(cmd, name, password_session)?;
         let r = TpmResponse::cast(&rsp)
             .and_then(|v| v.unmarshal::<R>())
-            .map_err(|e| TpmError::Protocol {
-                what: name,
-                detail: e.to_string(),
+            .map_err(|source| TpmError::Unmarshal {
+                command: name,
+                source: WireError(source),
             })?;
         Ok((r, rsp))
     }
@@ -138,9 +144,9 @@ impl<T: Transport> HwTpm<T> {
         let (r, _): (TpmGetCapabilityResponse, _) =
             self.call(&cmd, "TPM2_GetCapability(PCRS)", false)?;
         let TpmuCapabilities::Pcrs(sel) = r.capability_data.data else {
-            return Err(TpmError::Protocol {
-                what: "TPM2_GetCapability(PCRS)",
-                detail: "reply is not a PCR selection".into(),
+            return Err(TpmError::Reply {
+                command: "TPM2_GetCapability(PCRS)",
+                what: BadReply::NotPcrSelection,
             });
         };
         Ok(sel
@@ -174,9 +180,9 @@ impl<T: Transport> HwTpm<T> {
         let handle = r.handles[0].value();
         let TpmuPublicId::Ecc(point) = &r.out_public.inner.unique else {
             self.flush_context(handle);
-            return Err(TpmError::Protocol {
-                what: "TPM2_CreatePrimary(AK)",
-                detail: "the AK is not an ECC key".into(),
+            return Err(TpmError::Reply {
+                command: "TPM2_CreatePrimary(AK)",
+                what: BadReply::AkNotEcc,
             });
         };
         let ak = AkPublic::from_p256_point(&point.x, &point.y);
@@ -213,9 +219,8 @@ impl<T: Transport> HwTpm<T> {
         }
         let cmd = TpmQuoteCommand {
             handles: [TpmUint32::new(handle)],
-            qualifying_data: Tpm2bData::try_from(nonce).map_err(|_| {
-                TpmError::Unsupported(format!("nonce of {} bytes is too long", nonce.len()))
-            })?,
+            qualifying_data: Tpm2bData::try_from(nonce)
+                .map_err(|_| TpmError::NonceTooLong { len: nonce.len() })?,
             in_scheme: TpmtSigScheme {
                 scheme: TpmAlgId::Null,
                 ..TpmtSigScheme::default()
@@ -223,29 +228,25 @@ impl<T: Transport> HwTpm<T> {
             pcr_select: sel,
         };
         let rsp = self.call_raw(&cmd, "TPM2_Quote", true)?;
-        // Response with sessions: header (10) || parameterSize (4) || TPM2B_ATTEST ||
-        // TPMT_SIGNATURE || auth area. Keep the exact bytes the TPM signed.
-        let bad = |d: &str| TpmError::Protocol {
-            what: "TPM2_Quote response",
-            detail: d.to_owned(),
-        };
-        let psize = rsp
-            .get(10..14)
-            .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize)
-            .ok_or_else(|| bad("short"))?;
-        let params = rsp
-            .get(14..14 + psize)
-            .ok_or_else(|| bad("parameterSize"))?;
-        let alen = params
-            .get(..2)
-            .map(|b| usize::from(u16::from_be_bytes([b[0], b[1]])))
-            .ok_or_else(|| bad("short"))?;
-        let attest = params
-            .get(2..2 + alen)
-            .ok_or_else(|| bad("TPM2B_ATTEST size"))?;
-        let sig = params.get(2 + alen..).ok_or_else(|| bad("no signature"))?;
-        Ok((attest.to_vec(), sig.to_vec()))
+        split_quote_response(&rsp).map_err(|source| TpmError::Decode {
+            structure: "TPM2_Quote response",
+            source,
+        })
     }
+}
+
+/// The exact `TPMS_ATTEST` bytes the TPM signed and the `TPMT_SIGNATURE` after them, from a
+/// TPM2_Quote response with sessions: header (10) || parameterSize (4) || TPM2B_ATTEST ||
+/// TPMT_SIGNATURE || auth area.
+fn split_quote_response(rsp: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
+    let mut r = Reader::new(rsp);
+    r.take(10, "response header")?;
+    let psize = r.u32_be("parameterSize")? as usize;
+    let mut params = r.sub(psize, "parameters")?;
+    let alen = params.u16_be("TPM2B_ATTEST size")?;
+    let attest = params.take(usize::from(alen), "TPM2B_ATTEST")?;
+    let sig = params.take_rest();
+    Ok((attest.to_vec(), sig.to_vec()))
 }
 
 impl<T: Transport> Tpm for HwTpm<T> {
@@ -279,14 +280,18 @@ impl<T: Transport> Tpm for HwTpm<T> {
                 pcr_selection_in: sel,
             };
             let (r, _): (TpmPcrReadResponse, _) = self.call(&cmd, "TPM2_PCR_Read", false)?;
-            let v = r.pcr_values.first().ok_or_else(|| TpmError::Protocol {
-                what: "TPM2_PCR_Read",
-                detail: format!("no value returned for {bank} PCR {p}"),
-            })?;
-            out.push(Digest::new(bank, v).ok_or_else(|| TpmError::Protocol {
-                what: "TPM2_PCR_Read",
-                detail: format!("{} bytes for a {bank} PCR", v.len()),
-            })?);
+            let reply = |what| TpmError::Reply {
+                command: "TPM2_PCR_Read",
+                what,
+            };
+            let v = r
+                .pcr_values
+                .first()
+                .ok_or_else(|| reply(BadReply::NoPcrValue { bank, pcr: p }))?;
+            out.push(
+                Digest::new(bank, v)
+                    .ok_or_else(|| reply(BadReply::PcrValueSize { bank, len: v.len() }))?,
+            );
         }
         Ok(out)
     }
@@ -300,10 +305,10 @@ impl<T: Transport> Tpm for HwTpm<T> {
         for d in &ordered {
             let ha = TpmtHa {
                 hash_alg: alg_id(d.algo())?,
-                digest: TpmuHa::Digest(TpmBuffer::try_from(d.as_bytes()).map_err(|e| {
-                    TpmError::Protocol {
+                digest: TpmuHa::Digest(TpmBuffer::try_from(d.as_bytes()).map_err(|source| {
+                    TpmError::Marshal {
                         what: "TPMT_HA",
-                        detail: e.to_string(),
+                        source: WireError(source),
                     }
                 })?),
             };
@@ -423,9 +428,9 @@ fn pcr_selection(alg: TpmAlgId, pcrs: &[u32]) -> Result<TpmsPcrSelection, TpmErr
     }
     Ok(TpmsPcrSelection {
         hash: alg,
-        pcr_select: TpmsPcrSelect::try_from(&bits[..]).map_err(|e| TpmError::Protocol {
+        pcr_select: TpmsPcrSelect::try_from(&bits[..]).map_err(|source| TpmError::Marshal {
             what: "TPMS_PCR_SELECT",
-            detail: e.to_string(),
+            source: WireError(source),
         })?,
     })
 }
@@ -435,9 +440,9 @@ fn push<T: Copy, const N: usize>(
     item: T,
     what: &'static str,
 ) -> Result<(), TpmError> {
-    list.try_push(item).map_err(|e| TpmError::Protocol {
+    list.try_push(item).map_err(|source| TpmError::Marshal {
         what,
-        detail: e.to_string(),
+        source: WireError(source),
     })
 }
 

@@ -23,7 +23,7 @@ mod soft;
 pub mod tcti;
 mod transport;
 
-pub use hw::HwTpm;
+pub use hw::{HwTpm, WireError};
 pub use quote::{AkPublic, Quote, QuoteCheck};
 pub use soft::SoftPcrs;
 pub use tcti::Tcti;
@@ -159,8 +159,49 @@ pub enum TpmError {
         rc: u32,
         name: String,
     },
-    #[error("cannot marshal or unmarshal {what}: {detail}")]
-    Protocol { what: &'static str, detail: String },
+    /// A command could not be marshalled (a value does not fit its TPM type).
+    #[error("cannot marshal {what}: {source}")]
+    Marshal {
+        what: &'static str,
+        #[source]
+        source: WireError,
+    },
+    /// A response did not unmarshal as the command's response.
+    #[error("cannot unmarshal the response to {command}: {source}")]
+    Unmarshal {
+        command: &'static str,
+        #[source]
+        source: WireError,
+    },
+    /// A response unmarshalled but does not say what the command asks for.
+    #[error("{command} returned {what}")]
+    Reply {
+        command: &'static str,
+        what: BadReply,
+    },
+    /// A response header announces a size no TPM response has.
+    #[error("response of {size} bytes announced by {from} (a response is 10 to {max} bytes)")]
+    ResponseSize {
+        from: String,
+        size: usize,
+        max: usize,
+    },
+    /// A TPM structure or a quote file (`TPMS_ATTEST`, `TPMT_SIGNATURE`, a PCR values file,
+    /// a quote response) does not decode; the error names the field and byte offset.
+    #[error("{structure}: {source}")]
+    Decode {
+        structure: &'static str,
+        #[source]
+        source: ima_core::codec::DecodeError,
+    },
+    #[error("AK public point: coordinates of {x} and {y} bytes (P-256 has at most 32)")]
+    AkPoint { x: usize, y: usize },
+    #[error("AK PEM: {0}")]
+    AkPem(&'static str),
+    #[error("AK PEM: bad base64")]
+    AkBase64(#[source] base64::DecodeError),
+    #[error("a nonce of {len} bytes is too long for TPM2_Quote's qualifyingData")]
+    NonceTooLong { len: usize },
     #[error("PCR bank {0} is not allocated")]
     NoSuchBank(HashAlgo),
     #[error("PCR {0} does not exist: a TPM has PCRs 0 to 23")]
@@ -171,12 +212,26 @@ pub enum TpmError {
     Extend(#[from] ima_core::hash::ExtendError),
     #[error("{0}")]
     Unsupported(String),
-    #[error("software PCR file {path} is corrupt at byte {offset}: {why}")]
+    #[error("software PCR file {path} is corrupt: {source}")]
     SoftCorrupt {
         path: String,
-        offset: usize,
-        why: &'static str,
+        #[source]
+        source: ima_core::codec::DecodeError,
     },
+}
+
+/// What a TPM response said that the command did not ask for ([`TpmError::Reply`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadReply {
+    #[error("something other than a PCR selection")]
+    NotPcrSelection,
+    #[error("an attestation key that is not an ECC key")]
+    AkNotEcc,
+    #[error("no value for {bank} PCR {pcr}")]
+    NoPcrValue { bank: HashAlgo, pcr: u32 },
+    #[error("{len} bytes for a {bank} PCR")]
+    PcrValueSize { bank: HashAlgo, len: usize },
 }
 
 impl TpmError {

@@ -17,6 +17,7 @@ use std::fmt;
 
 use aws_lc_rs::signature::{self, UnparsedPublicKey, VerificationAlgorithm};
 use base64::Engine as _;
+use ima_core::codec::{DecodeError, DecodeErrorKind, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::replay::PcrBank;
 
@@ -57,9 +58,9 @@ impl AkPublic {
     /// An ECC P-256 key from its point coordinates (each at most 32 bytes, left-padded).
     pub fn from_p256_point(x: &[u8], y: &[u8]) -> Result<Self, TpmError> {
         if x.len() > 32 || y.len() > 32 {
-            return Err(TpmError::Protocol {
-                what: "AK public point",
-                detail: format!("coordinates of {} and {} bytes", x.len(), y.len()),
+            return Err(TpmError::AkPoint {
+                x: x.len(),
+                y: y.len(),
             });
         }
         let mut spki = P256_SPKI_PREFIX.to_vec();
@@ -77,26 +78,22 @@ impl AkPublic {
 
     /// Parses `-----BEGIN PUBLIC KEY-----` PEM (what `tpm2_readpublic -f pem` writes).
     pub fn from_pem(pem: &str) -> Result<Self, TpmError> {
-        let bad = |why: &str| TpmError::Protocol {
-            what: "AK PEM",
-            detail: why.to_owned(),
-        };
         let begin = "-----BEGIN PUBLIC KEY-----";
         let end = "-----END PUBLIC KEY-----";
         let start = pem
             .find(begin)
-            .ok_or_else(|| bad("no BEGIN PUBLIC KEY line"))?;
+            .ok_or(TpmError::AkPem("no BEGIN PUBLIC KEY line"))?;
         let body = &pem[start + begin.len()..];
         let stop = body
             .find(end)
-            .ok_or_else(|| bad("no END PUBLIC KEY line"))?;
+            .ok_or(TpmError::AkPem("no END PUBLIC KEY line"))?;
         let b64: String = body[..stop]
             .chars()
             .filter(|c| !c.is_whitespace())
             .collect();
         let der = base64::engine::general_purpose::STANDARD
             .decode(b64)
-            .map_err(|e| bad(&format!("bad base64: {e}")))?;
+            .map_err(TpmError::AkBase64)?;
         Ok(Self { spki: der })
     }
 
@@ -187,89 +184,73 @@ pub struct Attest {
     pub pcr_digest: Vec<u8>,
 }
 
-/// A big-endian cursor that names the offset of whatever it fails on.
-struct Be<'a> {
-    buf: &'a [u8],
-    off: usize,
-    what: &'static str,
+/// A `TPM2B_*`: a big-endian u16 size, then that many bytes.
+fn tpm2b<'a>(r: &mut Reader<'a>, what: &'static str) -> Result<&'a [u8], DecodeError> {
+    let n = r.u16_be(what)?;
+    r.take(usize::from(n), what)
 }
 
-impl<'a> Be<'a> {
-    fn take(&mut self, n: usize, field: &str) -> Result<&'a [u8], TpmError> {
-        let s = self
-            .buf
-            .get(self.off..self.off.saturating_add(n))
-            .ok_or_else(|| TpmError::Protocol {
-                what: self.what,
-                detail: format!("{field}: {n} bytes needed at byte offset {}", self.off),
-            })?;
-        self.off += n;
-        Ok(s)
-    }
-    fn u8(&mut self, f: &str) -> Result<u8, TpmError> {
-        Ok(self.take(1, f)?[0])
-    }
-    fn u16(&mut self, f: &str) -> Result<u16, TpmError> {
-        let b = self.take(2, f)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-    fn u32(&mut self, f: &str) -> Result<u32, TpmError> {
-        let b = self.take(4, f)?;
-        Ok(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))
-    }
-    fn u64(&mut self, f: &str) -> Result<u64, TpmError> {
-        Ok(u64::from(self.u32(f)?) << 32 | u64::from(self.u32(f)?))
-    }
-    fn tpm2b(&mut self, f: &str) -> Result<&'a [u8], TpmError> {
-        let n = self.u16(f)?;
-        self.take(usize::from(n), f)
-    }
-    fn err(&self, detail: String) -> TpmError {
-        TpmError::Protocol {
-            what: self.what,
-            detail: format!("{detail} (byte offset {})", self.off),
-        }
-    }
-    fn finish(&self) -> Result<(), TpmError> {
-        if self.off != self.buf.len() {
-            return Err(self.err(format!("{} trailing bytes", self.buf.len() - self.off)));
-        }
-        Ok(())
-    }
-}
+/// At most this many PCR selections in a `TPML_PCR_SELECTION` (`HASH_COUNT` is far less).
+const MAX_SELECTIONS: u32 = 16;
 
 impl Attest {
     /// Parses a quote's `TPMS_ATTEST`. Fails on anything but a TPM-generated quote.
     pub fn parse(buf: &[u8]) -> Result<Self, TpmError> {
-        let mut r = Be {
-            buf,
-            off: 0,
-            what: "TPMS_ATTEST",
-        };
-        let magic = r.u32("magic")?;
+        Self::decode(&mut Reader::new(buf)).map_err(|source| TpmError::Decode {
+            structure: "TPMS_ATTEST",
+            source,
+        })
+    }
+
+    fn decode(r: &mut Reader<'_>) -> Result<Self, DecodeError> {
+        let at = r.offset();
+        let magic = r.u32_be("magic")?;
         if magic != TPM_GENERATED {
-            return Err(r.err(format!("magic {magic:#010x} is not TPM_GENERATED_VALUE")));
+            return Err(DecodeError::invalid_at(
+                "magic",
+                at,
+                format!("{magic:#010x} is not TPM_GENERATED_VALUE"),
+            ));
         }
-        let ty = r.u16("type")?;
+        let at = r.offset();
+        let ty = r.u16_be("type")?;
         if ty != ST_ATTEST_QUOTE {
-            return Err(r.err(format!("type {ty:#06x} is not TPM_ST_ATTEST_QUOTE")));
+            return Err(DecodeError::invalid_at(
+                "type",
+                at,
+                format!("{ty:#06x} is not TPM_ST_ATTEST_QUOTE"),
+            ));
         }
-        let qualified_signer = r.tpm2b("qualifiedSigner")?.to_vec();
-        let extra_data = r.tpm2b("extraData")?.to_vec();
-        let clock = r.u64("clock")?;
-        let reset_count = r.u32("resetCount")?;
-        let restart_count = r.u32("restartCount")?;
+        let qualified_signer = tpm2b(r, "qualifiedSigner")?.to_vec();
+        let extra_data = tpm2b(r, "extraData")?.to_vec();
+        let clock = r.u64_be("clock")?;
+        let reset_count = r.u32_be("resetCount")?;
+        let restart_count = r.u32_be("restartCount")?;
         let safe = r.u8("safe")? != 0;
-        let firmware_version = r.u64("firmwareVersion")?;
-        let count = r.u32("pcrSelect.count")?;
-        if count > 16 {
-            return Err(r.err(format!("{count} PCR selections")));
+        let firmware_version = r.u64_be("firmwareVersion")?;
+        let at = r.offset();
+        let count = r.u32_be("pcrSelect.count")?;
+        if count > MAX_SELECTIONS {
+            return Err(DecodeError::at(
+                "pcrSelect.count",
+                at,
+                DecodeErrorKind::TooLong {
+                    len: count as usize,
+                    max: MAX_SELECTIONS as usize,
+                },
+            ));
         }
         let mut selection = Vec::new();
         for _ in 0..count {
-            let alg = r.u16("pcrSelect.hash")?;
-            let bank = HashAlgo::from_tpm_alg_id(alg)
-                .ok_or_else(|| r.err(format!("unknown PCR bank algorithm {alg:#06x}")))?;
+            let at = r.offset();
+            let alg = r.u16_be("pcrSelect.hash")?;
+            let bank = HashAlgo::from_tpm_alg_id(alg).ok_or_else(|| {
+                DecodeError::invalid_at(
+                    "pcrSelect.hash",
+                    at,
+                    format!("unknown PCR bank algorithm {alg:#06x}"),
+                )
+            })?;
             let n = r.u8("sizeofSelect")?;
             let bits = r.take(usize::from(n), "pcrSelect")?;
             let pcrs: Vec<u32> = (0..u32::from(n) * 8)
@@ -277,8 +258,8 @@ impl Attest {
                 .collect();
             selection.push((bank, pcrs));
         }
-        let pcr_digest = r.tpm2b("pcrDigest")?.to_vec();
-        r.finish()?;
+        let pcr_digest = tpm2b(r, "pcrDigest")?.to_vec();
+        r.expect_end("TPMS_ATTEST")?;
         Ok(Self {
             qualified_signer,
             extra_data,
@@ -306,30 +287,30 @@ impl Attest {
     /// Splits a `values`-format PCR file (digests concatenated in selection order) by this
     /// quote's selection.
     pub fn split_pcr_values(&self, values: &[u8]) -> Result<Vec<PcrBank>, TpmError> {
-        let mut off = 0;
+        let mut r = Reader::new(values);
+        let decode = |source| TpmError::Decode {
+            structure: "PCR values file",
+            source,
+        };
         let mut out = Vec::new();
         for (bank, pcrs) in &self.selection {
             let n = bank.digest_len().unwrap_or(0);
             let mut v = PcrBank::new(*bank);
             for &p in pcrs {
-                let d = values
-                    .get(off..off + n)
-                    .and_then(|b| Digest::new(*bank, b))
-                    .ok_or_else(|| TpmError::Protocol {
-                        what: "PCR values file",
-                        detail: format!("{bank} PCR {p}: {n} bytes needed at byte offset {off}"),
-                    })?;
+                let at = r.offset();
+                let d = r.take(n, "PCR value").map_err(decode)?;
+                let d = Digest::new(*bank, d).ok_or_else(|| {
+                    decode(DecodeError::invalid_at(
+                        "PCR value",
+                        at,
+                        format!("{bank} has no digest of {n} bytes"),
+                    ))
+                })?;
                 v.set(p, d);
-                off += n;
             }
             out.push(v);
         }
-        if off != values.len() {
-            return Err(TpmError::Protocol {
-                what: "PCR values file",
-                detail: format!("{} trailing bytes at byte offset {off}", values.len() - off),
-            });
-        }
+        r.expect_end("PCR values file").map_err(decode)?;
         Ok(out)
     }
 }
@@ -403,15 +384,21 @@ pub fn verify(
 /// Verifies a `TPMT_SIGNATURE` (ECDSA, RSASSA or RSAPSS) over `msg` with `ak`.
 /// `Ok(false)` means "verified and wrong"; `Err` means the inputs are malformed or unsupported.
 pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, TpmError> {
-    let mut r = Be {
-        buf: sig,
-        off: 0,
-        what: "TPMT_SIGNATURE",
+    let decode = |source| TpmError::Decode {
+        structure: "TPMT_SIGNATURE",
+        source,
     };
-    let sig_alg = r.u16("sigAlg")?;
-    let hash = r.u16("hash")?;
-    let hash = HashAlgo::from_tpm_alg_id(hash)
-        .ok_or_else(|| r.err(format!("unknown hash algorithm {hash:#06x}")))?;
+    let mut r = Reader::new(sig);
+    let sig_alg = r.u16_be("sigAlg").map_err(decode)?;
+    let at = r.offset();
+    let hash = r.u16_be("hash").map_err(decode)?;
+    let hash = HashAlgo::from_tpm_alg_id(hash).ok_or_else(|| {
+        decode(DecodeError::invalid_at(
+            "hash",
+            at,
+            format!("unknown hash algorithm {hash:#06x}"),
+        ))
+    })?;
     let key = ak.key_type();
     let unsupported = || {
         TpmError::Unsupported(format!(
@@ -425,8 +412,8 @@ pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, T
                 (KeyType::P384, HashAlgo::SHA384) => (&signature::ECDSA_P384_SHA384_FIXED, 48),
                 _ => return Err(unsupported()),
             };
-            let rr = r.tpm2b("signatureR")?;
-            let ss = r.tpm2b("signatureS")?;
+            let rr = tpm2b(&mut r, "signatureR").map_err(decode)?;
+            let ss = tpm2b(&mut r, "signatureS").map_err(decode)?;
             if rr.len() > n || ss.len() > n {
                 return Ok(false);
             }
@@ -456,11 +443,11 @@ pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, T
                 }
                 _ => return Err(unsupported()),
             };
-            (alg, r.tpm2b("sig")?.to_vec())
+            (alg, tpm2b(&mut r, "sig").map_err(decode)?.to_vec())
         }
         _ => return Err(unsupported()),
     };
-    r.finish()?;
+    r.expect_end("TPMT_SIGNATURE").map_err(decode)?;
     Ok(UnparsedPublicKey::new(alg, ak.der())
         .verify(msg, &raw)
         .is_ok())
@@ -505,4 +492,58 @@ fn values_bytes(banks: &[PcrBank]) -> Vec<u8> {
 
 fn hex_str(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A quote's `TPMS_ATTEST` selecting sha256 PCR 10, with a 32-byte digest.
+    fn attest() -> Vec<u8> {
+        let mut b = TPM_GENERATED.to_be_bytes().to_vec();
+        b.extend_from_slice(&ST_ATTEST_QUOTE.to_be_bytes());
+        b.extend_from_slice(&[0, 2, 0xaa, 0xbb]); // qualifiedSigner
+        b.extend_from_slice(&[0, 1, 0x42]); // extraData
+        b.extend_from_slice(&[0; 17 + 8]); // clockInfo, firmwareVersion
+        b.extend_from_slice(&1u32.to_be_bytes());
+        b.extend_from_slice(&[0x00, 0x0b, 3, 0, 0x04, 0]); // sha256: PCR 10
+        b.extend_from_slice(&[0, 32]);
+        b.extend_from_slice(&[7; 32]);
+        b
+    }
+
+    #[test]
+    fn attest_errors_name_the_field_and_offset() {
+        let a = Attest::parse(&attest()).unwrap();
+        assert_eq!(a.extra_data, [0x42]);
+        assert_eq!(a.selection, vec![(HashAlgo::SHA256, vec![10])]);
+        let b = attest();
+        let e = Attest::parse(&b[..b.len() - 5]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "TPMS_ATTEST: pcrDigest at byte offset 50: truncated: needed 32 bytes, 27 left"
+        );
+        let mut b = attest();
+        b[0] = 0;
+        let e = Attest::parse(&b).unwrap_err().to_string();
+        assert!(
+            e.starts_with("TPMS_ATTEST: magic at byte offset 0: "),
+            "{e}"
+        );
+        let mut b = attest();
+        b.push(0);
+        let e = Attest::parse(&b).unwrap_err().to_string();
+        assert!(
+            e.contains("at byte offset 82: 1 unexpected trailing bytes"),
+            "{e}"
+        );
+        let a = Attest::parse(&attest()).unwrap();
+        let e = a.split_pcr_values(&[0; 31]).unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "PCR values file: PCR value at byte offset 0: truncated: needed 32 bytes, 31 left"
+        );
+        assert!(a.split_pcr_values(&[0; 33]).is_err());
+        assert_eq!(a.split_pcr_values(&[0; 32]).unwrap().len(), 1);
+    }
 }

@@ -24,6 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
+use ima_core::codec::{DecodeError, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_sys::statedir::Dir;
 
@@ -129,40 +130,35 @@ impl SoftPcrs {
     }
 
     fn load(&mut self, bytes: &[u8]) -> Result<(), TpmError> {
-        let corrupt = |offset, why| TpmError::SoftCorrupt {
-            path: self.path.display().to_string(),
-            offset,
-            why,
-        };
-        let mut off = if bytes.starts_with(MAGIC) {
-            let id = bytes
-                .get(MAGIC.len()..MAGIC.len() + INSTANCE)
-                .ok_or_else(|| corrupt(MAGIC.len(), "truncated"))?;
-            let mut a = [0; INSTANCE];
-            a.copy_from_slice(id);
-            self.instance = Some(a);
-            MAGIC.len() + INSTANCE
-        } else if bytes.starts_with(MAGIC_V1) {
+        self.decode(&mut Reader::new(bytes))
+            .map_err(|source| TpmError::SoftCorrupt {
+                path: self.path.display().to_string(),
+                source,
+            })
+    }
+
+    fn decode(&mut self, r: &mut Reader<'_>) -> Result<(), DecodeError> {
+        let rest = r.rest();
+        if rest.starts_with(MAGIC) {
+            r.take(MAGIC.len(), "magic")?;
+            self.instance = Some(r.array::<INSTANCE>("instance id")?);
+        } else if rest.starts_with(MAGIC_V1) {
+            r.take(MAGIC_V1.len(), "magic")?;
             self.instance = None;
-            MAGIC_V1.len()
         } else {
-            return Err(corrupt(0, "bad magic"));
-        };
+            return Err(r.invalid("magic", "not \"ima-soft-pcrs v2\" (or v1)"));
+        }
         for (bi, bank) in BANKS.iter().enumerate() {
             let n = bank.digest_len().unwrap_or(0);
             for i in 0..NUM_PCRS as usize {
-                let d = bytes
-                    .get(off..off + n)
-                    .and_then(|b| Digest::new(*bank, b))
-                    .ok_or_else(|| corrupt(off, "truncated"))?;
-                self.pcrs[bi][i] = d;
-                off += n;
+                let at = r.offset();
+                let d = r.take(n, "PCR value")?;
+                self.pcrs[bi][i] = Digest::new(*bank, d).ok_or_else(|| {
+                    DecodeError::invalid_at("PCR value", at, format!("no {bank} digest"))
+                })?;
             }
         }
-        if off != bytes.len() {
-            return Err(corrupt(off, "trailing bytes"));
-        }
-        Ok(())
+        r.expect_end("software PCR file")
     }
 
     fn bank_index(&self, bank: HashAlgo) -> Result<usize, TpmError> {
@@ -315,7 +311,16 @@ mod tests {
         ));
         std::fs::write(&p, b"ima-soft-pcrs v1\nshort").unwrap();
         let e = SoftPcrs::open(&p).unwrap_err().to_string();
-        assert!(e.contains("byte 17"), "{e}");
+        assert!(e.contains("PCR value at byte offset 17: truncated"), "{e}");
+        std::fs::write(&p, b"ima-soft-pcrs v2\nshort").unwrap();
+        let e = SoftPcrs::open(&p).unwrap_err().to_string();
+        assert!(
+            e.contains("instance id at byte offset 17: truncated"),
+            "{e}"
+        );
+        std::fs::write(&p, b"ima-soft-pcrs v3\n").unwrap();
+        let e = SoftPcrs::open(&p).unwrap_err().to_string();
+        assert!(e.contains("magic at byte offset 0"), "{e}");
         assert!(s.quote(b"n", &[]).is_err());
     }
 

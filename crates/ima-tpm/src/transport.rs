@@ -112,9 +112,10 @@ impl Transport for SocketTransport {
         }
         let size = u32::from_be_bytes([head[2], head[3], head[4], head[5]]) as usize;
         if !(10..=MAX_RESPONSE).contains(&size) {
-            return Err(TpmError::Protocol {
-                what: "response header",
-                detail: format!("size {size} from {addr}"),
+            return Err(TpmError::ResponseSize {
+                from: addr.clone(),
+                size,
+                max: MAX_RESPONSE,
             });
         }
         let mut rsp = vec![0u8; size];
