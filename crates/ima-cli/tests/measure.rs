@@ -830,3 +830,59 @@ fn messages_summary_and_hint() {
     assert!(out.contains("entries added: "), "{out}");
     assert!(out.contains("imactl: 1 file: 1 added"), "{out}");
 }
+
+/// Issue #9: a file unchanged since it was measured into its PCR is never opened (the walk's
+/// `statx` decides the cache hit); a changed one is opened once. Counted with strace: the
+/// `open`/`openat`/`openat2` calls naming the tree's files.
+#[test]
+fn cache_hits_are_decided_without_opening_the_file() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let tree = d.path().join("tree");
+    std::fs::create_dir_all(tree.join("sub")).unwrap();
+    for i in 0..20 {
+        let dir = if i % 2 == 0 {
+            tree.clone()
+        } else {
+            tree.join("sub")
+        };
+        std::fs::write(dir.join(format!("lazy-{i:02}")), format!("{i}\n")).unwrap();
+    }
+    let imactl_bin = assert_cmd::cargo::cargo_bin("imactl");
+    // Opens of the tree's files (by name) during `imactl measure -r`, and its stderr.
+    let traced = |name: &str| -> (Vec<String>, String) {
+        let log = d.path().join(format!("strace-{name}"));
+        let o = Std::new("strace")
+            .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+            .arg(&log)
+            .arg(&imactl_bin)
+            .args(["measure", "-r", "--builtin", "tcb", "--state"])
+            .arg(&state)
+            .arg(&tree)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let opens = std::fs::read_to_string(&log)
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains("\"lazy-"))
+            .map(str::to_owned)
+            .collect();
+        (opens, String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (opens, err) = traced("first");
+    assert_eq!(opens.len(), 20, "{opens:#?}");
+    assert!(err.contains("20 files: 20 added"), "{err}");
+    let (opens, err) = traced("second");
+    assert!(opens.is_empty(), "cache hits opened: {opens:#?}");
+    assert!(err.contains("20 unchanged since measured"), "{err}");
+    std::fs::write(tree.join("sub/lazy-03"), b"changed\n").unwrap();
+    let (opens, err) = traced("third");
+    assert_eq!(opens.len(), 1, "{opens:#?}");
+    assert!(opens[0].contains("\"lazy-03\""), "{opens:#?}");
+    assert!(opens[0].contains("O_NOFOLLOW"), "{opens:#?}");
+    assert!(
+        err.contains("1 added") && err.contains("19 unchanged"),
+        "{err}"
+    );
+}

@@ -26,11 +26,11 @@
 use std::collections::{HashMap, HashSet};
 use std::fs::Metadata;
 use std::io;
-use std::os::unix::fs::MetadataExt;
 
 use ima_core::codec::{DecodeError, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_sys::statedir::Dir;
+use ima_sys::walk::Stat;
 
 const MAGIC: &[u8] = b"ima-engine-cache v3\n";
 const FILE: &str = "cache";
@@ -47,17 +47,17 @@ pub struct Cookie {
 }
 
 impl Cookie {
+    /// The cookie of an open file (its `fstat`).
     pub fn of(m: &Metadata) -> Self {
+        Self::of_stat(&Stat::of_metadata(m))
+    }
+
+    /// The cookie of a file stat'ed by the walk.
+    pub fn of_stat(st: &Stat) -> Self {
         Self {
-            mtime_ns: m
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.mtime_nsec()),
-            ctime_ns: m
-                .ctime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(m.ctime_nsec()),
-            size: m.size(),
+            mtime_ns: st.mtime_ns,
+            ctime_ns: st.ctime_ns,
+            size: st.size,
         }
     }
 }
@@ -192,9 +192,9 @@ impl Cache {
 
     /// The digest collected under `ima_hash` if the file is unchanged, and whether it is
     /// already measured into `pcr`.
-    pub fn lookup(&self, m: &Metadata, ima_hash: HashAlgo, pcr: u32) -> Option<(Digest, bool)> {
-        let e = self.map.get(&(m.dev(), m.ino()))?;
-        (e.cookie == Cookie::of(m) && e.ima_hash == ima_hash)
+    pub fn lookup(&self, st: &Stat, ima_hash: HashAlgo, pcr: u32) -> Option<(Digest, bool)> {
+        let e = self.map.get(&(st.dev, st.ino))?;
+        (e.cookie == Cookie::of_stat(st) && e.ima_hash == ima_hash)
             .then(|| (e.digest, e.measured_pcrs & pcr_bit(pcr) != 0))
     }
 
@@ -254,6 +254,11 @@ fn pcr_bit(pcr: u32) -> u32 {
 mod tests {
     use super::*;
     use std::fs;
+    use std::os::unix::fs::MetadataExt;
+
+    fn st(m: &Metadata) -> Stat {
+        Stat::of_metadata(m)
+    }
 
     #[test]
     fn round_trips_and_detects_changes() {
@@ -278,15 +283,15 @@ mod tests {
         let p = d.path().join("state/cache");
         c.save(&dir).unwrap();
         let c = Cache::load(&dir);
-        assert_eq!(c.lookup(&m, HashAlgo::SHA256, 10), Some((dg, true)));
-        assert_eq!(c.lookup(&m, HashAlgo::SHA256, 11), Some((dg, false)));
-        assert_eq!(c.lookup(&m, HashAlgo::SHA1, 10), None);
-        assert_eq!(c.lookup(&m0, HashAlgo::SHA256, 10), Some((d512, true)));
-        assert_eq!(c.lookup(&m0, HashAlgo::SHA512, 10), None);
+        assert_eq!(c.lookup(&st(&m), HashAlgo::SHA256, 10), Some((dg, true)));
+        assert_eq!(c.lookup(&st(&m), HashAlgo::SHA256, 11), Some((dg, false)));
+        assert_eq!(c.lookup(&st(&m), HashAlgo::SHA1, 10), None);
+        assert_eq!(c.lookup(&st(&m0), HashAlgo::SHA256, 10), Some((d512, true)));
+        assert_eq!(c.lookup(&st(&m0), HashAlgo::SHA512, 10), None);
         std::thread::sleep(std::time::Duration::from_millis(10));
         fs::write(&f, b"two").unwrap();
         let m2 = fs::metadata(&f).unwrap();
-        assert_eq!(c.lookup(&m2, HashAlgo::SHA256, 10), None);
+        assert_eq!(c.lookup(&st(&m2), HashAlgo::SHA256, 10), None);
         // Emitted open_writers violations persist until the writer is gone.
         let mut c = c;
         assert!(c.emit_open_writers((1, 2)));

@@ -1,10 +1,13 @@
 //! Measuring files into the list as the kernel's `process_measurement` would for an access
 //! by the invoking user: policy match, per-inode cache, hash, template data, append.
 //!
-//! Every file is opened once by the walk ([`ima_sys::walk::par_walk`]: relative to its
-//! directory, never through a symlink) and everything after comes from that descriptor: the
-//! policy event (owner from `fstat`, filesystem from `fstatfs`), the cache cookie, the xattrs
-//! and the hash. The walk feeds the [`crate::pool`] (largest first, one worker per core); the
+//! The walk ([`ima_sys::walk::par_walk`]) stats every file relative to its directory, without
+//! following a symlink, and opens none. The policy decision and the cache lookup use that
+//! `statx`; a file unchanged since it was measured into its PCR is never opened (the cache
+//! hit: one `statx`). A file to hash is opened relative to the same directory descriptor,
+//! never through a symlink, and refused if it is not the inode stat'ed (swapped in between);
+//! everything after comes from that descriptor: the policy decision again if the owner or
+//! mode changed meanwhile, the cache cookie (`fstat`), the xattrs and the hash. The walk feeds the [`crate::pool`] (largest first, one worker per core); the
 //! entries are appended by the calling thread as hashes arrive, so the list order is completion
 //! order (the kernel's is access order).
 //!
@@ -152,71 +155,105 @@ pub fn measure(
     let walked = Mutex::new(Walked::default());
     let facts = FactsCache::new();
     let templates: Mutex<HashMap<String, TemplateDesc>> = Mutex::new(HashMap::new());
-    let decide = |entry: walk::Entry| -> Result<Option<Job>, EngineError> {
-        let f = match facts.facts(&entry.file, &entry.meta) {
-            Ok(f) => f,
+    // Decided from the walk's `statx`; the file is opened (and checked to be the file
+    // stat'ed) only when its content is needed: a cache miss, or an `open_writers` violation.
+    // A cache hit costs one `statx`.
+    let decide = |found: walk::Found| -> Result<Option<Job>, EngineError> {
+        let mut st = found.stat;
+        let mut opened: Option<walk::Entry> = None;
+        let open = |found: &walk::Found| match found.open() {
+            Ok(e) => Some(e),
             Err(e) => {
-                locked(&walked).errors.push((entry.path, e.to_string()));
-                return Ok(None);
+                locked(&walked).errors.push((e.path, e.source.to_string()));
+                None
             }
         };
-        let pbytes = entry.path.as_os_str().as_bytes();
-        let access = crate::process::Access {
-            creds: &opts.creds,
-            file: &f,
-            func: opts.func,
-            mask: None,
-            path: Some(pbytes),
-        };
-        let eval = crate::process::decide(&opts.policy, &access);
-        if !eval.measure() {
-            locked(&walked).not_measured += 1;
-            return Ok(None);
-        }
-        let pcr = eval.pcr();
-        let tname = eval.template_name(boot.name());
-        let template = {
-            let mut t = locked(&templates);
-            match t.get(tname) {
-                Some(t) => t.clone(),
-                None => {
-                    let d =
-                        TemplateDesc::lookup(tname).map_err(|source| EngineError::Template {
-                            name: tname.to_owned(),
-                            source,
+        loop {
+            let f = match facts.facts_of(&st, || found.fs_fd()) {
+                Ok(f) => f,
+                Err(e) => {
+                    locked(&walked).errors.push((found.path, e.to_string()));
+                    return Ok(None);
+                }
+            };
+            let pbytes = found.path.as_os_str().as_bytes();
+            let access = crate::process::Access {
+                creds: &opts.creds,
+                file: &f,
+                func: opts.func,
+                mask: None,
+                path: Some(pbytes),
+            };
+            let eval = crate::process::decide(&opts.policy, &access);
+            if !eval.measure() {
+                locked(&walked).not_measured += 1;
+                return Ok(None);
+            }
+            let pcr = eval.pcr();
+            let tname = eval.template_name(boot.name());
+            let template = {
+                let mut t = locked(&templates);
+                match t.get(tname) {
+                    Some(t) => t.clone(),
+                    None => {
+                        let d = TemplateDesc::lookup(tname).map_err(|source| {
+                            EngineError::Template {
+                                name: tname.to_owned(),
+                                source,
+                            }
                         })?;
-                    t.insert(tname.to_owned(), d.clone());
-                    d
+                        t.insert(tname.to_owned(), d.clone());
+                        d
+                    }
+                }
+            };
+            let key = (st.dev, st.ino);
+            let open_for_write = writers.as_ref().is_some_and(|w| w.contains(&key));
+            let (measure, known) = match locked(&cache).lookup(&st, ima_hash, pcr) {
+                Some((_, true)) => (false, None),
+                Some((d, false)) => (true, Some(d)),
+                None => (true, None),
+            };
+            if !measure && !open_for_write {
+                locked(&walked).cached += 1;
+                return Ok(None);
+            }
+            let entry = match opened.take() {
+                Some(e) => e,
+                None => {
+                    let Some(e) = open(&found) else {
+                        return Ok(None);
+                    };
+                    // Owner or mode changed between the walk and the open: decided again
+                    // from the open file.
+                    let now = walk::Stat::of_metadata(&e.meta);
+                    if (now.uid, now.gid, now.mode) != (st.uid, st.gid, st.mode) {
+                        st = now;
+                        opened = Some(e);
+                        continue;
+                    }
+                    e
+                }
+            };
+            // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process
+            // has open for write, once until the writers are gone, before the measurement.
+            let violation = open_for_write && locked(&cache).emit_open_writers(key);
+            if !measure {
+                locked(&walked).cached += 1;
+                if !violation {
+                    return Ok(None);
                 }
             }
-        };
-        // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process has
-        // open for write, once until the writers are gone, before the measurement.
-        let key = (entry.meta.dev(), entry.meta.ino());
-        let mut c = locked(&cache);
-        let violation =
-            writers.as_ref().is_some_and(|w| w.contains(&key)) && c.emit_open_writers(key);
-        let (measure, known) = match c.lookup(&entry.meta, ima_hash, pcr) {
-            Some((_, true)) => (false, None),
-            Some((d, false)) => (true, Some(d)),
-            None => (true, None),
-        };
-        drop(c);
-        if !measure {
-            locked(&walked).cached += 1;
-            if !violation {
-                return Ok(None);
-            }
+            return Ok(Some(Job {
+                reads_xattr: eval.appraise() || !template.is_legacy(),
+                entry,
+                pcr,
+                template,
+                measure,
+                known,
+                violation,
+            }));
         }
-        Ok(Some(Job {
-            reads_xattr: eval.appraise() || !template.is_legacy(),
-            entry,
-            pcr,
-            template,
-            measure,
-            known,
-            violation,
-        }))
     };
     let failed: Mutex<Option<EngineError>> = Mutex::new(None);
     let mut result = Ok(());

@@ -60,9 +60,18 @@ impl FactsCache {
 
     /// The facts of `file`, whose `fstat` is `meta`.
     pub fn facts(&self, file: &std::fs::File, meta: &std::fs::Metadata) -> io::Result<FileFacts> {
-        use std::os::fd::AsFd;
-        use std::os::unix::fs::MetadataExt;
-        let raw_dev = meta.dev();
+        self.facts_of(&crate::walk::Stat::of_metadata(meta), || Ok(file))
+    }
+
+    /// The facts of the file whose `statx` is `st`; `open` opens it (the same inode) when
+    /// its filesystem was not seen yet: `fstatfs` and `FS_IOC_GETFSUUID` need a descriptor
+    /// of that filesystem.
+    pub fn facts_of<F: std::os::fd::AsFd>(
+        &self,
+        st: &crate::walk::Stat,
+        open: impl FnOnce() -> io::Result<F>,
+    ) -> io::Result<FileFacts> {
+        let raw_dev = st.dev;
         let dev = (rustix::fs::major(raw_dev), rustix::fs::minor(raw_dev));
         let known = self
             .by_dev
@@ -73,6 +82,7 @@ impl FactsCache {
         let sb = match known {
             Some(sb) => sb,
             None => {
+                let file = open()?;
                 let fsmagic = crate::inode::fs_magic(file.as_fd())?;
                 let fsuuid = match crate::inode::fs_uuid(file.as_fd()) {
                     Ok(u) if u != [0; 16] => Some(Uuid(u)),
@@ -91,11 +101,11 @@ impl FactsCache {
             }
         };
         Ok(FileFacts {
-            uid: meta.uid(),
-            gid: meta.gid(),
-            mode: meta.mode(),
+            uid: st.uid,
+            gid: st.gid,
+            mode: st.mode,
             dev,
-            ino: meta.ino(),
+            ino: st.ino,
             fsmagic: sb.fsmagic,
             fsname: sb.fsname,
             fsuuid: sb.fsuuid,
