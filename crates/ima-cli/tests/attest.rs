@@ -471,3 +471,33 @@ fn refs_built_from_a_tree_or_a_known_good_list_accept_the_machine() {
     }
     imactl().args(["attest", "refs"]).assert().code(2);
 }
+
+/// `attest quote` reads a list, it never starts one: a state directory without a list is an
+/// error, and no list (nor PCR extend) is made there.
+#[test]
+fn quote_without_a_list_fails_and_starts_none() {
+    let m = Machine::new();
+    let out = m.dir.path().join("ev");
+    imactl()
+        .args([
+            "attest",
+            "quote",
+            "--tpm",
+            &m.tpm.tcti(),
+            "--nonce",
+            N1,
+            "--out",
+        ])
+        .arg(&out)
+        .arg("--state")
+        .arg(m.state())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("holds no measurement list"));
+    assert!(!m.state().join("binary_runtime_measurements").exists());
+    assert!(!out.exists());
+    // PCR 10 untouched: a list started now still replays from zero.
+    m.measure_all();
+    let ev = m.quote(N1, "ev");
+    verify(&ev, N1, &["--refs", s(&m.refs())]).success();
+}

@@ -42,7 +42,7 @@ fn reading_a_missing_software_bank_is_an_error_and_creates_nothing() {
         .arg(tmp.path().join("q"))
         .assert()
         .code(2)
-        .stderr(predicate::str::contains("no such file"));
+        .stderr(predicate::str::contains("software PCR bank cannot quote"));
     // `soft:~/x` is $HOME/x (the shell does not expand it), and is not created either.
     imactl()
         .env("HOME", tmp.path())

@@ -21,7 +21,7 @@ use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ima_core::codec::{Endian, Reader};
 use ima_core::hash::{Digest, HashAlgo};
@@ -34,11 +34,14 @@ use ima_tpm::Tpm;
 
 pub mod boot;
 pub mod cache;
+mod group;
 pub mod measure;
 pub mod pool;
 pub mod process;
 
 pub use cache::Cache;
+pub use group::{Shared, Ticket};
+pub use ima_tpm::TpmKind;
 
 /// `CONFIG_IMA_MEASURE_PCR_IDX`.
 pub const DEFAULT_PCR: u32 = 10;
@@ -76,6 +79,16 @@ pub struct Config {
     pub start_over: bool,
     /// How long to wait for another writer of the same directory to finish.
     pub lock_timeout: Duration,
+    /// Group commit by deadline: an added entry is committed (journal fdatasync'd, extended,
+    /// derived files written) no later than this after it was added, by the next
+    /// [`Engine::add`], [`Engine::commit_if_due`] or [`Shared::wait`], even if no more
+    /// entries come. `None`: only every [`BATCH`] entries and on [`Engine::commit`] (what a
+    /// one-shot run wants); [`Shared::wait`] then commits at once.
+    pub commit_deadline: Option<Duration>,
+    /// Whether a directory without a list gets a new one (boot_aggregate and boot entry).
+    /// When false, opening it fails with [`EngineError::NoList`] (for readers such as
+    /// `imactl attest quote`, which must not start a list).
+    pub create: bool,
 }
 
 impl Config {
@@ -92,6 +105,8 @@ impl Config {
             boot_id_file: PathBuf::from(boot::BOOT_ID_FILE),
             start_over: false,
             lock_timeout: Duration::from_secs(120),
+            commit_deadline: None,
+            create: true,
         })
     }
 }
@@ -178,6 +193,13 @@ pub enum EngineError {
     Unsupported(#[from] ima_core::hash::UnsupportedAlgo),
     #[error("a violation was deduplicated (violations never are): an engine bug")]
     ViolationDeduplicated,
+    #[error("{dir} holds no measurement list (imactl measure starts one)")]
+    NoList { dir: String },
+    #[error(
+        "an earlier commit of {dir} failed, so its state on disk and in the TPM is unknown \
+         here; reopening the list recovers it"
+    )]
+    CommitFailed { dir: String },
     #[error(
         "{path}: another writer has held the lock for {secs} s ({holder}); is it stuck? Stop \
          it, or wait for it to finish"
@@ -271,8 +293,26 @@ pub struct Engine {
     recovered: Option<Vec<Entry>>,
     recovery: Recovery,
     archived: Option<Archived>,
-    /// Re-measurement cache (saved by [`Engine::close`]).
-    pub cache: Cache,
+    /// When the oldest pending entry was added (for [`Config::commit_deadline`]).
+    pending_since: Option<Instant>,
+    /// A commit failed part-way: nothing more is appended or committed (recovery on the
+    /// next open knows what is durable and extended; this handle no longer does).
+    failed: bool,
+    /// Re-measurement cache (saved by [`Engine::close`]); `measure` takes it out around
+    /// its parallel run.
+    pub(crate) cache: Cache,
+}
+
+/// A quote together with the list it covers, taken under the engine's lock with every
+/// entry committed and nothing appended in between ([`Engine::quote`]).
+#[derive(Clone, Debug)]
+pub struct ListQuote {
+    pub quote: ima_tpm::Quote,
+    /// Entries in the list when quoted: the quoted PCRs are the replay of exactly these.
+    pub entries: u64,
+    /// Those entries: the journal (`binary_runtime_measurements_sha1`) as it was quoted,
+    /// read through the engine's own descriptor.
+    pub list: Vec<u8>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -333,6 +373,11 @@ impl Engine {
             Err(e) => return Err(io_err("open", &jpath)(e)),
         };
         let len = bytes.as_ref().map_or(0, |b| b.len());
+        if !cfg.create && len == 0 {
+            return Err(EngineError::NoList {
+                dir: dir.display().to_string(),
+            });
+        }
         let mut scan = Scan::run(
             tpm.as_mut(),
             &banks,
@@ -472,6 +517,8 @@ impl Engine {
             recovered: None,
             recovery: Recovery::default(),
             archived,
+            pending_since: None,
+            failed: false,
             cache,
         };
         e.apply(scan, len)?;
@@ -507,9 +554,45 @@ impl Engine {
         self.archived.as_ref()
     }
 
-    /// The TPM (for `kind()` and reads).
-    pub fn tpm(&mut self) -> &mut dyn Tpm {
-        self.tpm.as_mut()
+    /// What the list is anchored in (a TPM device, swtpm, or the software bank).
+    pub fn tpm_kind(&self) -> TpmKind {
+        self.tpm.kind()
+    }
+
+    /// The TPM's allocated PCR banks, in its order.
+    pub fn tpm_banks(&self) -> &[HashAlgo] {
+        &self.banks
+    }
+
+    /// Reads `pcrs` of `bank` from the TPM. (PCRs are only ever extended by
+    /// [`Engine::commit`], after the journal: the TPM itself is not handed out.)
+    pub fn pcr_read(&mut self, bank: HashAlgo, pcrs: &[u32]) -> Result<Vec<Digest>, EngineError> {
+        Ok(self.tpm.pcr_read(bank, pcrs)?)
+    }
+
+    /// Commits every pending entry, then quotes `selection` binding `nonce`, with nothing
+    /// appended in between (`&mut self`, and the directory lock against other processes):
+    /// the quoted PCRs are the replay of exactly [`ListQuote::entries`] entries.
+    pub fn quote(
+        &mut self,
+        nonce: &[u8],
+        selection: &[(HashAlgo, Vec<u32>)],
+    ) -> Result<ListQuote, EngineError> {
+        self.commit()?;
+        let quote = self.tpm.quote(nonce, selection)?;
+        let jpath = self.state.join(JOURNAL);
+        let len = usize::try_from(self.journal_len)
+            .map_err(|_| io_err("read", &jpath)(io::ErrorKind::FileTooLarge.into()))?;
+        let mut list = vec![0; len];
+        use std::os::unix::fs::FileExt;
+        self.journal
+            .read_exact_at(&mut list, 0)
+            .map_err(io_err("read", &jpath))?;
+        Ok(ListQuote {
+            quote,
+            entries: self.entries,
+            list,
+        })
     }
 
     /// What recovery did when the list was opened.
@@ -524,6 +607,27 @@ impl Engine {
     /// Entries in the list, including those not yet committed.
     pub fn len(&self) -> u64 {
         self.entries
+    }
+
+    /// Entries committed: durable in the journal and extended into the TPM.
+    pub fn committed(&self) -> u64 {
+        self.entries - self.pending.len() as u64
+    }
+
+    /// When the pending entries must be committed by ([`Config::commit_deadline`] after the
+    /// oldest was added); `None` if nothing is pending or there is no deadline.
+    pub fn commit_due(&self) -> Option<Instant> {
+        Some(self.pending_since? + self.cfg.commit_deadline?)
+    }
+
+    /// Commits if [`Engine::commit_due`] has passed; whether it did. For a caller that polls
+    /// (an event loop's timeout); [`Shared`] does the same for callers that wait.
+    pub fn commit_if_due(&mut self) -> Result<bool, EngineError> {
+        if self.commit_due().is_some_and(|due| Instant::now() >= due) {
+            self.commit()?;
+            return Ok(true);
+        }
+        Ok(false)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -541,13 +645,16 @@ impl Engine {
 
     /// Adds a measurement of `ev` with template `desc` into `pcr`, unless an entry with the
     /// same template digest (in the `ima_hash` slot) is already on that PCR. The entry is
-    /// durable and extended after the next [`Engine::commit`] (automatic every [`BATCH`]).
+    /// durable and extended after the next [`Engine::commit`] (automatic every [`BATCH`]
+    /// entries, and once [`Config::commit_deadline`] has passed since the oldest pending
+    /// entry was added).
     pub fn add(
         &mut self,
         ev: &Event<'_>,
         desc: &TemplateDesc,
         pcr: u32,
     ) -> Result<Added, EngineError> {
+        self.check_usable()?;
         let data = desc
             .build(ev, ENDIAN)
             .map_err(|source| EngineError::Template {
@@ -572,6 +679,7 @@ impl Engine {
     /// `d`), no `security.ima`; the config PCR; zero template digests, 0xff.. extended;
     /// never deduplicated; counted in `violations`.
     pub fn add_violation(&mut self, ev: &Event<'_>) -> Result<Entry, EngineError> {
+        self.check_usable()?;
         let desc = self.cfg.template.clone();
         let zero = Digest::zero(self.cfg.ima_hash).ok_or(EngineError::Unsupported(
             ima_core::hash::UnsupportedAlgo(self.cfg.ima_hash),
@@ -620,17 +728,39 @@ impl Engine {
             list_digests,
             extend,
         });
+        self.pending_since.get_or_insert_with(Instant::now);
         if self.pending.len() >= BATCH {
             self.commit()?;
+        } else {
+            self.commit_if_due()?;
         }
         Ok(Added::New(entry))
     }
 
+    fn check_usable(&self) -> Result<(), EngineError> {
+        if self.failed {
+            return Err(EngineError::CommitFailed {
+                dir: self.cfg.dir.display().to_string(),
+            });
+        }
+        Ok(())
+    }
+
     /// Makes every added entry durable, then extends it, then updates the derived files.
+    /// If that fails part-way, this handle refuses every further add and commit
+    /// ([`EngineError::CommitFailed`]): a retry could append or extend twice, whereas
+    /// reopening the list recovers it from what is on disk and in the TPM.
     pub fn commit(&mut self) -> Result<(), EngineError> {
+        self.check_usable()?;
         if self.pending.is_empty() {
             return Ok(());
         }
+        let r = self.commit_pending();
+        self.failed = r.is_err();
+        r
+    }
+
+    fn commit_pending(&mut self) -> Result<(), EngineError> {
         let jpath = self.state.join(JOURNAL);
         // (1) durable in the journal first ...
         self.journal
@@ -649,6 +779,7 @@ impl Engine {
         self.tpm.flush()?;
         // (4) ... and shown in the derived files.
         let pending = std::mem::take(&mut self.pending);
+        self.pending_since = None;
         self.append_derived(&pending)?;
         self.write_counts()?;
         Ok(())

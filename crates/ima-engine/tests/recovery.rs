@@ -239,7 +239,7 @@ fn a_list_on_the_device_backend() {
             )
             .unwrap();
     }
-    assert_eq!(e.tpm().pcr_read(HashAlgo::SHA256, &[10]).unwrap(), vec![v]);
+    assert_eq!(e.pcr_read(HashAlgo::SHA256, &[10]).unwrap(), vec![v]);
     let record = std::fs::read_to_string(d.path().join(".engine/boot")).unwrap();
     assert!(
         record.contains("tpm TPM device swtpm chardev\ntpm_id ak-sha256:"),

@@ -18,10 +18,8 @@ use std::process::ExitCode;
 use anyhow::{Context, bail};
 use clap::Subcommand;
 use ima_core::attest::{self, Baseline, Checkpoint, Failure, Miss, Refs, Verdict};
-use ima_core::codec::Reader;
 use ima_core::digsig::Keyring;
 use ima_core::hash::HashAlgo;
-use ima_core::log::replay::{self, PcrBank};
 use ima_core::log::{ListFormat, binary};
 use ima_core::template::TemplateDesc;
 use ima_tpm::quote::{self, AkPublic, Attest};
@@ -37,8 +35,9 @@ const REFS_MAX: u64 = 1 << 30;
 #[derive(Debug, Subcommand)]
 pub enum AttestCommand {
     /// Quote every PCR of every bank the TPM has with the AK (bound to --nonce) and write
-    /// the quote, its signature, the PCR values, the AK (PEM) and exactly the prefix of the
-    /// engine's list that the quoted PCRs cover into --out.
+    /// the quote, its signature, the PCR values, the AK (PEM) and exactly the list that the
+    /// quoted PCRs cover into --out. Opens the engine's list (taking its lock, committing
+    /// what is pending) and quotes with nothing appended in between.
     Quote {
         /// swtpm:host=H,port=P or device:/dev/tpmrm0.
         #[arg(long)]
@@ -248,100 +247,43 @@ fn quote_cmd(
 ) -> anyhow::Result<ExitCode> {
     let nonce = hex::decode(nonce).context("--nonce: not hex")?;
     let state = state.unwrap_or_else(ima_engine::default_dir);
-    let journal = state.join(ima_engine::JOURNAL);
     let t: ima_tpm::Tcti = tcti.parse()?;
-    // Read-only: quoting changes no PCR, and a software bank must not be created here.
-    let mut tpm = t
-        .open_read_only()
-        .with_context(|| format!("--tpm {tcti}"))?;
-    if !tpm.kind().is_tpm() {
+    if matches!(t, ima_tpm::Tcti::Soft(_)) {
         bail!("--tpm {tcti}: the software PCR bank cannot quote (it is not hardware-rooted)");
     }
-    let banks: Vec<HashAlgo> = tpm
-        .banks()
-        .iter()
-        .copied()
-        .filter(|b| b.is_supported())
-        .collect();
+    // The engine, holding the state's lock, commits what is pending and quotes with nothing
+    // appended in between: the list it returns is exactly what the quoted PCRs replay.
+    let mut cfg = ima_engine::Config::new(state.clone())?;
+    cfg.create = false;
+    let mut engine = ima_engine::Engine::open_tcti(cfg, Some(tcti))
+        .with_context(|| format!("measurement list in {}", state.display()))?;
     let all: Vec<u32> = (0..ima_tpm::NUM_PCRS).collect();
-    let selection: Vec<(HashAlgo, Vec<u32>)> = banks.iter().map(|b| (*b, all.clone())).collect();
-    // The engine appends to its journal before extending, so the list read after the quote
-    // has a prefix whose replay is the quoted PCRs: that prefix is what the quote covers.
-    let q = tpm.quote(&nonce, &selection)?;
-    let list = std::fs::read(&journal).with_context(|| format!("{}: read", journal.display()))?;
-    let end = covered_prefix(&list, &q.pcrs).with_context(|| {
-        format!(
-            "{}: no prefix of the list replays to the quoted PCRs (was the TPM extended by \
-             someone else, or is this the list of another TPM?)",
-            journal.display()
-        )
-    })?;
+    let selection: Vec<(HashAlgo, Vec<u32>)> = engine
+        .tpm_banks()
+        .iter()
+        .filter(|b| b.is_supported())
+        .map(|b| (*b, all.clone()))
+        .collect();
+    let lq = engine
+        .quote(&nonce, &selection)
+        .with_context(|| format!("--tpm {tcti}: quote"))?;
+    engine
+        .close()
+        .with_context(|| format!("measurement list in {}", state.display()))?;
+    let q = lq.quote;
     std::fs::create_dir_all(out).with_context(|| format!("{}: create", out.display()))?;
     for (name, bytes) in [
         ("quote.msg", q.attest.clone()),
         ("quote.sig", q.signature.clone()),
         ("quote.pcrs", q.pcrs_values_bytes()),
         ("ak.pem", q.ak.to_pem().into_bytes()),
-        (LIST_FILE, list[..end].to_vec()),
+        (LIST_FILE, lq.list),
     ] {
         let p = out.join(name);
         std::fs::write(&p, bytes).with_context(|| format!("{}: write", p.display()))?;
         println!("{}", p.display());
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The length in bytes of the shortest prefix of the binary sha1 `list` whose replay equals
-/// `quoted` in every bank for every PCR the prefix uses and PCR 10. A torn tail (never
-/// extended) is ignored.
-fn covered_prefix(list: &[u8], quoted: &[PcrBank]) -> anyhow::Result<usize> {
-    let f = ListFormat::new(HashAlgo::SHA1);
-    let mut r = Reader::new(list);
-    let mut raw = Vec::new();
-    let mut ends = Vec::new();
-    while !r.is_empty() {
-        match binary::RawEntry::decode(&mut r, f) {
-            Ok(e) => {
-                raw.push(e);
-                ends.push(r.offset());
-            }
-            Err(_) => break,
-        }
-    }
-    let algos: Vec<HashAlgo> = quoted.iter().map(PcrBank::algo).collect();
-    let expected: Vec<Option<&PcrBank>> = quoted.iter().map(Some).collect();
-    let r = replay::replay(&raw, f.bank, &algos, &expected, f.endian)?;
-    // Each PCR's chain equals its quoted value at one point at most: the prefix ends after
-    // the latest of those points.
-    let n = r
-        .banks
-        .iter()
-        .flat_map(|b| &b.pcrs)
-        .filter_map(|p| p.last_match.map(|i| i + 1))
-        .max()
-        .unwrap_or(0);
-    let prefix = &raw[..n];
-    let again = replay::replay(prefix, f.bank, &algos, &expected, f.endian)?;
-    let ima_pcr_ok = |b: &PcrBank| {
-        let replayed = again
-            .banks
-            .iter()
-            .find(|rb| rb.algo == b.algo())
-            .and_then(|rb| rb.pcrs.iter().find(|p| p.index == attest::IMA_PCR))
-            .map(|p| p.value);
-        let want = b.get(attest::IMA_PCR).copied();
-        match replayed {
-            Some(v) => want == Some(v),
-            None => want.is_some_and(|w| w.iter().all(|&x| x == 0)),
-        }
-    };
-    if !again.ok() || !quoted.iter().all(ima_pcr_ok) {
-        bail!(
-            "the quoted PCRs match no prefix of its {} entries",
-            raw.len()
-        );
-    }
-    Ok(n.checked_sub(1).map_or(0, |i| ends[i]))
 }
 
 struct VerifyArgs {

@@ -112,7 +112,7 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     });
     let writers = writers.map_err(|_| anyhow::anyhow!("the /proc scan panicked"))?;
     let mut engine = engine.with_context(|| format!("measurement list in {}", dir.display()))?;
-    let kind = engine.tpm().kind();
+    let kind = engine.tpm_kind();
     if let Some(ar) = engine.archived() {
         eprintln!(
             "imactl: started a new list; the old one is kept, readable, in {} ({})",
