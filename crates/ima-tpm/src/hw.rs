@@ -249,6 +249,37 @@ fn split_quote_response(rsp: &[u8]) -> Result<(Vec<u8>, Vec<u8>), DecodeError> {
     Ok((attest.to_vec(), sig.to_vec()))
 }
 
+impl<T: Transport> HwTpm<T> {
+    /// One quote with the AK at `handle`, then the quoted PCRs read.
+    fn quote_and_read(
+        &mut self,
+        handle: u32,
+        ak: &AkPublic,
+        nonce: &[u8],
+        selection: &[(HashAlgo, Vec<u32>)],
+    ) -> Result<Quote, TpmError> {
+        let (attest, signature) = self.quote_with(handle, nonce, selection)?;
+        let mut pcrs = Vec::new();
+        for (bank, idx) in selection {
+            let mut sorted = idx.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            let vals = self.pcr_read(*bank, &sorted)?;
+            let mut values = PcrBank::new(*bank);
+            for (i, v) in sorted.into_iter().zip(vals) {
+                values.set(i, v);
+            }
+            pcrs.push(values);
+        }
+        Ok(Quote {
+            attest,
+            signature,
+            ak: ak.clone(),
+            pcrs,
+        })
+    }
+}
+
 impl<T: Transport> Tpm for HwTpm<T> {
     fn kind(&self) -> TpmKind {
         if self.transport.is_device() {
@@ -349,36 +380,17 @@ impl<T: Transport> Tpm for HwTpm<T> {
         selection: &[(HashAlgo, Vec<u32>)],
     ) -> Result<Quote, TpmError> {
         let (handle, ak) = self.create_primary_ak()?;
-        let r = (|| {
-            // PCRs may move between the quote and the read; retry until they agree.
-            let mut last = None;
-            for _ in 0..5 {
-                let (attest, signature) = self.quote_with(handle, nonce, selection)?;
-                let mut pcrs = Vec::new();
-                for (bank, idx) in selection {
-                    let mut sorted = idx.clone();
-                    sorted.sort_unstable();
-                    sorted.dedup();
-                    let vals = self.pcr_read(*bank, &sorted)?;
-                    let mut values = PcrBank::new(*bank);
-                    for (i, v) in sorted.into_iter().zip(vals) {
-                        values.set(i, v);
-                    }
-                    pcrs.push(values);
+        // PCRs may move between the quote and the read (another writer): retry until they
+        // agree, five times at most; the caller sees whether the last one does.
+        let mut r = self.quote_and_read(handle, &ak, nonce, selection);
+        for _ in 1..5 {
+            match &r {
+                Ok(q) if !q.pcr_digest_matches() => {
+                    r = self.quote_and_read(handle, &ak, nonce, selection);
                 }
-                let q = Quote {
-                    attest,
-                    signature,
-                    ak: ak.clone(),
-                    pcrs,
-                };
-                if q.pcr_digest_matches() {
-                    return Ok(q);
-                }
-                last = Some(q);
+                _ => break,
             }
-            last.ok_or_else(|| TpmError::Unsupported("quote failed".into()))
-        })();
+        }
         self.flush_context(handle);
         r
     }

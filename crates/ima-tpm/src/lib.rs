@@ -210,14 +210,49 @@ pub enum TpmError {
     BankMismatch { expected: String, got: String },
     #[error(transparent)]
     Extend(#[from] ima_core::hash::ExtendError),
-    #[error("{0}")]
-    Unsupported(String),
+    #[error("software PCR bank {path}: no such file (imactl measure creates it)")]
+    NoSoftBank { path: String },
+    #[error("{path} names no file")]
+    NotAFile { path: String },
+    #[error("software PCR bank {path} was opened read-only")]
+    ReadOnly { path: String },
+    #[error(
+        "the software PCR bank cannot {op}: it is not hardware-rooted (give a TPM with --tpm \
+         TCTI)"
+    )]
+    NotHardwareRooted { op: &'static str },
+    #[error("a signature of algorithm {sig_alg:#06x} with {hash} by a {key} key is not supported")]
+    SignatureScheme {
+        sig_alg: u16,
+        hash: HashAlgo,
+        key: &'static str,
+    },
+    #[error("PCR selection {selection:?}: {why}")]
+    Selection {
+        selection: String,
+        why: BadSelection,
+    },
     #[error("software PCR file {path} is corrupt: {source}")]
     SoftCorrupt {
         path: String,
         #[source]
         source: ima_core::codec::DecodeError,
     },
+}
+
+/// Why a PCR selection (`ALG:PCR[,PCR...]` joined by `+`) does not parse
+/// ([`TpmError::Selection`]).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum BadSelection {
+    #[error("expected ALG:PCR[,PCR...]")]
+    Syntax,
+    #[error("unknown bank {0:?}")]
+    UnknownBank(String),
+    #[error("bad PCR index {0:?}")]
+    BadIndex(String),
+    #[error("PCR {0} does not exist: a TPM has PCRs 0 to 23")]
+    NoSuchPcr(u32),
 }
 
 /// What a TPM response said that the command did not ask for ([`TpmError::Reply`]).

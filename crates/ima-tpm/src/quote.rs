@@ -21,7 +21,7 @@ use ima_core::codec::{DecodeError, DecodeErrorKind, Reader};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::log::replay::PcrBank;
 
-use crate::{NUM_PCRS, TpmError};
+use crate::{BadSelection, NUM_PCRS, TpmError};
 
 /// `TPM_GENERATED_VALUE`.
 pub const TPM_GENERATED: u32 = 0xff54_4347;
@@ -133,6 +133,17 @@ enum KeyType {
     P384,
     Rsa,
     Unknown,
+}
+
+impl KeyType {
+    fn name(self) -> &'static str {
+        match self {
+            Self::P256 => "ECC P-256",
+            Self::P384 => "ECC P-384",
+            Self::Rsa => "RSA",
+            Self::Unknown => "unrecognised",
+        }
+    }
 }
 
 /// A quote and everything needed to check it.
@@ -400,10 +411,10 @@ pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, T
         ))
     })?;
     let key = ak.key_type();
-    let unsupported = || {
-        TpmError::Unsupported(format!(
-            "signature algorithm {sig_alg:#06x} with {hash} and a {key:?} key"
-        ))
+    let unsupported = || TpmError::SignatureScheme {
+        sig_alg,
+        hash,
+        key: key.name(),
     };
     let (alg, raw): (&'static dyn VerificationAlgorithm, Vec<u8>) = match sig_alg {
         ALG_ECDSA => {
@@ -455,23 +466,25 @@ pub fn verify_signature(ak: &AkPublic, msg: &[u8], sig: &[u8]) -> Result<bool, T
 
 /// Parses `ALG:PCR[,PCR...]` selections joined by `+` (tpm2-tools' `-l sha256:10+sha1:10`).
 pub fn parse_selection(s: &str) -> Result<Vec<(HashAlgo, Vec<u32>)>, TpmError> {
-    let bad = |why: String| TpmError::Unsupported(format!("PCR selection {s:?}: {why}"));
+    let bad = |why| TpmError::Selection {
+        selection: s.to_owned(),
+        why,
+    };
     let mut out = Vec::new();
     for part in s.split('+') {
         let (alg, list) = part
             .split_once(':')
-            .ok_or_else(|| bad("expected ALG:PCR[,PCR...]".into()))?;
+            .ok_or_else(|| bad(BadSelection::Syntax))?;
         let bank: HashAlgo = alg
             .parse()
-            .map_err(|_| bad(format!("unknown bank {alg:?}")))?;
+            .map_err(|_| bad(BadSelection::UnknownBank(alg.to_owned())))?;
         let mut pcrs = Vec::new();
         for p in list.split(',') {
-            let n: u32 = p.parse().map_err(|_| bad(format!("bad PCR index {p:?}")))?;
+            let n: u32 = p
+                .parse()
+                .map_err(|_| bad(BadSelection::BadIndex(p.to_owned())))?;
             if n >= NUM_PCRS {
-                return Err(bad(format!(
-                    "PCR {n} does not exist: a TPM has PCRs 0 to {}",
-                    NUM_PCRS - 1
-                )));
+                return Err(bad(BadSelection::NoSuchPcr(n)));
             }
             pcrs.push(n);
         }
@@ -545,5 +558,31 @@ mod tests {
         );
         assert!(a.split_pcr_values(&[0; 33]).is_err());
         assert_eq!(a.split_pcr_values(&[0; 32]).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn selection_and_scheme_errors_are_typed() {
+        let why = |s| match parse_selection(s) {
+            Err(TpmError::Selection { why, .. }) => why,
+            other => panic!("{s}: {other:?}"),
+        };
+        assert_eq!(why("sha256:10,99"), BadSelection::NoSuchPcr(99));
+        assert_eq!(why("nope:1"), BadSelection::UnknownBank("nope".into()));
+        assert_eq!(why("sha1:x"), BadSelection::BadIndex("x".into()));
+        assert_eq!(why("sha1"), BadSelection::Syntax);
+        let ak = AkPublic::from_p256_point(&[1; 32], &[2; 32]).unwrap();
+        // RSASSA with SHA-256 by an ECC key.
+        let e = verify_signature(&ak, b"m", &[0, 0x14, 0, 0x0b, 0, 0]).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                TpmError::SignatureScheme {
+                    sig_alg: 0x14,
+                    key: "ECC P-256",
+                    ..
+                }
+            ),
+            "{e}"
+        );
     }
 }

@@ -80,11 +80,8 @@ impl SoftPcrs {
         let bytes = dir
             .read_bounded(&name, FILE_LEN)
             .map_err(|e| TpmError::io(format!("read {}", path.display()), e))?
-            .ok_or_else(|| {
-                TpmError::Unsupported(format!(
-                    "software PCR bank {}: no such file (imactl measure creates it)",
-                    path.display()
-                ))
+            .ok_or_else(|| TpmError::NoSoftBank {
+                path: path.display().to_string(),
             })?;
         s.load(&bytes)?;
         Ok(s)
@@ -113,8 +110,8 @@ impl SoftPcrs {
             .path
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
-            .ok_or_else(|| {
-                TpmError::Unsupported(format!("{} names no file", self.path.display()))
+            .ok_or_else(|| TpmError::NotAFile {
+                path: self.path.display().to_string(),
             })?;
         let parent = self.path.parent().unwrap_or(Path::new(""));
         let dir = Dir::open_existing(parent)
@@ -192,10 +189,9 @@ impl Tpm for SoftPcrs {
 
     fn extend(&mut self, pcr: u32, digests: &[Digest]) -> Result<(), TpmError> {
         if self.read_only {
-            return Err(TpmError::Unsupported(format!(
-                "software PCR bank {} was opened read-only",
-                self.path.display()
-            )));
+            return Err(TpmError::ReadOnly {
+                path: self.path.display().to_string(),
+            });
         }
         if pcr >= NUM_PCRS {
             return Err(TpmError::BadPcr(pcr));
@@ -210,9 +206,9 @@ impl Tpm for SoftPcrs {
     }
 
     fn create_ak(&mut self) -> Result<AkPublic, TpmError> {
-        Err(TpmError::Unsupported(
-            "the software PCR bank has no attestation key: quotes need a TPM (--tpm TCTI)".into(),
-        ))
+        Err(TpmError::NotHardwareRooted {
+            op: "create an attestation key",
+        })
     }
 
     fn quote(
@@ -220,9 +216,7 @@ impl Tpm for SoftPcrs {
         _nonce: &[u8],
         _selection: &[(HashAlgo, Vec<u32>)],
     ) -> Result<Quote, TpmError> {
-        Err(TpmError::Unsupported(
-            "the software PCR bank cannot quote: it is not hardware-rooted (use --tpm TCTI)".into(),
-        ))
+        Err(TpmError::NotHardwareRooted { op: "quote" })
     }
 
     /// `None` for a v1 file not yet rewritten.
