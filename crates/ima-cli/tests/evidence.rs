@@ -348,7 +348,7 @@ fn a_corrupt_cache_is_reported_and_rebuilt() {
     measure(None, &state, &boot, &t, &[])
         .success()
         .stderr(predicates::str::contains("3 unchanged since measured"));
-    std::fs::write(state.join(".engine/cache"), b"ima-engine-cache v3\ngarbage").unwrap();
+    std::fs::write(state.join(".engine/cache"), b"ima-engine-cache v4\ngarbage").unwrap();
     measure(None, &state, &boot, &t, &[])
         .success()
         .stderr(predicates::str::contains("discarding the corrupt cache"))

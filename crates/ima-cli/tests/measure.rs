@@ -886,3 +886,84 @@ fn cache_hits_are_decided_without_opening_the_file() {
         "{err}"
     );
 }
+
+/// Issue #10: the cache says "unchanged" only for the cookie re-read from the file at use,
+/// and only while the journal holds the list it was written with.
+#[test]
+fn the_cache_cookie_and_its_list() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let (a, b) = (d.path().join("a"), d.path().join("b"));
+    std::fs::write(&a, b"content a\n").unwrap();
+    std::fs::write(&b, b"content b\n").unwrap();
+    let run = |state: &Path, files: &[&Path]| -> String {
+        let o = Std::new(assert_cmd::cargo::cargo_bin("imactl"))
+            .args(["measure", "--builtin", "tcb", "--state"])
+            .arg(state)
+            .args(files)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let summary = |added: usize, dup: usize, unchanged: usize| {
+        format!(
+            "{added} added, 0 open_writers violations, {dup} already in the list, {unchanged} unchanged since measured"
+        )
+    };
+    let err = run(&state, &[&a]);
+    assert!(err.contains(&summary(1, 0, 0)), "{err}");
+    let err = run(&state, &[&a]);
+    assert!(err.contains(&summary(0, 0, 1)), "{err}");
+
+    // Rewritten in place to the same size, mtime and atime put back (utimensat): ctime (ns)
+    // moved, so it is measured again.
+    let m = std::fs::metadata(&a).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(2));
+    std::fs::write(&a, b"CONTENT A\n").unwrap();
+    std::fs::File::options()
+        .write(true)
+        .open(&a)
+        .unwrap()
+        .set_times(
+            std::fs::FileTimes::new()
+                .set_modified(m.modified().unwrap())
+                .set_accessed(m.accessed().unwrap()),
+        )
+        .unwrap();
+    let err = run(&state, &[&a]);
+    assert!(err.contains(&summary(1, 0, 0)), "{err}");
+
+    // A cache edited so that its cookie is not the file's: hashed again (and found in the
+    // list already).
+    let cache = state.join(".engine/cache");
+    let mut bytes = std::fs::read(&cache).unwrap();
+    // magic (20), list mark (8 + 32), record count (8), then dev, ino, mtime, ctime.
+    assert_eq!(&bytes[..20], b"ima-engine-cache v4\n");
+    bytes[68 + 24] ^= 1;
+    std::fs::write(&cache, &bytes).unwrap();
+    let err = run(&state, &[&a]);
+    assert!(err.contains(&summary(0, 1, 0)), "{err}");
+
+    // A state rolled back to before `b` was measured (its journal, software bank and derived
+    // files restored) with the later cache, which says `b` is measured: the cache does not
+    // belong to this list and is discarded, and `b` is measured into it.
+    let old = d.path().join("old-state");
+    assert!(
+        Std::new("cp")
+            .arg("-a")
+            .arg(&state)
+            .arg(&old)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let err = run(&state, &[&a, &b]);
+    assert!(err.contains(&summary(1, 0, 1)), "{err}");
+    std::fs::copy(&cache, old.join(".engine/cache")).unwrap();
+    let err = run(&old, &[&b]);
+    assert!(err.contains("discarding the cache"), "{err}");
+    assert!(err.contains(&summary(1, 0, 0)), "{err}");
+    let list = std::fs::read_to_string(old.join("ascii_runtime_measurements_sha256")).unwrap();
+    assert!(list.contains(b.to_str().unwrap()), "{list}");
+}

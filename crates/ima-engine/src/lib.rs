@@ -301,6 +301,8 @@ pub struct Engine {
     /// Re-measurement cache (saved by [`Engine::close`]); `measure` takes it out around
     /// its parallel run.
     pub(crate) cache: Cache,
+    /// The running mark of the list (what the cache is bound to when saved).
+    list_hash: cache::ListHash,
 }
 
 /// A quote together with the list it covers, taken under the engine's lock with every
@@ -520,6 +522,7 @@ impl Engine {
             pending_since: None,
             failed: false,
             cache,
+            list_hash: cache::ListHash::default(),
         };
         e.apply(scan, len)?;
         e.open_derived()?;
@@ -719,6 +722,7 @@ impl Engine {
             .collect::<Result<Vec<_>, _>>()
             .map_err(unsupported)?;
         encode_entry(&entry, ListFormat::new(HashAlgo::SHA1), &mut self.jbuf);
+        self.list_hash.add(&entry);
         if entry.is_violation() {
             self.violations += 1;
         }
@@ -789,7 +793,7 @@ impl Engine {
     pub fn close(mut self) -> Result<(), EngineError> {
         self.commit()?;
         self.cache
-            .save(&self.internal)
+            .save(&self.internal, self.list_hash.mark())
             .map_err(io_err("write", &self.internal.join("cache")))
     }
 
@@ -880,6 +884,18 @@ impl Engine {
             self.recovery.rolled_forward += 1;
         }
         self.tpm.flush()?;
+        // The cache is kept only if the journal begins with the list it was written with.
+        let mut list = cache::ListHash::default();
+        let want = self.cache.written_with().map(|m| m.entries);
+        let mut at = (want == Some(0)).then(|| list.mark());
+        for e in &scan.entries {
+            list.add(e);
+            if Some(list.entries()) == want {
+                at = Some(list.mark());
+            }
+        }
+        self.cache.check_list(&self.internal.join("cache"), |_| at);
+        self.list_hash = list;
         self.journal_len = scan.good_end as u64;
         self.seen.extend(scan.seen);
         self.violations = scan.violations;
