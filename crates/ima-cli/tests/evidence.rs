@@ -353,7 +353,7 @@ fn a_corrupt_cache_is_reported_and_rebuilt() {
         .success()
         .stderr(predicates::str::contains("discarding the corrupt cache"))
         .stderr(predicates::str::contains(
-            "record count at byte offset 20: truncated: needed 8 bytes, 7 left",
+            "list entries at byte offset 20: truncated: needed 8 bytes, 7 left",
         ))
         .stderr(predicates::str::contains(" 0 unchanged since measured"));
     measure(None, &state, &boot, &t, &[])
