@@ -967,3 +967,48 @@ fn the_cache_cookie_and_its_list() {
     let list = std::fs::read_to_string(old.join("ascii_runtime_measurements_sha256")).unwrap();
     assert!(list.contains(b.to_str().unwrap()), "{list}");
 }
+
+#[test]
+fn audit_rules_print_the_kernels_records_with_verbose() {
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let f = d.path().join("audited");
+    std::fs::write(&f, b"audit me\n").unwrap();
+    let g = d.path().join("measured");
+    std::fs::write(&g, b"measure me\n").unwrap();
+    let pol = d.path().join("policy");
+    // An audit-only rule for one file, a measure rule for the other.
+    std::fs::write(
+        &pol,
+        format!(
+            "audit func=FILE_CHECK path={}\nmeasure func=FILE_CHECK path={}\n",
+            f.display(),
+            g.display()
+        ),
+    )
+    .unwrap();
+    let out = imactl()
+        .args(["measure", "-v", "--policy"])
+        .arg(&pol)
+        .arg("--state")
+        .arg(&state)
+        .arg(&f)
+        .arg(&g)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let want = format!(
+        "imactl: audit: type=INTEGRITY_RULE file=\"{}\" hash=\"sha256:{}\" ppid=",
+        f.display(),
+        openssl_dgst("sha256", &f)
+    );
+    assert!(err.contains(&want), "{want}\n{err}");
+    assert_eq!(err.matches("type=INTEGRITY_RULE").count(), 1, "{err}");
+    let uid = ima_sys::procfs::task_creds(None).unwrap().uid;
+    assert!(err.contains(&format!(" uid={uid} ")), "{err}");
+    // The audited file is not measured; the measured one is.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains(&g.display().to_string()), "{stdout}");
+    assert!(!stdout.contains("audited"), "{stdout}");
+}

@@ -2,6 +2,7 @@
 
 pub mod appraise;
 pub mod attest;
+pub mod audit;
 pub mod codec;
 pub mod digsig;
 pub mod evm;

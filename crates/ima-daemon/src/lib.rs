@@ -5,6 +5,7 @@
 //! Mirrors the hooks of `security/integrity/ima/ima_main.c`: `FAN_OPEN_EXEC_PERM` is
 //! `ima_bprm_check` (BPRM_CHECK), `FAN_OPEN_PERM` is `ima_file_check` (FILE_CHECK).
 
+pub mod audit;
 pub mod decide;
 pub mod notify;
 pub mod process;

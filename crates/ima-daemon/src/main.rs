@@ -13,6 +13,7 @@ use ima_core::digsig::Keyring;
 use ima_core::hash::HashAlgo;
 use ima_core::policy::{BootPolicy, Policy};
 use ima_core::template::TemplateDesc;
+use ima_daemon::audit::AuditLog;
 use ima_daemon::process::ProcessDecider;
 use ima_daemon::{Config, serve};
 use ima_engine::Engine;
@@ -71,6 +72,19 @@ struct Args {
     /// Decision threads (default: one per core).
     #[arg(long)]
     workers: Option<usize>,
+    /// Where audit records go (repeatable): kernel (the audit log through netlink, as
+    /// AUDIT_TRUSTED_APP messages; the default), stderr (the daemon's log, journald under
+    /// systemd), json=PATH (JSON lines appended to PATH), none.
+    #[arg(long = "audit", value_name = "SINK")]
+    audit: Vec<String>,
+    /// Audit records a second at most (0: unlimited); the rest of a second are counted and
+    /// reported.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
+    audit_rate: u32,
+    /// Also write informational records (hash_added, hash_exists), as the kernel's
+    /// integrity_audit=1.
+    #[arg(long)]
+    integrity_audit: bool,
     /// Seconds to wait for another writer of the same state directory.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     lock_timeout: u64,
@@ -149,7 +163,8 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         Appraise::Log => Mode::Log,
         Appraise::Off => Mode::Off,
     };
-    let decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?);
+    let audit = audit_log(&a)?;
+    let decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit);
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);
@@ -186,6 +201,32 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         stats.overflows
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The audit sinks `--audit` names (kernel when none is named).
+fn audit_log(a: &Args) -> anyhow::Result<AuditLog> {
+    let mut log = AuditLog::none().limits(a.audit_rate, a.integrity_audit);
+    let sinks: Vec<&str> = if a.audit.is_empty() {
+        vec!["kernel"]
+    } else {
+        a.audit.iter().map(String::as_str).collect()
+    };
+    for s in sinks {
+        log = match s {
+            "none" => log,
+            "stderr" => log.with_stderr(),
+            "kernel" => log
+                .with_kernel()
+                .context("--audit kernel: the kernel audit log (netlink, CAP_AUDIT_WRITE)")?,
+            _ => match s.strip_prefix("json=") {
+                Some(p) if !p.is_empty() => log
+                    .with_json(std::path::Path::new(p))
+                    .with_context(|| format!("--audit {s}"))?,
+                _ => bail!("--audit {s}: expected kernel, stderr, json=PATH or none"),
+            },
+        };
+    }
+    Ok(log)
 }
 
 /// The certificates in `paths` (files, or the files of directories, sorted).

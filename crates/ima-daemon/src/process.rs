@@ -12,7 +12,6 @@
 
 use std::collections::HashSet;
 use std::fs::File;
-use std::io::{Seek, SeekFrom};
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::sync::Mutex;
@@ -20,28 +19,33 @@ use std::sync::Mutex;
 use ima_core::appraise::Mode;
 use ima_core::digsig::Keyring;
 use ima_core::evm::{EvmConfig, EvmKeys};
-use ima_core::hash::{Digest, HashAlgo};
+use ima_core::hash::HashAlgo;
 use ima_core::policy::{self, Policy};
-use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
+use ima_core::template::TemplateDesc;
 use ima_engine::Engine;
-use ima_engine::process::{self as proc_, Appraisal, Appraiser};
+use ima_engine::process::{self as proc_, Appraisal, Appraiser, Known, Object, Setup};
 
+use crate::audit::AuditLog;
 use crate::decide::{Access, Decide, Verdict};
 
 /// (dev, ino, mtime, mtime_ns, ctime, ctime_ns, size, pcr): a file already measured into a
-/// PCR and unchanged since (the iint's "measured" flag).
-type Measured = (u64, u64, i64, i64, i64, i64, u64, u32);
+/// PCR (or audited) and unchanged since (the iint's flags).
+type Seen = (u64, u64, i64, i64, i64, i64, u64, u32);
 
-/// Measures and appraises as the policy says, into the engine.
+/// Measures, appraises and audits as the policy says, into the engine.
 pub struct ProcessDecider {
     engine: Mutex<Engine>,
     policy: Policy,
+    template: TemplateDesc,
+    ima_hash: HashAlgo,
     mode: Mode,
     ima_keys: Keyring,
     evm_cfg: EvmConfig,
     subject_free: bool,
-    measured: Mutex<HashSet<Measured>>,
+    measured: Mutex<HashSet<Seen>>,
+    audited: Mutex<HashSet<Seen>>,
     facts: ima_sys::fs::FactsCache,
+    audit: AuditLog,
 }
 
 impl std::fmt::Debug for ProcessDecider {
@@ -55,18 +59,30 @@ impl std::fmt::Debug for ProcessDecider {
 
 impl ProcessDecider {
     /// Decides with `policy` into `engine`; appraisal in `mode` against `ima_keys` (EVM not
-    /// initialised: no EVM keys, as a kernel without them).
-    pub fn new(engine: Engine, policy: Policy, mode: Mode, ima_keys: Keyring) -> Self {
+    /// initialised: no EVM keys, as a kernel without them); records to `audit`.
+    pub fn new(
+        engine: Engine,
+        policy: Policy,
+        mode: Mode,
+        ima_keys: Keyring,
+        audit: AuditLog,
+    ) -> Self {
         let subject_free = !policy.rules.iter().any(|r| subject_dependent(&r.rule));
+        let template = engine.config().template.clone();
+        let ima_hash = engine.config().ima_hash;
         Self {
             engine: Mutex::new(engine),
             policy,
+            template,
+            ima_hash,
             mode,
             ima_keys,
             evm_cfg: EvmConfig::default(),
             subject_free,
             measured: Mutex::new(HashSet::new()),
+            audited: Mutex::new(HashSet::new()),
             facts: ima_sys::fs::FactsCache::new(),
+            audit,
         }
     }
 
@@ -83,17 +99,23 @@ impl ProcessDecider {
         }
     }
 
-    fn appraiser(&self, ima_hash: HashAlgo) -> Appraiser<'_> {
-        Appraiser {
-            mode: self.mode,
-            ima_hash,
-            ima_keys: &self.ima_keys,
+    fn setup(&self) -> Setup<'_> {
+        Setup {
+            template: &self.template,
+            ima_hash: self.ima_hash,
+            measure: true,
+            appraiser: (self.mode != Mode::Off).then_some(Appraiser {
+                mode: self.mode,
+                ima_hash: self.ima_hash,
+                ima_keys: &self.ima_keys,
+                evm_cfg: &self.evm_cfg,
+                evm_keys: EvmKeys {
+                    hmac: None,
+                    x509: None,
+                },
+                uuid: None,
+            }),
             evm_cfg: &self.evm_cfg,
-            evm_keys: EvmKeys {
-                hmac: None,
-                x509: None,
-            },
-            uuid: None,
         }
     }
 }
@@ -108,6 +130,11 @@ fn subject_dependent(r: &policy::Rule) -> bool {
         || r.fgroup.is_some()
         || r.lsm.iter().any(Option::is_some)
         || r.uses_extensions()
+}
+
+fn locked<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // Every critical section leaves its data consistent: a poisoned lock is still usable.
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 impl Decide for ProcessDecider {
@@ -133,34 +160,75 @@ impl Decide for ProcessDecider {
             path: Some(name),
         };
         let eval = proc_::decide(&self.policy, &access);
-        let appraise = match proc_::requirements(&eval) {
-            Some(req) if self.mode != Mode::Off => Some(req),
-            _ => None,
+        let seen: Seen = (
+            meta.dev(),
+            meta.ino(),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+            meta.size(),
+            eval.pcr(),
+        );
+        let known = Known {
+            measured: locked(&self.measured).contains(&seen),
+            digest: None,
+            audited: locked(&self.audited).contains(&seen),
         };
-        let ima_hash = self
-            .engine
-            .lock()
-            .map_err(|_| "engine lock poisoned")?
-            .config()
-            .ima_hash;
-        let mut digests: Vec<Digest> = Vec::new();
-        if eval.measure() {
-            self.measure(a, &mut file, &meta, &eval, ima_hash, &mut digests)?;
+        let obj = Object {
+            file: &mut file,
+            meta: &meta,
+            path: name,
+            fsname: facts.fsname.as_deref(),
+        };
+        let d = proc_::process(&self.setup(), &eval, obj, known)
+            .map_err(|e| format!("{}: {e}", a.path.display()))?;
+        if let Some(e) = &d.collect_error {
+            tracing::warn!("{}: {e}", a.path.display());
         }
-        let Some(req) = appraise else {
-            return Ok(Verdict {
-                allow: true,
-                cacheable: self.subject_free,
-            });
-        };
-        let outcome = self
-            .appraiser(ima_hash)
-            .appraise(&mut file, meta.size(), req, &mut digests)
-            .map_err(|e| format!("appraise: {e}"))?;
+        if let Some(m) = &d.measurement {
+            // As the kernel: the entry is in the list and extended before the open proceeds.
+            let mut engine = locked(&self.engine);
+            m.with_event(|ev| engine.add(ev, &m.template, m.pcr))
+                .map_err(|e| e.to_string())?;
+            engine.commit().map_err(|e| e.to_string())?;
+            drop(engine);
+            locked(&self.measured).insert(seen);
+        }
+        if eval.audit() && d.digest.is_some() {
+            locked(&self.audited).insert(seen);
+        }
+        if !d.audit.is_empty() && self.audit.enabled() {
+            match ima_sys::procfs::audit_subject(u32::try_from(a.pid).ok()) {
+                Ok(s) => self.audit.emit(&d.audit, &s),
+                // The opener is gone: its records still go out, with what we know.
+                Err(_) => self.audit.emit(
+                    &d.audit,
+                    &ima_core::audit::Subject {
+                        pid: a.pid,
+                        uid: a.creds.uid,
+                        euid: a.creds.euid,
+                        suid: a.creds.suid,
+                        fsuid: a.creds.fsuid,
+                        gid: a.creds.gid,
+                        egid: a.creds.egid,
+                        sgid: a.creds.sgid,
+                        fsgid: a.creds.fsgid,
+                        auid: u32::MAX,
+                        ses: u32::MAX,
+                        ..Default::default()
+                    },
+                ),
+            }
+        }
         // An appraised allow is never cached: a new `security.ima` does not clear the
         // kernel's ignore mark (only a write does), and the kernel re-appraises after one.
-        Ok(match outcome {
-            Appraisal::Pass { was, fixed } => {
+        Ok(match d.appraisal {
+            None => Verdict {
+                allow: true,
+                cacheable: self.subject_free,
+            },
+            Some(Appraisal::Pass { was, fixed }) => {
                 if let (Some((status, cause)), Some(_)) = (was, fixed) {
                     tracing::info!("{}: fixed ({status}: {cause})", a.path.display());
                 }
@@ -169,11 +237,11 @@ impl Decide for ProcessDecider {
                     cacheable: false,
                 }
             }
-            Appraisal::Fail {
+            Some(Appraisal::Fail {
                 status,
                 cause,
                 denied,
-            } => {
+            }) => {
                 tracing::warn!(
                     "{}: appraisal {status}: {cause} (pid {}, {}){}",
                     a.path.display(),
@@ -187,85 +255,5 @@ impl Decide for ProcessDecider {
                 }
             }
         })
-    }
-}
-
-impl ProcessDecider {
-    /// `ima_collect_measurement` + `ima_store_measurement` for the open file.
-    fn measure(
-        &self,
-        a: &Access<'_>,
-        file: &mut File,
-        meta: &std::fs::Metadata,
-        eval: &policy::Evaluation<'_>,
-        ima_hash: HashAlgo,
-        digests: &mut Vec<Digest>,
-    ) -> Result<(), String> {
-        let pcr = eval.pcr();
-        let key = (
-            meta.dev(),
-            meta.ino(),
-            meta.mtime(),
-            meta.mtime_nsec(),
-            meta.ctime(),
-            meta.ctime_nsec(),
-            meta.size(),
-            pcr,
-        );
-        if self.measured.lock().map_err(|_| "poisoned")?.contains(&key) {
-            return Ok(());
-        }
-        // `ima_read_xattr`: unreadable is "no label".
-        fn xattr(f: &File, n: &str) -> Option<Vec<u8>> {
-            ima_sys::xattr::get(f, n).unwrap_or_default()
-        }
-        let ima_xattr = xattr(file, "security.ima");
-        let algo = ima_core::appraise::hash_algo(ima_xattr.as_deref(), ima_hash);
-        file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-        let digest = ima_sys::file::hash_file(file, algo).map_err(|e| format!("hash: {e}"))?;
-        digests.push(digest);
-        let mut engine = self.engine.lock().map_err(|_| "engine lock poisoned")?;
-        let boot = engine.config().template.clone();
-        let desc = TemplateDesc::lookup(eval.template_name(boot.name()))
-            .map_err(|e| format!("template: {e}"))?;
-        let legacy = match digest.algo() {
-            HashAlgo::SHA1 | HashAlgo::MD5 => None,
-            _ if desc.has(Field::D) => {
-                let a = if ima_hash == HashAlgo::MD5 {
-                    HashAlgo::MD5
-                } else {
-                    HashAlgo::SHA1
-                };
-                file.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
-                Some(ima_sys::file::hash_file(file, a).map_err(|e| e.to_string())?)
-            }
-            _ => None,
-        };
-        let sig = desc.has(Field::Sig) || desc.has(Field::EvmSig);
-        let evm_xattr = if sig {
-            xattr(file, "security.evm")
-        } else {
-            None
-        };
-        let tev = Event {
-            digest: Some(digest),
-            legacy_digest: legacy,
-            name: a.path.as_os_str().as_bytes(),
-            basename: a.path.file_name().map(|b| b.as_bytes()),
-            ima_xattr: if sig { ima_xattr.as_deref() } else { None },
-            evm_xattr: evm_xattr.as_deref(),
-            inode: Some(InodeAttrs {
-                uid: meta.uid(),
-                gid: meta.gid(),
-                mode: (meta.mode() & 0xffff) as u16,
-            }),
-            ..Event::default()
-        };
-        // As the kernel: the entry is in the list and extended before the open proceeds.
-        engine.add(&tev, &desc, pcr).map_err(|e| e.to_string())?;
-        engine.commit().map_err(|e| e.to_string())?;
-        drop(engine);
-        self.measured.lock().map_err(|_| "poisoned")?.insert(key);
-        Ok(())
     }
 }

@@ -538,3 +538,118 @@ fn fix_mode_labels_through_the_event_fd_and_log_mode_allows() {
     assert_eq!(read(&m.join("unlabelled")), b"fix me");
     imad.stop();
 }
+
+/// auditd running (started if it is not), so user messages reach /var/log/audit/audit.log.
+fn auditd_running() {
+    let st = Command::new("auditctl").arg("-s").output().unwrap();
+    let s = String::from_utf8_lossy(&st.stdout).into_owned();
+    if s.lines().any(|l| l.starts_with("pid ") && l != "pid 0") {
+        return;
+    }
+    assert!(Command::new("auditd").status().unwrap().success());
+    let t = Instant::now();
+    loop {
+        let st = Command::new("auditctl").arg("-s").output().unwrap();
+        let s = String::from_utf8_lossy(&st.stdout).into_owned();
+        if s.lines().any(|l| l.starts_with("pid ") && l != "pid 0") {
+            return;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "auditd did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn audit_rules_and_appraisal_failures_reach_json_and_the_kernel_audit_log() {
+    auditd_running();
+    let m = TestMount::ext4(32);
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let tag = format!("audited-{}-{}", std::process::id(), unique());
+    let good = m.join(&tag);
+    std::fs::write(&good, b"audit me").unwrap();
+    let bad = m.join(format!("{tag}-tampered"));
+    std::fs::write(&bad, b"now").unwrap();
+    set_ima(&bad, &digest_label(b"before"));
+    let policy = d.path().join("policy");
+    std::fs::write(
+        &policy,
+        "audit func=FILE_CHECK mask=^MAY_READ\nappraise func=FILE_CHECK fowner=0\n",
+    )
+    .unwrap();
+    let json = d.path().join("audit.json");
+    let json_arg = format!("json={}", json.display());
+    let args = [
+        "--policy",
+        policy.to_str().unwrap(),
+        "--appraise",
+        "log",
+        "--audit",
+        "kernel",
+        "--audit",
+        &json_arg,
+    ];
+    let imad = Imad::start(&state, &args, m.path());
+    let cat = |p: &Path| {
+        let out = Command::new("cat").arg(p).output().unwrap();
+        assert!(out.status.success());
+        out.stdout
+    };
+    assert_eq!(cat(&good), b"audit me");
+    assert_eq!(cat(&good), b"audit me");
+    assert_eq!(cat(&bad), b"now", "log mode allows");
+    imad.stop();
+    let recs: Vec<serde_json::Value> = std::fs::read_to_string(&json)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let rules: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "INTEGRITY_RULE" && r["file"] == good.to_str().unwrap())
+        .collect();
+    assert_eq!(rules.len(), 1, "audited once until it changes: {recs:#?}");
+    let r = rules[0];
+    assert_eq!(r["hash"], format!("sha256:{}", sha256(&good)));
+    assert_eq!(r["comm"], "cat", "the opener, not imad");
+    assert_eq!(r["type_id"], 1805);
+    assert!(r["exe"].as_str().unwrap().ends_with("/cat"), "{r}");
+    let data: Vec<&serde_json::Value> = recs
+        .iter()
+        .filter(|r| r["type"] == "INTEGRITY_DATA" && r["name"] == bad.to_str().unwrap())
+        .collect();
+    assert!(!data.is_empty(), "{recs:#?}");
+    assert_eq!(data[0]["op"], "appraise_data");
+    assert_eq!(data[0]["cause"], "invalid-hash");
+    assert_eq!(data[0]["res"], 0);
+    assert!(
+        data[0]["dev"].as_str().unwrap().starts_with("loop"),
+        "{}",
+        data[0]
+    );
+    // The kernel's audit log has the same records, in the kernel's text.
+    let want = format!(
+        "file=\"{}\" hash=\"sha256:{}\"",
+        good.display(),
+        sha256(&good)
+    );
+    let t = Instant::now();
+    loop {
+        let log = std::fs::read_to_string("/var/log/audit/audit.log").unwrap_or_default();
+        if log.lines().any(|l| {
+            l.starts_with("type=TRUSTED_APP")
+                && l.contains("ima_type=INTEGRITY_RULE")
+                && l.contains(&want)
+        }) {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "{want} not in /var/log/audit/audit.log"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}

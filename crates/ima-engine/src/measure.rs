@@ -23,17 +23,16 @@
 //! longer open for write (the kernel: until the last writer closes; a writer that closes and
 //! reopens between two runs is not seen).
 
-use std::collections::{HashMap, HashSet};
-use std::fs::{File, Metadata};
-use std::io::{Seek, SeekFrom};
+use std::collections::HashSet;
+use std::fs::Metadata;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use ima_core::hash::{Digest, HashAlgo};
+use ima_core::evm::EvmConfig;
 use ima_core::log::Entry;
-use ima_core::policy::{Func, Policy, TaskCreds};
+use ima_core::policy::{Evaluation, Func, Policy, TaskCreds};
 use ima_core::template::{Event, Field, InodeAttrs, TemplateDesc};
 
 use ima_sys::fs::FactsCache;
@@ -41,6 +40,7 @@ use ima_sys::walk::{self, Item};
 
 use crate::cache::{Cache, Cookie};
 use crate::pool::Pool;
+use crate::process::{Decision, Known, Object, ProcessError, Setup};
 use crate::{Added, Engine, EngineError};
 
 /// How to measure.
@@ -75,43 +75,33 @@ pub struct Summary {
     pub bytes_hashed: u64,
     /// Per-path errors (the run continues).
     pub errors: Vec<(PathBuf, String)>,
+    /// The audit records the decisions produced (the policy's `audit` rules, failed digest
+    /// collection), in list order.
+    pub audit: Vec<ima_core::audit::Record>,
 }
 
-struct Job {
+struct Job<'p> {
     entry: walk::Entry,
-    pcr: u32,
-    template: TemplateDesc,
-    /// Whether the kernel would read `security.ima` here (appraising, or a template other
-    /// than `ima`), and so hash with the algorithm it names.
-    reads_xattr: bool,
-    /// Measure (else only the violation is due: the file is measured into this PCR already).
-    measure: bool,
-    /// Digest from the cache (unchanged file, new PCR): no need to hash.
-    known: Option<Digest>,
+    /// The policy's decision for the access.
+    eval: Evaluation<'p>,
+    /// What the cache knows: measured into the decided PCR (only the violation is then
+    /// due), or the digest of the unchanged file (no need to hash).
+    known: Known,
     /// An `open_writers` violation goes first.
     violation: bool,
+    /// The filesystem's type name, for audit records.
+    fsname: Option<String>,
 }
 
-/// A job once its file is hashed and closed.
+/// A job once its file is processed and closed.
 struct Done {
     path: PathBuf,
     meta: Metadata,
-    pcr: u32,
-    template: TemplateDesc,
-    measure: bool,
     /// `security.evm`, for a violation entry of a template that records it.
     violation: Option<Option<Vec<u8>>>,
-    result: std::io::Result<Hashed>,
-}
-
-struct Hashed {
-    digest: Digest,
-    /// For the legacy `d` field when `digest` is neither sha1 nor md5.
-    legacy_digest: Option<Digest>,
     cookie: Cookie,
-    ima_xattr: Option<Vec<u8>>,
-    evm_xattr: Option<Vec<u8>>,
-    bytes: u64,
+    /// `None`: only the violation was due.
+    decision: Option<Result<Decision, ProcessError>>,
 }
 
 /// Which files some process has open for write (`i_writecount`), scanned from `/proc` for the
@@ -150,11 +140,18 @@ pub fn measure(
     }
     let ima_hash = engine.config().ima_hash;
     let boot = engine.config().template.clone();
+    let evm_cfg = EvmConfig::default();
+    let setup = Setup {
+        template: &boot,
+        ima_hash,
+        measure: true,
+        appraiser: None,
+        evm_cfg: &evm_cfg,
+    };
     // The producer (the walk) reads and marks the cache while the sink records into it.
     let cache = Mutex::new(std::mem::take(&mut engine.cache));
     let walked = Mutex::new(Walked::default());
     let facts = FactsCache::new();
-    let templates: Mutex<HashMap<String, TemplateDesc>> = Mutex::new(HashMap::new());
     // Decided from the walk's `statx`; the file is opened (and checked to be the file
     // stat'ed) only when its content is needed: a cache miss, or an `open_writers` violation.
     // A cache hit costs one `statx`.
@@ -185,36 +182,25 @@ pub fn measure(
                 path: Some(pbytes),
             };
             let eval = crate::process::decide(&opts.policy, &access);
-            if !eval.measure() {
+            let measure = eval.measure();
+            if !measure {
                 locked(&walked).not_measured += 1;
-                return Ok(None);
-            }
-            let pcr = eval.pcr();
-            let tname = eval.template_name(boot.name());
-            let template = {
-                let mut t = locked(&templates);
-                match t.get(tname) {
-                    Some(t) => t.clone(),
-                    None => {
-                        let d = TemplateDesc::lookup(tname).map_err(|source| {
-                            EngineError::Template {
-                                name: tname.to_owned(),
-                                source,
-                            }
-                        })?;
-                        t.insert(tname.to_owned(), d.clone());
-                        d
-                    }
+                // Audited only: the decision collects the digest for the record.
+                if !eval.audit() {
+                    return Ok(None);
                 }
-            };
+            }
             let key = (st.dev, st.ino);
-            let open_for_write = writers.as_ref().is_some_and(|w| w.contains(&key));
-            let (measure, known) = match locked(&cache).lookup(&st, ima_hash, pcr) {
-                Some((_, true)) => (false, None),
-                Some((d, false)) => (true, Some(d)),
-                None => (true, None),
+            let open_for_write = measure && writers.as_ref().is_some_and(|w| w.contains(&key));
+            let known = match locked(&cache).lookup(&st, ima_hash, eval.pcr()) {
+                Some((d, measured)) if measure => Known {
+                    measured,
+                    digest: Some(d),
+                    audited: false,
+                },
+                _ => Known::default(),
             };
-            if !measure && !open_for_write {
+            if known.measured && !open_for_write && !eval.audit() {
                 locked(&walked).cached += 1;
                 return Ok(None);
             }
@@ -238,20 +224,18 @@ pub fn measure(
             // `ima_rdwr_violation_check`: a read by a measuring rule of a file some process
             // has open for write, once until the writers are gone, before the measurement.
             let violation = open_for_write && locked(&cache).emit_open_writers(key);
-            if !measure {
+            if known.measured {
                 locked(&walked).cached += 1;
-                if !violation {
+                if !violation && !eval.audit() {
                     return Ok(None);
                 }
             }
             return Ok(Some(Job {
-                reads_xattr: eval.appraise() || !template.is_legacy(),
                 entry,
-                pcr,
-                template,
-                measure,
+                eval,
                 known,
                 violation,
+                fsname: f.fsname,
             }));
         }
     };
@@ -268,10 +252,10 @@ pub fn measure(
                     }
                     match decide(entry) {
                         Ok(Some(job)) => {
-                            let size = if job.measure && job.known.is_none() {
-                                job.entry.meta.len()
-                            } else {
+                            let size = if job.known.measured || job.known.digest.is_some() {
                                 0
+                            } else {
+                                job.entry.meta.len()
                             };
                             feeder.push(size, job);
                         }
@@ -284,7 +268,7 @@ pub fn measure(
                 Err(e) => locked(&walked).errors.push((e.path, e.source.to_string())),
             });
         },
-        |job| hash_job(job, ima_hash, &boot),
+        |job| process_job(job, &setup),
         |done| {
             if result.is_ok() {
                 let mut c = locked(&cache);
@@ -335,16 +319,14 @@ fn needs_xattrs(t: &TemplateDesc) -> bool {
     [Field::Sig, Field::EvmSig].iter().any(|f| t.has(*f))
 }
 
-/// Reads what a job needs from its open file (xattrs, the digest), then closes it.
-fn hash_job(job: Job, ima_hash: HashAlgo, boot: &TemplateDesc) -> Done {
+/// Runs `process_measurement` on a job's open file, then closes it.
+fn process_job(job: Job<'_>, setup: &Setup<'_>) -> Done {
     let Job {
         entry,
-        pcr,
-        template,
-        reads_xattr,
-        measure,
+        eval,
         known,
         violation,
+        fsname,
     } = job;
     let walk::Entry {
         mut file,
@@ -353,110 +335,31 @@ fn hash_job(job: Job, ima_hash: HashAlgo, boot: &TemplateDesc) -> Done {
         ..
     } = entry;
     let violation = violation.then(|| {
-        if needs_xattrs(boot) {
+        if needs_xattrs(setup.template) {
             ima_sys::xattr::get(&file, "security.evm").unwrap_or(None)
         } else {
             None
         }
     });
-    let result = if measure {
-        hash_file(&mut file, &meta, &template, reads_xattr, known, ima_hash)
-    } else {
-        Err(std::io::Error::other("not measured"))
-    };
+    // The cookie is the walk's `fstat`, taken before hashing: a change during the hash shows
+    // up next time.
+    let cookie = Cookie::of(&meta);
+    let decision = (!known.measured || eval.audit()).then(|| {
+        let obj = Object {
+            file: &mut file,
+            meta: &meta,
+            path: path.as_os_str().as_bytes(),
+            fsname: fsname.as_deref(),
+        };
+        crate::process::process(setup, &eval, obj, known)
+    });
     Done {
         path,
         meta,
-        pcr,
-        template,
-        measure,
         violation,
-        result,
-    }
-}
-
-fn hash_file(
-    f: &mut File,
-    meta: &Metadata,
-    template: &TemplateDesc,
-    reads_xattr: bool,
-    known: Option<Digest>,
-    ima_hash: HashAlgo,
-) -> std::io::Result<Hashed> {
-    // The cookie is the walk's `fstat`, taken before hashing: a change during the hash shows
-    // up next time.
-    let cookie = Cookie::of(meta);
-    // `ima_read_xattr`: a filesystem without xattrs is "no label", not an error.
-    let ima_xattr = if reads_xattr {
-        match ima_sys::xattr::get(&*f, "security.ima") {
-            Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
-            r => r?,
-        }
-    } else {
-        None
-    };
-    let evm_xattr = if needs_xattrs(template) {
-        match ima_sys::xattr::get(&*f, "security.evm") {
-            Err(e) if ima_sys::xattr::is_unsupported(&e) => None,
-            r => r?,
-        }
-    } else {
-        None
-    };
-    let (digest, bytes) = match known {
-        Some(d) => (d, 0),
-        None => {
-            let algo = file_hash_algo(ima_xattr.as_deref(), ima_hash);
-            (ima_sys::file::hash_file(f, algo?)?, meta.size())
-        }
-    };
-    let legacy_digest = match legacy_algo(template, digest.algo(), ima_hash) {
-        Some(a) => {
-            f.seek(SeekFrom::Start(0))?;
-            Some(ima_sys::file::hash_file(f, a)?)
-        }
-        None => None,
-    };
-    Ok(Hashed {
-        digest,
-        legacy_digest,
         cookie,
-        ima_xattr: ima_xattr.filter(|_| needs_xattrs(template)),
-        evm_xattr,
-        bytes,
-    })
-}
-
-/// The algorithm `process_measurement` collects the file digest with: the one
-/// `security.ima` names (`ima_get_hash_algo`: a v2 signature, a v3 fs-verity signature, a
-/// 0x04 digest, a 0x01 md5/sha1 digest; ids past `HASH_ALGO__LAST`, other types and
-/// signature versions fall back), else `ima_hash`. An algorithm the kernel knows but we cannot
-/// compute is an error (a kernel without it fails `collect_data` and measures nothing).
-fn file_hash_algo(xattr: Option<&[u8]>, ima_hash: HashAlgo) -> std::io::Result<HashAlgo> {
-    let a = ima_core::appraise::hash_algo(xattr, ima_hash);
-    if a.is_supported() {
-        Ok(a)
-    } else {
-        Err(std::io::Error::other(format!(
-            "security.ima names hash algorithm {a}, which cannot be computed here: not measured \
-             (a kernel without {a} fails collect_data the same way)"
-        )))
+        decision,
     }
-}
-
-/// `ima_eventdigest_init` (the legacy `d` field): the collected digest if it is sha1 or
-/// md5, else the file hashed again with `ima_hash` if that is sha1 or md5, else with sha1.
-/// `None` when no second hash is needed.
-fn legacy_algo(t: &TemplateDesc, collected: HashAlgo, ima_hash: HashAlgo) -> Option<HashAlgo> {
-    let legacy_ok = |a: HashAlgo| a == HashAlgo::SHA1 || a == HashAlgo::MD5;
-    if !t.has(Field::D) || legacy_ok(collected) {
-        return None;
-    }
-    Some(if legacy_ok(ima_hash) {
-        ima_hash
-    } else {
-        HashAlgo::SHA1
-    })
 }
 
 fn append(
@@ -469,18 +372,15 @@ fn append(
     let Done {
         path,
         meta,
-        pcr,
-        template,
-        measure,
         violation,
-        result,
+        cookie,
+        decision,
     } = done;
     let name = path.as_os_str().as_bytes();
-    let basename = path.file_name().map(|b| b.as_bytes());
     if let Some(evm) = violation {
         let ev = Event {
             name,
-            basename,
+            basename: path.file_name().map(|b| b.as_bytes()),
             evm_xattr: evm.as_deref(),
             inode: Some(inode_attrs(&meta)),
             ..Event::default()
@@ -489,31 +389,30 @@ fn append(
         sum.violations += 1;
         on_new(&e);
     }
-    if !measure {
-        return Ok(());
-    }
-    let h = match result {
-        Ok(h) => h,
-        Err(e) => {
-            sum.errors.push((path, e.to_string()));
+    let d = match decision {
+        None => return Ok(()),
+        Some(Ok(d)) => d,
+        Some(Err(ProcessError::Template { name, source })) => {
+            return Err(EngineError::Template { name, source });
+        }
+        Some(Err(e)) => {
+            sum.errors.push((path, error_chain(&e)));
             return Ok(());
         }
     };
-    if h.bytes > 0 {
+    if d.bytes_hashed > 0 {
         sum.hashed += 1;
-        sum.bytes_hashed += h.bytes;
+        sum.bytes_hashed += d.bytes_hashed;
     }
-    let ev = Event {
-        digest: Some(h.digest),
-        legacy_digest: h.legacy_digest,
-        name,
-        basename,
-        ima_xattr: h.ima_xattr.as_deref(),
-        evm_xattr: h.evm_xattr.as_deref(),
-        inode: Some(inode_attrs(&meta)),
-        ..Event::default()
+    sum.audit.extend(d.audit);
+    if let Some(e) = d.collect_error {
+        sum.errors.push((path, e));
+        return Ok(());
+    }
+    let Some(m) = d.measurement else {
+        return Ok(());
     };
-    match engine.add(&ev, &template, pcr)? {
+    match m.with_event(|ev| engine.add(ev, &m.template, m.pcr))? {
         Added::New(e) => {
             sum.added += 1;
             on_new(&e);
@@ -521,6 +420,18 @@ fn append(
         Added::Duplicate => sum.duplicates += 1,
     }
     let ima_hash = engine.config().ima_hash;
-    cache.record((meta.dev(), meta.ino()), h.cookie, ima_hash, h.digest, pcr);
+    cache.record((meta.dev(), meta.ino()), cookie, ima_hash, m.digest, m.pcr);
     Ok(())
+}
+
+/// An error with its sources, `: `-joined.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
 }

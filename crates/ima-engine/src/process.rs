@@ -1,24 +1,29 @@
-//! The library home of the kernel's `process_measurement` for one open file: the policy
-//! decision for an access ([`decide`]: `Event::access` from the task's credentials and the
-//! file's facts, then the matcher), and the appraisal the decision asks for ([`Appraiser`]:
-//! `security.ima` and EVM read from the open file, the digest computed from it, the kernel's
-//! verdict, and in fix mode the label written back through the same descriptor together with
-//! EVM's post-setxattr HMAC update). `imactl appraise` and `policy explain --path` are thin
-//! callers; the measurement side of a decision is appended by [`crate::measure`].
+//! The library home of the kernel's `process_measurement` for one open file, in two steps:
+//! the policy decision for an access ([`decide`]: `Event::access` from the task's credentials
+//! and the file's facts, then the matcher; no I/O, so a caller can consult its per-inode cache
+//! before opening anything), then [`process`]: with the open file, everything the decision asks
+//! for, as one [`Decision`] value — the entry to append, the appraisal (in fix mode with the
+//! label already written back through the same descriptor, with EVM's post-setxattr HMAC
+//! update) and the audit records. `imactl measure`, `imactl appraise`, `policy explain --path`
+//! and `imad` are callers; none of them decides anything of its own.
 //!
-//! Mirrors `process_measurement`, `ima_appraise_measurement` and `ima_fix_xattr` in
-//! `security/integrity/ima/ima_main.c` and `ima_appraise.c`.
+//! Mirrors `process_measurement`, `ima_collect_measurement`, `ima_store_measurement`,
+//! `ima_audit_measurement`, `ima_appraise_measurement` and `ima_fix_xattr` in
+//! `security/integrity/ima/ima_main.c`, `ima_api.c` and `ima_appraise.c`.
 
-use std::fs::File;
+use std::fs::{File, Metadata};
 use std::io::{self, Seek, SeekFrom};
 use std::os::fd::AsFd;
+use std::os::unix::fs::MetadataExt;
 
 use ima_core::appraise::{self, Cause, ImaXattr, Mode, Request, Requirements};
+use ima_core::audit::{InodeId, Record};
 use ima_core::digsig::Verifier;
 use ima_core::evm::{self, EvmConfig, EvmKeys, Inode, protect};
 use ima_core::hash::{Digest, HashAlgo};
 use ima_core::integrity::Status;
 use ima_core::policy::{Evaluation, Event, FileFacts, Func, Mask, Policy, RuleFlags, TaskCreds};
+use ima_core::template::{self, Field, InodeAttrs, TemplateDesc};
 use ima_sys::xattr::SetMode;
 
 /// One access to decide: who, what, through which hook.
@@ -106,10 +111,330 @@ pub enum ProcessError {
         #[source]
         source: io::Error,
     },
+    #[error("template {name:?}")]
+    Template {
+        name: String,
+        #[source]
+        source: template::TemplateError,
+    },
 }
 
 fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> ProcessError {
     move |source| ProcessError::Io { what, source }
+}
+
+/// How the measuring and appraising "kernel" is set up (its boot parameters).
+#[derive(Clone, Copy, Debug)]
+pub struct Setup<'a> {
+    /// `ima_template=`: the template of measure rules without `template=`.
+    pub template: &'a TemplateDesc,
+    /// `ima_hash=`.
+    pub ima_hash: HashAlgo,
+    /// Whether the caller keeps a list: `false` leaves measure rules unacted on.
+    pub measure: bool,
+    /// Appraisal; `None` (or mode off) leaves appraise rules unacted on.
+    pub appraiser: Option<Appraiser<'a>>,
+    /// EVM's protected xattrs (for the `xattrnames`/`xattrlengths`/`xattrvalues` fields).
+    pub evm_cfg: &'a EvmConfig,
+}
+
+/// What the per-inode cache (the kernel's iint) already knows about the file since it last
+/// changed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Known {
+    /// Measured into the decided PCR (`measured_pcrs`).
+    pub measured: bool,
+    /// A digest collected before (`IMA_COLLECTED`): reused when its algorithm is the one
+    /// the file is hashed with.
+    pub digest: Option<Digest>,
+    /// Audited already (`IMA_AUDITED`).
+    pub audited: bool,
+}
+
+/// The open file a decision is about. Everything is read through `file`; `path` is only the
+/// name the list and the audit records give it.
+#[derive(Debug)]
+pub struct Object<'a> {
+    pub file: &'a mut File,
+    /// `fstat` of `file`.
+    pub meta: &'a Metadata,
+    pub path: &'a [u8],
+    /// The filesystem's type name ([`FileFacts::fsname`]), for the `dev=` of audit records
+    /// on filesystems without a block device.
+    pub fsname: Option<&'a str>,
+}
+
+/// The list entry a decision asks for (`ima_store_measurement`'s event data, owned).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Measurement {
+    pub template: TemplateDesc,
+    pub pcr: u32,
+    pub digest: Digest,
+    /// For the legacy `d` field when `digest` is neither sha1 nor md5.
+    pub legacy_digest: Option<Digest>,
+    pub name: Vec<u8>,
+    /// `security.ima`, when the template records signatures.
+    pub ima_xattr: Option<Vec<u8>>,
+    /// `security.evm`, when the template records signatures.
+    pub evm_xattr: Option<Vec<u8>>,
+    /// The present EVM-protected xattrs in EVM's order, when the template records them.
+    pub xattrs: Vec<(String, Vec<u8>)>,
+    pub inode: InodeAttrs,
+}
+
+impl Measurement {
+    /// Calls `f` with the template event (borrowing from `self`).
+    pub fn with_event<R>(&self, f: impl FnOnce(&template::Event<'_>) -> R) -> R {
+        let xattrs: Vec<(&str, &[u8])> = self
+            .xattrs
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        let basename = self.name.rsplit(|&b| b == b'/').next();
+        f(&template::Event {
+            digest: Some(self.digest),
+            legacy_digest: self.legacy_digest,
+            name: &self.name,
+            basename,
+            ima_xattr: self.ima_xattr.as_deref(),
+            evm_xattr: self.evm_xattr.as_deref(),
+            xattrs: &xattrs,
+            inode: Some(self.inode),
+            ..template::Event::default()
+        })
+    }
+}
+
+/// Everything `process_measurement` decided for one access, as one value.
+#[derive(Debug, Default)]
+pub struct Decision {
+    /// The entry to append (measured into its PCR before the access proceeds).
+    pub measurement: Option<Measurement>,
+    /// The appraisal verdict; in fix mode the label is already written.
+    pub appraisal: Option<Appraisal>,
+    /// The audit records, in the kernel's order.
+    pub audit: Vec<Record>,
+    /// The digest collected (or reused), for the per-inode cache.
+    pub digest: Option<Digest>,
+    /// Bytes read to hash the file (0 when nothing was hashed).
+    pub bytes_hashed: u64,
+    /// Why the file's digest could not be collected (`collect_data` failed): nothing is
+    /// measured; an appraisal fails as the kernel's does.
+    pub collect_error: Option<String>,
+}
+
+impl Decision {
+    /// Whether the access is denied (an appraisal failure in enforce mode).
+    pub fn denied(&self) -> bool {
+        matches!(self.appraisal, Some(Appraisal::Fail { denied: true, .. }))
+    }
+}
+
+/// `ima_read_xattr`: unreadable or unsupported is "no label", as in the kernel.
+fn read_xattr(f: &File, name: &str) -> Option<Vec<u8>> {
+    ima_sys::xattr::get(f, name).ok().flatten()
+}
+
+/// `process_measurement` for the open file of `obj`, under the policy's decision `eval`
+/// (from [`decide`]) and what the per-inode cache already knows: collects the digest once
+/// (with the algorithm `security.ima` names), builds the entry to append, appraises (fix mode
+/// writes through the file), and lists the audit records.
+pub fn process(
+    setup: &Setup<'_>,
+    eval: &Evaluation<'_>,
+    mut obj: Object<'_>,
+    known: Known,
+) -> Result<Decision, ProcessError> {
+    let mut d = Decision {
+        digest: known.digest,
+        ..Decision::default()
+    };
+    let measure = setup.measure && eval.measure() && !known.measured;
+    let appraise = match (setup.appraiser, requirements(eval)) {
+        (Some(a), Some(req)) if a.mode != Mode::Off => Some((a, req)),
+        _ => None,
+    };
+    let audit = eval.audit() && !known.audited;
+    if !measure && appraise.is_none() && !audit {
+        return Ok(d);
+    }
+    let template = if measure {
+        let name = eval.template_name(setup.template.name());
+        Some(if name == setup.template.name() {
+            setup.template.clone()
+        } else {
+            TemplateDesc::lookup(name).map_err(|source| ProcessError::Template {
+                name: name.to_owned(),
+                source,
+            })?
+        })
+    } else {
+        None
+    };
+    // The kernel reads `security.ima` when appraising or for a template other than `ima`,
+    // and then hashes with the algorithm it names.
+    let reads_xattr = appraise.is_some() || template.as_ref().is_some_and(|t| !t.is_legacy());
+    let ima_xattr = if reads_xattr {
+        read_xattr(obj.file, evm::XATTR_IMA)
+    } else {
+        None
+    };
+    // Only records naming the inode need the superblock's id (a readlink): made lazily.
+    let (meta, fsname) = (obj.meta, obj.fsname);
+    let inode_id = || {
+        Some(InodeId {
+            dev: ima_sys::fs::sb_id(meta.dev(), fsname),
+            ino: meta.ino(),
+        })
+    };
+    let algo = appraise::hash_algo(ima_xattr.as_deref(), setup.ima_hash);
+    let collected = collect(obj.file, obj.meta, algo, known.digest, &mut d.bytes_hashed);
+    let digest = match collected {
+        Ok(dg) => Some(dg),
+        Err(e) => {
+            d.collect_error = Some(e);
+            d.audit.push(Record::Message {
+                kind: ima_core::audit::Kind::Data,
+                op: "collect_data".to_owned(),
+                cause: "failed".to_owned(),
+                name: Some(obj.path.to_vec()),
+                inode: inode_id(),
+                ok: false,
+                errno: 0,
+                info: false,
+            });
+            None
+        }
+    };
+    d.digest = digest;
+    if let (Some(t), Some(dg)) = (template, digest) {
+        match measurement(setup, eval, &mut obj, t, dg, ima_xattr) {
+            Ok(m) => d.measurement = Some(m),
+            Err(e) => d.collect_error = Some(e),
+        }
+    }
+    if let Some((ap, req)) = appraise {
+        let mut digests: Vec<Digest> = digest.into_iter().collect();
+        let a = ap.appraise(obj.file, obj.meta.size(), req, &mut digests)?;
+        // `ima_appraise_measurement` audits every failure, also one fix mode repaired.
+        match &a {
+            Appraisal::Pass {
+                was: Some((_, cause)),
+                ..
+            } => d
+                .audit
+                .push(Record::appraise(*cause, obj.path, inode_id(), true)),
+            Appraisal::Fail { cause, .. } => {
+                d.audit
+                    .push(Record::appraise(*cause, obj.path, inode_id(), false));
+            }
+            Appraisal::Pass { was: None, .. } => {}
+        }
+        d.appraisal = Some(a);
+    }
+    if let (true, Some(dg)) = (audit, digest) {
+        d.audit.push(Record::Rule {
+            file: obj.path.to_vec(),
+            hash: dg,
+        });
+    }
+    Ok(d)
+}
+
+/// `ima_collect_measurement`: the digest with `algo`, reused from `known` when it has it.
+fn collect(
+    f: &mut File,
+    meta: &Metadata,
+    algo: HashAlgo,
+    known: Option<Digest>,
+    bytes: &mut u64,
+) -> Result<Digest, String> {
+    if let Some(k) = known.filter(|k| k.algo() == algo) {
+        return Ok(k);
+    }
+    // An algorithm the kernel knows but we cannot compute: a kernel without it fails
+    // `collect_data` the same way.
+    if !algo.is_supported() {
+        return Err(format!(
+            "security.ima names hash algorithm {algo}, which cannot be computed here: not \
+             measured (a kernel without {algo} fails collect_data the same way)"
+        ));
+    }
+    f.seek(SeekFrom::Start(0)).map_err(|e| e.to_string())?;
+    let d = ima_sys::file::hash_file(f, algo).map_err(|e| e.to_string())?;
+    *bytes += meta.size();
+    Ok(d)
+}
+
+/// `ima_store_measurement`'s event data for the template `t`.
+fn measurement(
+    setup: &Setup<'_>,
+    eval: &Evaluation<'_>,
+    obj: &mut Object<'_>,
+    t: TemplateDesc,
+    digest: Digest,
+    ima_xattr: Option<Vec<u8>>,
+) -> Result<Measurement, String> {
+    let legacy_digest = match legacy_algo(&t, digest.algo(), setup.ima_hash) {
+        Some(a) => {
+            obj.file
+                .seek(SeekFrom::Start(0))
+                .map_err(|e| e.to_string())?;
+            Some(ima_sys::file::hash_file(obj.file, a).map_err(|e| e.to_string())?)
+        }
+        None => None,
+    };
+    let sigs = t.has(Field::Sig) || t.has(Field::EvmSig);
+    let evm_xattr = if sigs {
+        read_xattr(obj.file, evm::XATTR_EVM)
+    } else {
+        None
+    };
+    let xattrs = if [Field::XattrNames, Field::XattrLengths, Field::XattrValues]
+        .iter()
+        .any(|x| t.has(*x))
+    {
+        setup
+            .evm_cfg
+            .xattrs
+            .entries()
+            .iter()
+            .filter(|x| x.enabled)
+            .filter_map(|x| read_xattr(obj.file, &x.name).map(|v| (x.name.clone(), v)))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    Ok(Measurement {
+        pcr: eval.pcr(),
+        digest,
+        legacy_digest,
+        name: obj.path.to_vec(),
+        ima_xattr: ima_xattr.filter(|_| sigs),
+        evm_xattr,
+        xattrs,
+        inode: InodeAttrs {
+            uid: obj.meta.uid(),
+            gid: obj.meta.gid(),
+            mode: (obj.meta.mode() & 0xffff) as u16,
+        },
+        template: t,
+    })
+}
+
+/// `ima_eventdigest_init` (the legacy `d` field): the collected digest if it is sha1 or
+/// md5, else the file hashed again with `ima_hash` if that is sha1 or md5, else with sha1.
+/// `None` when no second hash is needed.
+fn legacy_algo(t: &TemplateDesc, collected: HashAlgo, ima_hash: HashAlgo) -> Option<HashAlgo> {
+    let legacy_ok = |a: HashAlgo| a == HashAlgo::SHA1 || a == HashAlgo::MD5;
+    if !t.has(Field::D) || legacy_ok(collected) {
+        return None;
+    }
+    Some(if legacy_ok(ima_hash) {
+        ima_hash
+    } else {
+        HashAlgo::SHA1
+    })
 }
 
 impl Appraiser<'_> {
@@ -382,5 +707,99 @@ mod tests {
         else {
             panic!("a changed file fails and is denied in enforce mode")
         };
+    }
+
+    #[test]
+    fn one_decision_carries_the_entry_the_appraisal_and_the_audit_records() {
+        let policy = Policy::parse(
+            "measure func=FILE_CHECK template=evm-sig\nappraise func=FILE_CHECK\n\
+             audit func=FILE_CHECK\n",
+        )
+        .unwrap();
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("f");
+        std::fs::write(&p, b"content").unwrap();
+        // A wrong digest label: appraisal fails (log mode: allowed, recorded).
+        let mut label = vec![0x04, 4];
+        label.extend([0u8; 32]);
+        ima_sys::xattr::set_path(&p, evm::XATTR_IMA, &label, SetMode::Any).unwrap();
+        let mut f = File::open(&p).unwrap();
+        let meta = f.metadata().unwrap();
+        let facts = ima_sys::fs::file_facts(&p).unwrap();
+        let creds = TaskCreds::default();
+        let eval = decide(
+            &policy,
+            &Access {
+                creds: &creds,
+                file: &facts,
+                func: Func::FileCheck,
+                mask: None,
+                path: None,
+            },
+        );
+        let ring = Keyring::new();
+        let cfg = EvmConfig::default();
+        let boot = TemplateDesc::lookup("ima-ng").unwrap();
+        let setup = Setup {
+            template: &boot,
+            ima_hash: HashAlgo::SHA256,
+            measure: true,
+            appraiser: Some(Appraiser {
+                mode: Mode::Log,
+                ima_hash: HashAlgo::SHA256,
+                ima_keys: &ring,
+                evm_cfg: &cfg,
+                evm_keys: EvmKeys {
+                    hmac: None,
+                    x509: None,
+                },
+                uuid: None,
+            }),
+            evm_cfg: &cfg,
+        };
+        let path = p.as_os_str().as_encoded_bytes();
+        let obj = Object {
+            file: &mut f,
+            meta: &meta,
+            path,
+            fsname: facts.fsname.as_deref(),
+        };
+        let dec = process(&setup, &eval, obj, Known::default()).unwrap();
+        let m = dec.measurement.as_ref().expect("measured");
+        assert_eq!(m.template.name(), "evm-sig");
+        assert_eq!(m.digest, HashAlgo::SHA256.digest(b"content").unwrap());
+        // evm-sig records the present EVM-protected xattrs: security.ima here.
+        assert_eq!(m.xattrs, vec![(evm::XATTR_IMA.to_owned(), label.clone())]);
+        assert!(matches!(
+            dec.appraisal,
+            Some(Appraisal::Fail {
+                cause: Cause::InvalidHash,
+                denied: false,
+                ..
+            })
+        ));
+        assert!(!dec.denied());
+        assert_eq!(
+            dec.bytes_hashed, 7,
+            "hashed once for the entry and the appraisal"
+        );
+        let kinds: Vec<u16> = dec.audit.iter().map(|r| r.kind().number()).collect();
+        assert_eq!(kinds, [1800, 1805], "{:?}", dec.audit);
+        // What the cache knows is not done again.
+        let obj = Object {
+            file: &mut f,
+            meta: &meta,
+            path,
+            fsname: None,
+        };
+        let known = Known {
+            measured: true,
+            digest: dec.digest,
+            audited: true,
+        };
+        let again = process(&setup, &eval, obj, known).unwrap();
+        assert!(again.measurement.is_none());
+        assert_eq!(again.bytes_hashed, 0);
+        assert_eq!(again.audit.len(), 1, "only the appraisal failure");
     }
 }

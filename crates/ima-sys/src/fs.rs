@@ -160,9 +160,67 @@ fn uuid_of_dev(dev: (u32, u32)) -> Option<Uuid> {
     None
 }
 
+/// Opens `path` for appending, creating it with `mode` if absent; a symlink at `path` is
+/// refused (`O_NOFOLLOW`), as is anything but a regular file. For logs a privileged process
+/// writes in a directory others may write.
+pub fn open_append_nofollow(path: &Path, mode: u32) -> io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::WRONLY
+            | OFlags::APPEND
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC
+            | OFlags::NONBLOCK,
+        Mode::from_raw_mode(mode),
+    )
+    .map_err(|e| {
+        let e = io::Error::from(e);
+        io::Error::new(e.kind(), format!("{}: {e}", path.display()))
+    })?;
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{}: not a regular file", path.display()),
+        ));
+    }
+    Ok(f)
+}
+
+/// The superblock's `s_id` for the device `dev` (`st_dev`), as audit records print it
+/// (`dev=`): the block device's name (`vda1`, `loop0`, from `/sys/dev/block/MAJ:MIN`), else,
+/// for a filesystem without a device, its type name (`tmpfs`), as `sget_fc` sets it.
+pub fn sb_id(dev: u64, fsname: Option<&str>) -> Vec<u8> {
+    let link = format!(
+        "/sys/dev/block/{}:{}",
+        rustix::fs::major(dev),
+        rustix::fs::minor(dev)
+    );
+    if let Ok(target) = std::fs::read_link(&link)
+        && let Some(name) = target.file_name()
+    {
+        return name.as_encoded_bytes().to_vec();
+    }
+    fsname.unwrap_or("?").as_bytes().to_vec()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sb_ids() {
+        use std::os::unix::fs::MetadataExt;
+        let proc_dev = std::fs::metadata("/proc/self").unwrap().dev();
+        assert_eq!(sb_id(proc_dev, Some("proc")), b"proc");
+        // A block device's name is its /sys/dev/block entry: the root filesystem's, when it
+        // has a device.
+        let root = std::fs::metadata("/").unwrap().dev();
+        let id = sb_id(root, None);
+        assert!(!id.is_empty() && !id.contains(&b'/'), "{id:?}");
+    }
 
     #[test]
     fn facts_of_a_temp_file_and_proc() {

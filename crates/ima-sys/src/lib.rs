@@ -2,6 +2,7 @@
 //! that `ima-core` stays pure. See `ARCHITECTURE.md` for the unsafe policy: this crate may
 //! allow `unsafe` per module, each with a `// SAFETY:` comment on every block.
 
+pub mod audit;
 pub mod fanotify;
 pub mod file;
 pub mod fs;

@@ -108,6 +108,105 @@ pub fn task_creds_from(path: &Path) -> io::Result<TaskCreds> {
     TaskCreds::from_proc_status(text).map_err(|e| ctx(&e))
 }
 
+/// What an audit record says about process `pid` (this process for `None`):
+/// `audit_log_task_info`'s fields from `/proc/PID/{status,stat,loginuid,sessionid,comm,exe,
+/// cgroup}`. The credentials must be readable (else an error); the rest is best effort, as
+/// the kernel's own record prints `(none)`/`(null)`/`-1` for what a task lacks.
+pub fn audit_subject(pid: Option<u32>) -> io::Result<ima_core::audit::Subject> {
+    let dir = match pid {
+        Some(p) => format!("/proc/{p}"),
+        None => "/proc/self".to_owned(),
+    };
+    let dir = Path::new(&dir);
+    let creds = task_creds_from(&dir.join("status"))?;
+    let small = |name: &str| -> Option<Vec<u8>> {
+        let mut buf = Vec::new();
+        File::open(dir.join(name))
+            .ok()?
+            .take(SMALL_LIMIT)
+            .read_to_end(&mut buf)
+            .ok()?;
+        while buf.last().is_some_and(|c| *c == b'\n') {
+            buf.pop();
+        }
+        Some(buf)
+    };
+    let num = |name: &str| -> u32 {
+        small(name)
+            .and_then(|b| String::from_utf8(b).ok())
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(u32::MAX)
+    };
+    // `/proc/PID/stat`: "pid (comm) state ppid pgrp session tty_nr ...": fields after the
+    // last ')' (comm may contain anything).
+    let stat = small("stat").unwrap_or_default();
+    let after = stat
+        .iter()
+        .rposition(|&c| c == b')')
+        .map_or(&[][..], |i| &stat[i + 1..]);
+    let fields: Vec<&[u8]> = after
+        .split(|&c| c == b' ')
+        .filter(|f| !f.is_empty())
+        .collect();
+    let field =
+        |i: usize| -> Option<i64> { std::str::from_utf8(fields.get(i)?).ok()?.parse().ok() };
+    let ppid = field(1).unwrap_or(0) as i32;
+    let tty = field(4).and_then(tty_name);
+    let pid = match pid {
+        Some(p) => p as i32,
+        None => std::process::id() as i32,
+    };
+    let cgroup = small("cgroup").and_then(|c| {
+        // cgroup v2: the line "0::/path".
+        c.split(|&b| b == b'\n')
+            .find_map(|l| l.strip_prefix(b"0::").map(<[u8]>::to_vec))
+    });
+    Ok(ima_core::audit::Subject {
+        pid,
+        ppid,
+        auid: num("loginuid"),
+        ses: num("sessionid"),
+        uid: creds.uid,
+        gid: creds.gid,
+        euid: creds.euid,
+        suid: creds.suid,
+        fsuid: creds.fsuid,
+        egid: creds.egid,
+        sgid: creds.sgid,
+        fsgid: creds.fsgid,
+        tty,
+        comm: small("comm").unwrap_or_default(),
+        exe: fs::read_link(dir.join("exe"))
+            .ok()
+            .map(|p| std::os::unix::ffi::OsStringExt::into_vec(p.into_os_string())),
+        subj: small("attr/current")
+            .filter(|c| !c.is_empty() && c.as_slice() != b"unconfined")
+            .map(|c| String::from_utf8_lossy(c.trim_ascii_end()).into_owned()),
+        cgroup,
+    })
+}
+
+/// `/proc/PID/{comm,loginuid,sessionid,cgroup,stat}` are short.
+const SMALL_LIMIT: u64 = 64 * 1024;
+
+/// The kernel's `tty_name` for a `tty_nr` (encoded `dev_t`): the names audit records carry
+/// for the common drivers (pseudo terminals, virtual consoles, serial ports), `None` for no
+/// terminal or another driver.
+fn tty_name(nr: i64) -> Option<String> {
+    if nr <= 0 {
+        return None;
+    }
+    let nr = nr as u64;
+    let major = (nr >> 8) & 0xfff;
+    let minor = (nr & 0xff) | ((nr >> 12) & 0xfff00);
+    match major {
+        136..=143 => Some(format!("pts{}", (major - 136) * 256 + minor)),
+        4 if minor < 64 => Some(format!("tty{minor}")),
+        4 => Some(format!("ttyS{}", minor - 64)),
+        _ => None,
+    }
+}
+
 /// `/proc/PID/status` is a few KiB (more with thousands of supplementary groups).
 const STATUS_LIMIT: u64 = 1 << 20;
 
@@ -161,6 +260,34 @@ fn makedev(major: u64, minor: u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn audit_subject_of_this_process() {
+        let s = audit_subject(None).unwrap();
+        assert_eq!(s.pid as u32, std::process::id());
+        assert_eq!(s.ppid as u32, std::os::unix::process::parent_id());
+        let c = task_creds(None).unwrap();
+        assert_eq!((s.uid, s.euid, s.fsgid), (c.uid, c.euid, c.fsgid));
+        assert_eq!(
+            s.exe.as_deref(),
+            Some(
+                std::env::current_exe()
+                    .unwrap()
+                    .as_os_str()
+                    .as_encoded_bytes()
+            )
+        );
+        assert!(!s.comm.is_empty() && s.comm.len() <= 15, "{:?}", s.comm);
+        assert!(audit_subject(Some(u32::MAX)).is_err());
+    }
+
+    #[test]
+    fn tty_names() {
+        assert_eq!(tty_name(0), None);
+        assert_eq!(tty_name((136 << 8) | 3).as_deref(), Some("pts3"));
+        assert_eq!(tty_name((4 << 8) | 1).as_deref(), Some("tty1"));
+        assert_eq!(tty_name((4 << 8) | 65).as_deref(), Some("ttyS1"));
+    }
     use std::os::unix::fs::MetadataExt;
 
     #[test]

@@ -166,6 +166,15 @@ pub fn run(a: MeasureArgs) -> anyhow::Result<ExitCode> {
     for (p, e) in &sum.errors {
         eprintln!("imactl: error: {}: {e}", p.display());
     }
+    // The policy's audit records, in the kernel's text (the subject is this process).
+    if verbose && !sum.audit.is_empty() {
+        let me = ima_sys::procfs::audit_subject(None).context("this process's audit fields")?;
+        for r in &sum.audit {
+            if !r.informational() {
+                eprintln!("imactl: audit: type={} {}", r.kind(), r.text(&me));
+            }
+        }
+    }
     eprintln!(
         "imactl: {}: {} added, {}, {} already in the list, {} unchanged since measured, \
          {} not measured by the policy, {}",
