@@ -20,6 +20,7 @@ use crate::template::{TemplateData, TemplateDesc, is_legacy_name};
 pub mod ascii;
 pub mod binary;
 pub mod boot_entry;
+pub mod decision;
 pub mod replay;
 
 /// Which list a file is: the PCR bank of its template-digest column and its byte order.

@@ -85,6 +85,10 @@ struct Args {
     /// integrity_audit=1.
     #[arg(long)]
     integrity_audit: bool,
+    /// Record the policy, the mode and every denial as ima-buf entries of the list
+    /// (imad-policy, imad-mode, imad-denial), so a remote verifier sees what was blocked.
+    #[arg(long, value_enum, default_value = "on")]
+    decision_entries: OnOff,
     /// Seconds to wait for another writer of the same state directory.
     #[arg(long, value_name = "SECS", default_value_t = 10)]
     lock_timeout: u64,
@@ -95,6 +99,12 @@ enum Appraise {
     Enforce,
     Fix,
     Log,
+    Off,
+}
+
+#[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
+enum OnOff {
+    On,
     Off,
 }
 
@@ -164,7 +174,20 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         Appraise::Off => Mode::Off,
     };
     let audit = audit_log(&a)?;
-    let decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit);
+    let template = engine.config().template.name().to_owned();
+    let mut decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit);
+    if a.decision_entries == OnOff::On {
+        let m = ima_core::log::decision::ModeRecord {
+            appraise: format!("{:?}", a.appraise).to_lowercase(),
+            template,
+            hash: a.hash.to_string(),
+            default: format!("{:?}", a.default).to_lowercase(),
+            pid: std::process::id(),
+        };
+        decider = decider
+            .with_decision_entries(&m)
+            .context("recording the policy and mode in the list")?;
+    }
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);

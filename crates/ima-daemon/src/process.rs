@@ -20,6 +20,7 @@ use ima_core::appraise::Mode;
 use ima_core::digsig::Keyring;
 use ima_core::evm::{EvmConfig, EvmKeys};
 use ima_core::hash::HashAlgo;
+use ima_core::log::decision;
 use ima_core::policy::{self, Policy};
 use ima_core::template::TemplateDesc;
 use ima_engine::Engine;
@@ -46,6 +47,8 @@ pub struct ProcessDecider {
     audited: Mutex<HashSet<Seen>>,
     facts: ima_sys::fs::FactsCache,
     audit: AuditLog,
+    /// Denials are list entries too ([`ima_core::log::decision`]).
+    decision_entries: bool,
 }
 
 impl std::fmt::Debug for ProcessDecider {
@@ -83,7 +86,45 @@ impl ProcessDecider {
             audited: Mutex::new(HashSet::new()),
             facts: ima_sys::fs::FactsCache::new(),
             audit,
+            decision_entries: false,
         }
+    }
+
+    /// Records the active policy and `mode` in the list now, and from now on every denial
+    /// ([`ima_core::log::decision`]).
+    pub fn with_decision_entries(
+        mut self,
+        mode: &decision::ModeRecord,
+    ) -> Result<Self, ima_engine::EngineError> {
+        self.append_buffer(decision::POLICY, &decision::policy_buffer(&self.policy))?;
+        self.append_buffer(decision::MODE, &mode.encode())?;
+        self.decision_entries = true;
+        Ok(self)
+    }
+
+    /// Appends an `ima-buf` entry named `name` over `buf` into the list's PCR and commits
+    /// it (a duplicate of an entry already in the list is not added, as the kernel's).
+    fn append_buffer(&self, name: &str, buf: &[u8]) -> Result<(), ima_engine::EngineError> {
+        let desc = TemplateDesc::lookup("ima-buf").map_err(|source| {
+            ima_engine::EngineError::Template {
+                name: "ima-buf".into(),
+                source,
+            }
+        })?;
+        let digest = self
+            .ima_hash
+            .digest(buf)
+            .map_err(ima_engine::EngineError::Unsupported)?;
+        let ev = ima_core::template::Event {
+            digest: Some(digest),
+            name: name.as_bytes(),
+            buf: Some(buf),
+            ..Default::default()
+        };
+        let mut engine = locked(&self.engine);
+        let pcr = engine.config().pcr;
+        engine.add(&ev, &desc, pcr)?;
+        engine.commit()
     }
 
     /// Whether no rule can tell openers apart (so an allow may be cached in the kernel).
@@ -198,28 +239,37 @@ impl Decide for ProcessDecider {
         if eval.audit() && d.digest.is_some() {
             locked(&self.audited).insert(seen);
         }
-        if !d.audit.is_empty() && self.audit.enabled() {
-            match ima_sys::procfs::audit_subject(u32::try_from(a.pid).ok()) {
-                Ok(s) => self.audit.emit(&d.audit, &s),
+        let denied = d.denied();
+        if (!d.audit.is_empty() && self.audit.enabled()) || (denied && self.decision_entries) {
+            let who = ima_sys::procfs::audit_subject(u32::try_from(a.pid).ok())
                 // The opener is gone: its records still go out, with what we know.
-                Err(_) => self.audit.emit(
-                    &d.audit,
-                    &ima_core::audit::Subject {
-                        pid: a.pid,
-                        uid: a.creds.uid,
-                        euid: a.creds.euid,
-                        suid: a.creds.suid,
-                        fsuid: a.creds.fsuid,
-                        gid: a.creds.gid,
-                        egid: a.creds.egid,
-                        sgid: a.creds.sgid,
-                        fsgid: a.creds.fsgid,
-                        auid: u32::MAX,
-                        ses: u32::MAX,
-                        ..Default::default()
-                    },
-                ),
+                .unwrap_or_else(|_| ima_core::audit::Subject {
+                    pid: a.pid,
+                    uid: a.creds.uid,
+                    euid: a.creds.euid,
+                    suid: a.creds.suid,
+                    fsuid: a.creds.fsuid,
+                    gid: a.creds.gid,
+                    egid: a.creds.egid,
+                    sgid: a.creds.sgid,
+                    fsgid: a.creds.fsgid,
+                    auid: u32::MAX,
+                    ses: u32::MAX,
+                    ..Default::default()
+                });
+            if denied
+                && self.decision_entries
+                && let Some(fail) = d.audit.iter().find(|r| {
+                    r.kind() == ima_core::audit::Kind::Data
+                        && matches!(r, ima_core::audit::Record::Message { ok: false, .. })
+                })
+            {
+                // In the list before the opener sees the denial.
+                let buf = decision::denial_buffer(fail, &who, name, d.digest);
+                self.append_buffer(decision::DENIAL, &buf)
+                    .map_err(|e| format!("recording the denial: {e}"))?;
             }
+            self.audit.emit(&d.audit, &who);
         }
         // An appraised allow is never cached: a new `security.ima` does not clear the
         // kernel's ignore mark (only a write does), and the kernel re-appraises after one.

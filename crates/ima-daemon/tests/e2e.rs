@@ -147,11 +147,26 @@ fn list(state: &Path) -> Vec<(String, String, String)> {
         .collect()
 }
 
-/// The entries of files: without boot_aggregate and the engine's own records.
+/// The entries of files: without boot_aggregate, the engine's and imad's own records.
 fn file_entries(l: &[(String, String, String)]) -> Vec<(String, String, String)> {
     l.iter()
-        .filter(|e| e.2 != "boot_aggregate" && e.2 != "ima-engine-boot")
+        .filter(|e| {
+            e.2 != "boot_aggregate" && e.2 != "ima-engine-boot" && !e.2.starts_with("imad-")
+        })
         .cloned()
+        .collect()
+}
+
+/// The buffers of the ima-buf entries named `name` (the ascii list's last field, hex).
+fn buffers(state: &Path, name: &str) -> Vec<String> {
+    std::fs::read_to_string(state.join("ascii_runtime_measurements"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (f[2] == "ima-buf" && f[4] == name)
+                .then(|| String::from_utf8(hex_decode(f[5])).unwrap())
+        })
         .collect()
 }
 
@@ -480,6 +495,28 @@ fn enforce_denies_tampered_unlabelled_and_wrongly_signed_files_with_eperm() {
     for cause in ["invalid-hash", "missing-hash", "denied"] {
         assert!(log.contains(cause), "{cause}:\n{log}");
     }
+    // Every denial is in the list, before the opener saw it, with its cause and opener;
+    // the policy and the mode are recorded when imad starts.
+    let denials = buffers(&state, "imad-denial");
+    for (bad, cause) in [
+        ("tampered", "invalid-hash"),
+        ("unlabelled", "missing-hash"),
+        ("badsig", "invalid-signature"),
+        ("prog", "missing-hash"),
+    ] {
+        let name = format!("name=\"{}\"", m.join(bad).display());
+        assert!(
+            denials.iter().any(|b| b.starts_with("imad-denial v1\n")
+                && b.contains(&name)
+                && b.contains(&format!("cause={cause} "))),
+            "{bad}: {denials:#?}"
+        );
+    }
+    let policy = buffers(&state, "imad-policy");
+    assert_eq!(policy.len(), 1, "{policy:?}");
+    assert!(policy[0].contains("\nappraise fowner=0\n"), "{}", policy[0]);
+    let mode = buffers(&state, "imad-mode");
+    assert!(mode[0].contains("\nappraise enforce\n"), "{mode:?}");
     // Measured first, as process_measurement does: the denied files are in the list too.
     let names: Vec<String> = file_entries(&list(&state))
         .iter()
