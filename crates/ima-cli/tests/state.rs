@@ -294,3 +294,101 @@ fn a_busy_swtpm_is_waited_for() {
     assert!(out.status.success(), "{err}");
     assert!(err.contains("busy with another client?"), "{err}");
 }
+
+/// Issue #10: every state file is read with a bound a valid state sets. Each one in turn is
+/// made a 1 GiB sparse file; `imactl measure` runs with 300 MB of address space (reading
+/// one whole would fail), refuses the file naming it or regenerates it, and never reads it.
+/// The journal is the list itself: mapped, not read, and refused at byte offset 0.
+#[test]
+fn huge_state_files_are_refused_or_rebuilt_without_reading_them() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path());
+    let base = d.path().join("base");
+    measure(&base, None, &[&t], &[]).success();
+    let imactl = assert_cmd::cargo::cargo_bin("imactl");
+    // (name, refused with this message; None: the run succeeds and repairs or ignores it)
+    let cases: &[(&str, Option<&str>)] = &[
+        (".engine/soft-pcrs", Some("more than a valid state holds")),
+        (".engine/boot", Some("more than a valid state holds")),
+        (".engine/archiving", Some("more than a valid state holds")),
+        (".engine/cache", None),
+        (".engine/lock", None),
+        (".engine/derived", None),
+        ("ascii_runtime_measurements_sha1", None),
+        ("ascii_runtime_measurements_sha256", None),
+        ("binary_runtime_measurements_sha256", None),
+        ("runtime_measurements_count", None),
+        ("violations", None),
+    ];
+    for (i, (name, refused)) in cases.iter().enumerate() {
+        let state = d.path().join(format!("s{i}"));
+        assert!(
+            std::process::Command::new("cp")
+                .arg("-a")
+                .arg(&base)
+                .arg(&state)
+                .status()
+                .unwrap()
+                .success()
+        );
+        let p = state.join(name);
+        let _ = std::fs::remove_file(&p);
+        std::fs::File::create(&p).unwrap().set_len(1 << 30).unwrap();
+        let start = std::time::Instant::now();
+        let o = std::process::Command::new("sh")
+            .arg("-c")
+            .arg("ulimit -v 300000; exec \"$0\" \"$@\"")
+            .arg(&imactl)
+            .args(["measure", "-r", "--state"])
+            .arg(&state)
+            .arg(&t)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "{name}: {err}"
+        );
+        match refused {
+            Some(msg) => {
+                assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+                assert!(err.contains(p.to_str().unwrap()), "{name}: {err}");
+                assert!(err.contains(msg), "{name}: {err}");
+            }
+            None => {
+                assert!(o.status.success(), "{name}: {err}");
+                assert!(err.contains("3 files:"), "{name}: {err}");
+                if *name == ".engine/cache" {
+                    assert!(
+                        err.contains(&format!("discarding the unreadable cache {}", p.display())),
+                        "{err}"
+                    );
+                }
+                // Regenerated, replaced or removed: never a gigabyte any more.
+                let len = std::fs::metadata(&p).map_or(0, |m| m.len());
+                assert!(len < 1 << 20, "{name} is still {len} bytes");
+                verify_soft(&state).success();
+            }
+        }
+    }
+    // The journal: mapped, not read; refused at its first byte, named.
+    let state = d.path().join("journal");
+    assert!(
+        std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&base)
+            .arg(&state)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let j = state.join("binary_runtime_measurements_sha1");
+    std::fs::remove_file(&j).unwrap();
+    std::fs::File::create(&j).unwrap().set_len(1 << 30).unwrap();
+    measure(&state, None, &[&t], &[])
+        .code(2)
+        .stderr(predicates::str::contains(format!(
+            "{}: entry at byte offset 0",
+            j.display()
+        )));
+}

@@ -49,9 +49,18 @@ use ima_sys::walk::Stat;
 
 const MAGIC: &[u8] = b"ima-engine-cache v4\n";
 const FILE: &str = "cache";
-/// Larger than the cache of any tree a run measures (a record is at most 107 bytes: ten
-/// million inodes).
-const MAX_FILE: u64 = 1 << 30;
+/// The most inodes the cache remembers: more than the files of a whole distribution
+/// (a desktop Debian has about a million). A larger cache is not written (a warning says
+/// so; the files past it are hashed again each run) and not read.
+const MAX_RECORDS: usize = 4 << 20;
+/// The most `open_writers` inodes it remembers (files open for write on one machine).
+const MAX_OPEN_WRITERS: usize = 1 << 20;
+/// The largest valid cache file: the header (magic, list mark, count), [`MAX_RECORDS`]
+/// records of at most 8 × 6 + 3 + 64 + 4 bytes (a 64-byte digest) and [`MAX_OPEN_WRITERS`]
+/// pairs of 16 bytes: about 500 MB. Anything larger is refused by its size before a byte
+/// is read.
+const MAX_FILE: u64 =
+    (20 + 40 + 8) as u64 + MAX_RECORDS as u64 * (8 * 6 + 3 + 64 + 4) + MAX_OPEN_WRITERS as u64 * 16;
 
 /// A file's change cookie.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -193,7 +202,15 @@ impl Cache {
         sha256.copy_from_slice(r.take(32, "list sha256")?);
         let written_with = Some(ListMark { entries, sha256 });
         let mut map = HashMap::new();
+        let at = r.offset();
         let n = r.u64_le("record count")?;
+        if n > MAX_RECORDS as u64 {
+            return Err(DecodeError::invalid_at(
+                "record count",
+                at,
+                format!("{n} records, more than the {MAX_RECORDS} a cache holds"),
+            ));
+        }
         for _ in 0..n {
             let dev = r.u64_le("dev")?;
             let ino = r.u64_le("ino")?;
@@ -270,6 +287,17 @@ impl Cache {
     /// Writes the cache atomically if it changed, marked as written with the list `list`.
     pub fn save(&mut self, internal: &Dir, list: ListMark) -> io::Result<()> {
         if !self.dirty {
+            return Ok(());
+        }
+        if self.map.len() > MAX_RECORDS || self.open_writers.len() > MAX_OPEN_WRITERS {
+            tracing::warn!(
+                "not saving the cache {}: {} inodes and {} open_writers inodes, more than the \
+                 {MAX_RECORDS} and {MAX_OPEN_WRITERS} it holds (the files it would have \
+                 remembered are hashed again next run)",
+                internal.join(FILE).display(),
+                self.map.len(),
+                self.open_writers.len()
+            );
             return Ok(());
         }
         let mut out = MAGIC.to_vec();

@@ -278,9 +278,16 @@ impl Dir {
     }
 }
 
-/// Reads `f` to its end, refusing more than `max` bytes ([`UnsafeFile::TooLarge`]).
+/// Reads `f` to its end, refusing more than `max` bytes ([`UnsafeFile::TooLarge`]): a file
+/// whose size (`fstat`) is larger is refused before anything is read, so a huge (or sparse)
+/// state file costs one syscall, not `max` bytes of reading and memory; one that grows while
+/// it is read stops at `max + 1` bytes.
 pub fn read_to_end_bounded(f: File, max: u64) -> io::Result<Vec<u8>> {
-    let mut v = Vec::new();
+    let size = f.metadata()?.len();
+    if size > max {
+        return Err(io::Error::other(UnsafeFile::TooLarge { max }));
+    }
+    let mut v = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
     f.take(max.saturating_add(1)).read_to_end(&mut v)?;
     if v.len() as u64 > max {
         return Err(io::Error::other(UnsafeFile::TooLarge { max }));
