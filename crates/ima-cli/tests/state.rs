@@ -392,3 +392,116 @@ fn huge_state_files_are_refused_or_rebuilt_without_reading_them() {
             j.display()
         )));
 }
+
+/// Issue #10: `imactl tpm pcrread` reads the state's software bank under the state's lock:
+/// while a writer holds it, the reader waits, naming the holder, and gives up after its
+/// timeout instead of reading a bank that is being written.
+#[test]
+fn pcrread_of_the_software_bank_takes_the_state_lock() {
+    let d = tempfile::tempdir().unwrap();
+    let t = tree(d.path());
+    let state = d.path().join("state");
+    measure(&state, None, &[&t], &[]).success();
+    let pcrread = |timeout: &str| {
+        Command::cargo_bin("imactl")
+            .unwrap()
+            .args([
+                "tpm",
+                "pcrread",
+                "--bank",
+                "sha256",
+                "--lock-timeout",
+                timeout,
+            ])
+            .arg("--state")
+            .arg(&state)
+            .arg("10")
+            .assert()
+    };
+    let held = std::fs::OpenOptions::new()
+        .write(true)
+        .open(state.join(".engine/lock"))
+        .unwrap();
+    held.lock().unwrap();
+    let out = pcrread("1").code(2);
+    let err = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(err.contains("waiting up to 1 s for the lock on"), "{err}");
+    assert!(err.contains("has held the lock for 1 s"), "{err}");
+    assert!(out.get_output().stdout.is_empty());
+    drop(held);
+    pcrread("1")
+        .success()
+        .stdout(predicates::str::contains("  sha256:\n    10: 0x"));
+}
+
+/// Parallel `measure` runs and `tpm pcrread`s on one state directory: every value read is
+/// PCR 10 after some prefix of the final list (never a half-written bank), and the list
+/// replays to the bank at the end.
+#[test]
+fn parallel_pcrreads_see_a_committed_list() {
+    use ima_core::hash::{Digest, HashAlgo};
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    let files = d.path().join("files");
+    std::fs::create_dir(&files).unwrap();
+    let imactl = assert_cmd::cargo::cargo_bin("imactl");
+    let first = files.join("first");
+    std::fs::write(&first, b"first\n").unwrap();
+    measure(&state, None, &[&first], &[]).success();
+    let writers: Vec<_> = (0..2)
+        .map(|w| {
+            let (state, files, imactl) = (state.clone(), files.clone(), imactl.clone());
+            std::thread::spawn(move || {
+                for r in 0..8 {
+                    let f = files.join(format!("w{w}-r{r}"));
+                    std::fs::write(&f, format!("writer {w} round {r}\n")).unwrap();
+                    let o = std::process::Command::new(&imactl)
+                        .args(["measure", "-q", "--state"])
+                        .arg(&state)
+                        .arg(&f)
+                        .output()
+                        .unwrap();
+                    assert!(o.status.success(), "{o:?}");
+                }
+            })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    while !writers.iter().all(|w| w.is_finished()) {
+        let o = std::process::Command::new(&imactl)
+            .args(["tpm", "pcrread", "--bank", "sha256", "--state"])
+            .arg(&state)
+            .arg("10")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{o:?}");
+        let out = String::from_utf8(o.stdout).unwrap();
+        let v = out
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("10: 0x"))
+            .unwrap();
+        seen.push(v.to_lowercase());
+    }
+    for w in writers {
+        w.join().unwrap();
+    }
+    // PCR 10 after each prefix of the list (its sha256 template digests).
+    let list = std::fs::read_to_string(state.join("ascii_runtime_measurements_sha256")).unwrap();
+    let mut pcr = Digest::zero(HashAlgo::SHA256).unwrap();
+    let mut prefixes = vec![pcr.to_hex()];
+    for l in list.lines() {
+        let hex = l.split(' ').nth(1).unwrap();
+        let td = Digest::new(HashAlgo::SHA256, &hex::decode(hex).unwrap()).unwrap();
+        pcr = pcr.extend(&td).unwrap();
+        prefixes.push(pcr.to_hex());
+    }
+    assert_eq!(list.lines().count(), 19, "{list}");
+    assert!(!seen.is_empty());
+    for v in &seen {
+        assert!(
+            prefixes.contains(v),
+            "{v} is PCR 10 after no prefix of the list"
+        );
+    }
+    verify_soft(&state).success();
+}

@@ -131,6 +131,20 @@ pub fn soft_pcrs_path(dir: &Path) -> PathBuf {
     dir.join(".engine").join("soft-pcrs")
 }
 
+/// Runs `f` on the state directory's own software PCR bank, opened read-only, with the
+/// state's lock held (taken as a writer takes it: waiting up to `cfg.lock_timeout` for
+/// another writer, naming it), so the values are those of a finished commit and no writer
+/// changes bank or list meanwhile. Nothing in the state is written but the lock's holder
+/// record.
+pub fn with_soft_bank<R>(
+    cfg: &Config,
+    f: impl FnOnce(&mut dyn Tpm) -> Result<R, ima_tpm::TpmError>,
+) -> Result<R, EngineError> {
+    let _held = Held::take(cfg)?;
+    let mut bank = ima_tpm::SoftPcrs::open_read_only(&soft_pcrs_path(&cfg.dir))?;
+    Ok(f(&mut bank)?)
+}
+
 /// Why the engine could not do something.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -17,9 +17,14 @@ pub enum TpmCommand {
         /// of the state directory.
         #[arg(long)]
         tpm: Option<String>,
-        /// State directory whose software bank is read when --tpm is not given.
+        /// State directory whose software bank is read when --tpm is not given (under the
+        /// state's lock: the values of a finished commit, never of a bank being written).
         #[arg(long)]
         state: Option<PathBuf>,
+        /// Seconds to wait for a writer of the state directory (its pid and command line are
+        /// shown while waiting).
+        #[arg(long, value_name = "SECS", default_value_t = 120)]
+        lock_timeout: u64,
         /// Only this bank (default: every allocated bank).
         #[arg(long)]
         bank: Option<HashAlgo>,
@@ -71,39 +76,48 @@ pub fn run(c: TpmCommand) -> anyhow::Result<ExitCode> {
         TpmCommand::Pcrread {
             tpm,
             state,
+            lock_timeout,
             bank,
             pcrs,
         } => {
-            let dir = state.unwrap_or_else(ima_engine::default_dir);
-            let soft = ima_engine::soft_pcrs_path(&dir);
-            if tpm.is_none() && !soft.exists() {
-                bail!(
-                    "no --tpm and no software PCR bank at {} (run imactl measure first)",
-                    soft.display()
-                );
-            }
-            let tcti = match &tpm {
-                Some(t) => t.parse()?,
-                None => ima_tpm::Tcti::Soft(soft),
-            };
-            let mut t = tcti.open_read_only()?;
-            eprintln!("imactl: {}", t.kind());
-            let banks: Vec<HashAlgo> = match bank {
-                Some(b) => vec![b],
-                None => t.banks().to_vec(),
-            };
             let pcrs: Vec<u32> = if pcrs.is_empty() {
                 (0..ima_tpm::NUM_PCRS).collect()
             } else {
                 pcrs
             };
-            for b in banks {
-                let vals = t.pcr_read(b, &pcrs)?;
-                println!("  {b}:");
-                for (i, v) in pcrs.iter().zip(vals) {
-                    println!("    {i:<2}: 0x{}", v.to_hex().to_uppercase());
+            // The values are printed after the bank (and the state's lock) is let go.
+            let read = |t: &mut dyn ima_tpm::Tpm| {
+                let banks: Vec<HashAlgo> = match bank {
+                    Some(b) => vec![b],
+                    None => t.banks().to_vec(),
+                };
+                let mut text = String::new();
+                for b in banks {
+                    text.push_str(&format!("  {b}:\n"));
+                    for (i, v) in pcrs.iter().zip(t.pcr_read(b, &pcrs)?) {
+                        text.push_str(&format!("    {i:<2}: 0x{}\n", v.to_hex().to_uppercase()));
+                    }
                 }
-            }
+                Ok::<_, ima_tpm::TpmError>((t.kind().to_string(), text))
+            };
+            let (kind, text) = match &tpm {
+                Some(t) => read(t.parse::<ima_tpm::Tcti>()?.open_read_only()?.as_mut())?,
+                None => {
+                    let dir = state.unwrap_or_else(ima_engine::default_dir);
+                    let soft = ima_engine::soft_pcrs_path(&dir);
+                    if !soft.exists() {
+                        bail!(
+                            "no --tpm and no software PCR bank at {} (run imactl measure first)",
+                            soft.display()
+                        );
+                    }
+                    let mut cfg = ima_engine::Config::new(dir)?;
+                    cfg.lock_timeout = std::time::Duration::from_secs(lock_timeout);
+                    ima_engine::with_soft_bank(&cfg, read)?
+                }
+            };
+            eprintln!("imactl: {kind}");
+            print!("{text}");
             Ok(ExitCode::SUCCESS)
         }
         TpmCommand::Quote {
