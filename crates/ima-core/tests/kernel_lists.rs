@@ -20,7 +20,7 @@ struct Capture {
 
 fn captures() -> Vec<Capture> {
     let names = ima_test::kernel_captures();
-    assert_eq!(names.len(), 7, "testdata/kernel-6.1 captures: {names:?}");
+    assert_eq!(names.len(), 9, "testdata/kernel-6.1 captures: {names:?}");
     names
         .into_iter()
         .map(|name| {

@@ -7,8 +7,16 @@
 //!
 //! Parsing needs each template's field list (built-in names and format strings resolve by
 //! themselves; other names need a [`TemplateDesc`] from the caller). It is the exact inverse
-//! of rendering for every list the kernel writes. Known limit: the kernel writes names
-//! containing a newline raw, which splits the entry over two lines; such lists do not parse.
+//! of rendering for every list the kernel writes.
+//!
+//! File names with a newline: the kernel writes names raw, so such an entry spans several
+//! lines. It stores every space of a name as `_` (`ima_write_template_field_data`), so the
+//! continuation of a name never parses as an entry of its own; [`decode`] joins the lines
+//! that do not parse to the entry before them, and keeps the join only if its template
+//! digest matches its data (a violation, whose digest is zero, cannot be checked). If the
+//! join does not match, the name may run on over lines that do parse (a list from a writer
+//! that keeps spaces): each later split is tried, and the first whose template digest
+//! matches decides where the name ends.
 
 use crate::codec::Endian;
 use crate::hash::{Digest, HashAlgo};
@@ -85,23 +93,29 @@ pub struct ParseError {
     pub msg: String,
 }
 
-/// Parses one line (without its `\n`) of the list of bank `bank`.
-pub fn parse_line(
-    line: &[u8],
+/// The start of an entry's line: PCR, template digest and template name, up to the
+/// first field.
+struct Header<'a> {
+    pcr: u32,
+    template_digest: Digest,
+    name: &'a str,
+    desc: TemplateDesc,
+    /// Where the fields start.
+    fields_at: usize,
+}
+
+/// Parses `"%2d <template digest> <template name> "` at the start of `line`.
+fn parse_header<'a>(
+    line: &'a [u8],
     line_no: usize,
     bank: HashAlgo,
     extra: &[TemplateDesc],
-    endian: Endian,
-) -> Result<Entry, ParseError> {
+) -> Result<Header<'a>, ParseError> {
     let err = |at: usize, msg: String| ParseError {
         line: line_no,
         column: at + 1,
         msg,
     };
-    // The kernel prints strings up to their NUL, so a NUL never appears in its output.
-    if let Some(p) = line.iter().position(|&b| b == 0) {
-        return Err(err(p, "NUL byte in an ascii list".into()));
-    }
     // "%2d ": one leading space for single-digit PCRs.
     let lead = line.iter().take_while(|&&b| b == b' ').count();
     let pcr_end = lead
@@ -145,17 +159,49 @@ pub fn parse_line(
         return Err(err(at, "expected a template name".into()));
     }
     let (name, next) = next_token(at);
-    let name_str =
+    let name =
         std::str::from_utf8(name).map_err(|_| err(at, "template name is not UTF-8".into()))?;
-    let desc = TemplateDesc::resolve(name_str, extra).map_err(|e| err(at, e.to_string()))?;
+    let desc = TemplateDesc::resolve(name, extra).map_err(|e| err(at, e.to_string()))?;
     if next == line.len() && line.last() != Some(&b' ') {
         return Err(err(
             line.len(),
             format!("expected {} fields", desc.fields().len()),
         ));
     }
-    at = next;
-    let fields_at = at;
+    Ok(Header {
+        pcr,
+        template_digest,
+        name,
+        desc,
+        fields_at: next,
+    })
+}
+
+/// Parses one line (without its `\n`) of the list of bank `bank`.
+pub fn parse_line(
+    line: &[u8],
+    line_no: usize,
+    bank: HashAlgo,
+    extra: &[TemplateDesc],
+    endian: Endian,
+) -> Result<Entry, ParseError> {
+    let err = |at: usize, msg: String| ParseError {
+        line: line_no,
+        column: at + 1,
+        msg,
+    };
+    // The kernel prints strings up to their NUL, so a NUL never appears in its output.
+    if let Some(p) = line.iter().position(|&b| b == 0) {
+        return Err(err(p, "NUL byte in an ascii list".into()));
+    }
+    let Header {
+        pcr,
+        template_digest,
+        name: name_str,
+        desc,
+        fields_at,
+    } = parse_header(line, line_no, bank, extra)?;
+    let mut at = fields_at;
     let n = desc.fields().len();
     let mut fields = Vec::with_capacity(n);
     for (i, field) in desc.fields().iter().enumerate() {
@@ -199,7 +245,17 @@ pub fn parse_line(
     })
 }
 
-/// Parses a whole list. A missing final newline is accepted; an empty line is not.
+/// How far past the first split [`decode`] looks for the end of a name that contains a
+/// newline: at most this many later splits, spanning at most [`MAX_ENTRY_TEXT`] bytes.
+const MAX_LATER_SPLITS: usize = 8;
+/// A name is at most `PATH_MAX` (4096) bytes; the other fields of a spanning entry (a
+/// signature, EVM xattrs) fit easily in the rest.
+const MAX_ENTRY_TEXT: usize = 64 * 1024;
+
+/// Parses a whole list. A missing final newline is accepted. An entry starts on every line
+/// that starts like one (PCR, template digest, template name); a line that does not is the
+/// continuation of a file name with a newline in the entry before it, kept only if the
+/// joined text parses and its template digest matches (see the module documentation).
 pub fn decode(
     text: &[u8],
     bank: HashAlgo,
@@ -210,10 +266,81 @@ pub fn decode(
     if text.is_empty() {
         return Ok(Vec::new());
     }
-    text.split(|&b| b == b'\n')
-        .enumerate()
-        .map(|(i, line)| parse_line(line, i + 1, bank, extra, endian))
-        .collect()
+    // Byte ranges of the lines (without their `\n`): lines i..=j are the slice
+    // text[spans[i].0..spans[j].1].
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for line in text.split(|&b| b == b'\n') {
+        spans.push((start, start + line.len()));
+        start += line.len() + 1;
+    }
+    let line = |i: usize| &text[spans[i].0..spans[i].1];
+    let starts: Vec<bool> = (0..spans.len())
+        .map(|i| parse_header(line(i), i + 1, bank, extra).is_ok())
+        .collect();
+    let n = spans.len();
+    let mut out = Vec::with_capacity(n);
+    let mut i = 0;
+    while i < n {
+        let next = (i + 1..n).find(|&k| starts[k]).unwrap_or(n);
+        if next == i + 1 || !starts[i] {
+            // One line, or a first line that is no entry: parsed as it is.
+            out.push(parse_line(line(i), i + 1, bank, extra, endian)?);
+            i += 1;
+            continue;
+        }
+        // Lines i+1..next continue a name of entry i. If that join does not match its
+        // template digest, the name may run on over lines that start like entries: the
+        // end before each later entry start is tried, then the end of the list.
+        let ends = std::iter::once(next - 1)
+            .chain((next + 1..n).filter(|&k| starts[k]).map(|k| k - 1))
+            .chain(std::iter::once(n - 1))
+            .take(MAX_LATER_SPLITS + 1);
+        let mut found = None;
+        let mut tried = None;
+        for (nth, j) in ends.enumerate() {
+            if tried.replace(j) == Some(j) {
+                continue;
+            }
+            let joined = &text[spans[i].0..spans[j].1];
+            if joined.len() > MAX_ENTRY_TEXT && nth > 0 {
+                break;
+            }
+            let Ok(e) = parse_line(joined, i + 1, bank, extra, endian) else {
+                continue;
+            };
+            let matches = e
+                .template_digest_in(bank, endian)
+                .is_ok_and(|d| d == e.template_digest);
+            // A violation's zero digest proves nothing: it takes only the lines that
+            // cannot start an entry.
+            if (matches && !e.is_violation()) || (e.is_violation() && nth == 0) {
+                found = Some((e, j));
+                break;
+            }
+        }
+        let Some((e, j)) = found else {
+            let note = format!(
+                "not an entry, nor the rest of a file name of line {}: no join matches its \
+                 template digest",
+                i + 1
+            );
+            return Err(match parse_line(line(i + 1), i + 2, bank, extra, endian) {
+                Err(mut err) => {
+                    err.msg = format!("{note} ({})", err.msg);
+                    err
+                }
+                Ok(_) => ParseError {
+                    line: i + 2,
+                    column: 1,
+                    msg: note,
+                },
+            });
+        };
+        out.push(e);
+        i = j + 1;
+    }
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -278,6 +405,51 @@ mod tests {
         let short = format!("10 {} ima a8eb2a71794e /data/bin/hello\n", "00".repeat(20));
         let err = decode(short.as_bytes(), HashAlgo::SHA1, &[], e).unwrap_err();
         assert!(err.msg.contains("20-byte"), "{err}");
+    }
+
+    /// A name with a newline whose second line parses as an entry (a writer that keeps
+    /// spaces): the template digest, not the line structure, decides where the name ends.
+    /// A violation (zero digest) only takes the lines that cannot be entries.
+    #[test]
+    fn template_digest_decides_where_a_name_ends() {
+        let e = Endian::Little;
+        let bank = HashAlgo::SHA1;
+        let entry = |name: &str, violation: bool| {
+            let d = if violation { "00" } else { "11" };
+            let line = format!(
+                "10 {} ima-ng sha256:{} {name}",
+                "00".repeat(20),
+                d.repeat(32)
+            );
+            let mut x = parse_line(line.as_bytes(), 1, bank, &[], e).unwrap();
+            if !violation {
+                x.template_digest = x.data.digest(false, bank, e).unwrap();
+            }
+            x
+        };
+        let fake = entry("/fake", false);
+        let fake_line =
+            String::from_utf8(encode(std::slice::from_ref(&fake), &[], e).unwrap()).unwrap();
+        let forged = entry(&format!("/x\nA\n{}B", fake_line), false);
+        let last = entry("/last", false);
+        let text = encode(&[forged.clone(), last.clone()], &[], e).unwrap();
+        assert_eq!(text.iter().filter(|&&b| b == b'\n').count(), 5);
+        assert_eq!(
+            decode(&text, bank, &[], e).unwrap(),
+            vec![forged, last.clone()]
+        );
+        // The same text with a wrong digest in the first entry: no split matches.
+        let mut bad = text.clone();
+        bad[3] = if bad[3] == b'0' { b'1' } else { b'0' };
+        let err = decode(&bad, bank, &[], e).unwrap_err();
+        assert_eq!(err.line, 2, "{err}");
+        assert!(err.msg.contains("no join matches"), "{err}");
+        assert_eq!(err.column, 1, "{err}");
+        // A violation spans the lines that do not parse, and no further.
+        let v = entry("/v\nA", true);
+        assert!(v.is_violation());
+        let text = encode(&[v.clone(), fake.clone(), last.clone()], &[], e).unwrap();
+        assert_eq!(decode(&text, bank, &[], e).unwrap(), vec![v, fake, last]);
     }
 
     #[test]
