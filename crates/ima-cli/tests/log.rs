@@ -15,14 +15,24 @@ fn capture(name: &str, file: &str) -> PathBuf {
     ima_test::kernel_capture(name).join(file)
 }
 
+/// `--pcrs` for every bank of the capture.
 fn pcrs_args(name: &str) -> Vec<String> {
     let d = ima_test::kernel_capture(name);
-    vec![
-        "--pcrs".into(),
-        format!("sha1:{}", d.join("pcrs_sha1.txt").display()),
-        "--pcrs".into(),
-        format!("sha256:{}", d.join("pcrs_sha256.txt").display()),
-    ]
+    ima_test::kernel_capture_banks(name)
+        .into_iter()
+        .flat_map(|b| {
+            let p = d.join(format!("pcrs_{b}.txt"));
+            ["--pcrs".to_owned(), format!("{b}:{}", p.display())]
+        })
+        .collect()
+}
+
+/// The `ima_hash=` of a capture (named in the capture's name unless sha256).
+fn capture_ima_hash(name: &str) -> &'static str {
+    ["sha1", "sha384"]
+        .into_iter()
+        .find(|h| name.contains(h))
+        .unwrap_or("sha256")
 }
 
 const BIN: &str = "ima/binary_runtime_measurements";
@@ -99,7 +109,7 @@ fn boot_aggregate_equals_the_first_entry() {
         } else {
             first[3].trim_start_matches("ima:").to_owned()
         };
-        let ima_hash = if c.contains("sha1") { "sha1" } else { "sha256" };
+        let ima_hash = capture_ima_hash(&c);
         imactl()
             .args(["log", "boot-aggregate", "--ima-hash", ima_hash])
             .args(pcrs_args(&c))
@@ -107,6 +117,50 @@ fn boot_aggregate_equals_the_first_entry() {
             .code(0)
             .stdout(format!("{want}\n"));
     }
+}
+
+/// One bank given: boot-aggregate computes in it, whatever its algorithm (a sha384 bank
+/// used to need --ima-hash), and says on stderr which rule chose the bank.
+#[test]
+fn boot_aggregate_uses_the_one_bank_given_and_says_why() {
+    let c = "p-sha384-bank-ima-ng";
+    let ascii = std::fs::read_to_string(capture(c, ASCII)).unwrap();
+    let logged = ascii.lines().next().unwrap().split(' ').nth(3).unwrap();
+    assert!(logged.starts_with("sha384:"), "{logged}");
+    let pcrs = |b: &str| format!("{b}:{}", capture(c, &format!("pcrs_{b}.txt")).display());
+    imactl()
+        .args(["log", "boot-aggregate", "--pcrs", &pcrs("sha384")])
+        .assert()
+        .code(0)
+        .stdout(format!("{logged}\n"))
+        .stderr(predicate::str::contains(
+            "boot_aggregate in bank sha384: the only bank given",
+        ));
+    // Several banks: the kernel's rule (ima_hash's bank, else sha256, else sha1).
+    imactl()
+        .args(["log", "boot-aggregate"])
+        .args(pcrs_args(c))
+        .args(["--ima-hash", "sha384"])
+        .assert()
+        .code(0)
+        .stdout(format!("{logged}\n"))
+        .stderr(predicate::str::contains("the --ima-hash bank"));
+    imactl()
+        .args(["log", "boot-aggregate"])
+        .args(["--pcrs", &pcrs("sha1"), "--pcrs", &pcrs("sha384")])
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("sha1:"))
+        .stderr(predicate::str::contains(
+            "no sha256 bank given, and the kernel then takes sha1",
+        ));
+    imactl()
+        .args(["log", "boot-aggregate"])
+        .args(pcrs_args(c))
+        .assert()
+        .code(0)
+        .stdout(predicate::str::starts_with("sha256:"))
+        .stderr(predicate::str::contains("default ima_hash (sha256)"));
 }
 
 /// PCRs 0-9 given: boot_aggregate is checked against them, so a list replayed under other
@@ -124,7 +178,7 @@ fn verify_checks_boot_aggregate_against_pcrs_0_to_9() {
             .stdout(predicate::str::contains("ok: boot_aggregate ("));
         let tmp = tempfile::tempdir().unwrap();
         let mut args = Vec::new();
-        for alg in ["sha1", "sha256"] {
+        for alg in ima_test::kernel_capture_banks(&c) {
             let text = std::fs::read_to_string(d.join(format!("pcrs_{alg}.txt"))).unwrap();
             let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
             let zero = lines.iter().position(|l| l.starts_with("0 ")).unwrap();
@@ -217,6 +271,46 @@ fn a_flipped_digest_fails_naming_pcr_bank_and_entry() {
         .stdout(predicate::str::contains(
             "entry 3 (ima-ng /data/bin/busybox): logged sha1",
         ));
+}
+
+/// A template name is not covered by any PCR: an entry whose name does not decode (an
+/// unknown template, or one whose field count the data does not have) fails verify with
+/// exit 1, naming the entry, although every PCR still replays.
+#[test]
+fn an_undecodable_template_name_fails_naming_the_entry() {
+    let c = "a-tcb-ima-ng-sha256";
+    let tmp = tempfile::tempdir().unwrap();
+    let bin = std::fs::read(capture(c, BIN)).unwrap();
+    let tag = b"\x06\0\0\0ima-ng";
+    let at: Vec<usize> = bin
+        .windows(tag.len())
+        .enumerate()
+        .filter(|(_, w)| *w == tag)
+        .map(|(i, _)| i)
+        .collect();
+    for (name, want) in [
+        (&b"\x06\0\0\0ima-xx"[..], "unknown template \"ima-xx\""),
+        (
+            &b"\x07\0\0\0ima-sig"[..],
+            "template \"ima-sig\" has 3 fields, the entry has 2",
+        ),
+    ] {
+        let mut changed = bin[..at[2]].to_vec();
+        changed.extend_from_slice(name);
+        changed.extend_from_slice(&bin[at[2] + tag.len()..]);
+        let p = tmp.path().join("list");
+        std::fs::write(&p, &changed).unwrap();
+        imactl()
+            .args(["log", "verify"])
+            .arg(&p)
+            .args(pcrs_args(c))
+            .assert()
+            .code(1)
+            .stdout(predicate::str::contains("ok: PCR 10 bank sha256"))
+            .stdout(predicate::str::contains("MISMATCH: entry 3 ("))
+            .stdout(predicate::str::contains(want))
+            .stdout(predicate::str::contains("FAILED"));
+    }
 }
 
 #[test]

@@ -20,19 +20,19 @@ struct Capture {
 
 fn captures() -> Vec<Capture> {
     let names = ima_test::kernel_captures();
-    assert_eq!(names.len(), 9, "testdata/kernel-6.1 captures: {names:?}");
+    assert_eq!(names.len(), 10, "testdata/kernel-6.1 captures: {names:?}");
     names
         .into_iter()
         .map(|name| {
             let dir = ima_test::kernel_capture(&name);
             let read = |p: &str| std::fs::read(dir.join(p)).unwrap();
-            let banks = [
-                (HashAlgo::SHA1, "pcrs_sha1.txt"),
-                (HashAlgo::SHA256, "pcrs_sha256.txt"),
-            ]
-            .into_iter()
-            .map(|(a, f)| PcrBank::parse(&String::from_utf8(read(f)).unwrap(), a).unwrap())
-            .collect();
+            let banks = ima_test::kernel_capture_banks(&name)
+                .into_iter()
+                .map(|b| {
+                    let text = String::from_utf8(read(&format!("pcrs_{b}.txt"))).unwrap();
+                    PcrBank::parse(&text, b.parse().unwrap()).unwrap()
+                })
+                .collect();
             Capture {
                 binary: read("ima/binary_runtime_measurements"),
                 ascii: read("ima/ascii_runtime_measurements"),
@@ -123,12 +123,11 @@ fn boot_aggregate_equals_the_first_entry() {
             c.name
         );
         // The kernel's bank rule picks that bank for the capture's ima_hash.
-        let ima_hash = if c.name.contains("sha1") {
-            HashAlgo::SHA1
-        } else {
-            HashAlgo::SHA256
-        };
-        let algos = [HashAlgo::SHA1, HashAlgo::SHA256];
+        let ima_hash = ["sha1", "sha384"]
+            .into_iter()
+            .find(|h| c.name.contains(h))
+            .map_or(HashAlgo::SHA256, |h| h.parse().unwrap());
+        let algos: Vec<HashAlgo> = c.banks.iter().map(PcrBank::algo).collect();
         assert_eq!(
             replay::boot_aggregate_bank(&algos, ima_hash),
             Some(algo),

@@ -40,6 +40,21 @@ pub fn kernel_capture(name: &str) -> PathBuf {
     testdata().join("kernel-6.1").join(name)
 }
 
+/// The PCR banks a capture has values for (`pcrs_<bank>.txt`), sorted: `["sha1", "sha256"]`
+/// for most, more where the oracle's TPM had more banks.
+pub fn kernel_capture_banks(name: &str) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(kernel_capture(name))
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter_map(|f| Some(f.strip_prefix("pcrs_")?.strip_suffix(".txt")?.to_owned()))
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
 /// The names of every committed real-kernel capture, sorted.
 pub fn kernel_captures() -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(testdata().join("kernel-6.1"))

@@ -70,14 +70,16 @@ pub enum LogCommand {
         #[command(flatten)]
         input: InputOpts,
     },
-    /// Print boot_aggregate (`ALG:HEX`) as the kernel computes it from PCRs 0-9: in the
-    /// bank of --ima-hash if given, else sha256, else sha1.
+    /// Print boot_aggregate (`ALG:HEX`) as the kernel computes it from PCRs 0-9. With one
+    /// bank given, in that bank; with several, in the one the kernel picks: the bank of
+    /// --ima-hash (default sha256), else sha256, else sha1. The rule that chose the bank is
+    /// printed on stderr.
     BootAggregate {
         #[arg(long = "pcrs", value_name = "ALG:FILE", required = true)]
         pcrs: Vec<PcrsArg>,
-        /// The kernel's `ima_hash=` (its bank is preferred when present).
-        #[arg(long, default_value = "sha256")]
-        ima_hash: HashAlgo,
+        /// The kernel's `ima_hash=` (its bank is preferred when present; default sha256).
+        #[arg(long)]
+        ima_hash: Option<HashAlgo>,
     },
 }
 
@@ -171,9 +173,8 @@ pub fn run(cmd: LogCommand) -> anyhow::Result<ExitCode> {
         LogCommand::BootAggregate { pcrs, ima_hash } => {
             let banks = load_pcrs(&pcrs)?;
             let algos: Vec<HashAlgo> = banks.iter().map(PcrBank::algo).collect();
-            let Some(algo) = replay::boot_aggregate_bank(&algos, ima_hash) else {
-                bail!("boot_aggregate needs a sha1 or sha256 bank or the --ima-hash bank");
-            };
+            let (algo, why) = aggregate_bank(&algos, ima_hash)?;
+            eprintln!("boot_aggregate in bank {algo}: {why}");
             let bank = banks
                 .iter()
                 .find(|b| b.algo() == algo)
@@ -247,6 +248,45 @@ fn load_pcrs(args: &[PcrsArg]) -> anyhow::Result<Vec<PcrBank>> {
         banks.push(bank);
     }
     Ok(banks)
+}
+
+/// The bank `log boot-aggregate` computes in, and the rule that chose it.
+fn aggregate_bank(
+    given: &[HashAlgo],
+    ima_hash: Option<HashAlgo>,
+) -> anyhow::Result<(HashAlgo, String)> {
+    if let [only] = given {
+        let why = match ima_hash {
+            Some(h) if h != *only => format!(
+                "the only bank given (the kernel would take {h}, else sha256, else sha1, \
+                 from a TPM that has them)"
+            ),
+            _ => "the only bank given".to_owned(),
+        };
+        return Ok((*only, why));
+    }
+    let h = ima_hash.unwrap_or(HashAlgo::SHA256);
+    let Some(algo) = replay::boot_aggregate_bank(given, h) else {
+        let list: Vec<String> = given.iter().map(ToString::to_string).collect();
+        bail!(
+            "boot_aggregate: none of the banks given ({}) is the ima_hash bank ({h}), sha256 \
+             or sha1, so the kernel would not pick one; give --ima-hash ALG or one bank",
+            list.join(", ")
+        );
+    };
+    let why = if algo == h {
+        match ima_hash {
+            Some(_) => "the --ima-hash bank".to_owned(),
+            None => "the bank of the kernel's default ima_hash (sha256)".to_owned(),
+        }
+    } else if algo == HashAlgo::SHA256 {
+        format!("no {h} bank given, and the kernel then takes sha256")
+    } else if h == HashAlgo::SHA256 {
+        "no sha256 bank given, and the kernel then takes sha1".to_owned()
+    } else {
+        format!("no {h} or sha256 bank given, and the kernel then takes sha1")
+    };
+    Ok((algo, why))
 }
 
 /// A loaded input list.
@@ -468,17 +508,25 @@ fn verify(
             .with_context(|| format!("{p}: binary list"))?;
         let r = replay::replay(&raw, f.bank, &algos, &expected, f.endian)?;
         input.intact()?;
-        report(&r, &raw, f.bank, &banks)
+        let unreadable: Vec<(usize, String)> = raw
+            .iter()
+            .enumerate()
+            .filter_map(|(i, e)| Some((i, e.check_template(f, &input.extra).err()?)))
+            .collect();
+        report(&r, &raw, &unreadable, f.bank, &banks)
     } else {
+        // Parsing an ascii list already reads every entry by its template.
         let entries = input.entries()?;
         let r = replay::replay(&entries, f.bank, &algos, &expected, f.endian)?;
-        report(&r, &entries, f.bank, &banks)
+        report(&r, &entries, &[], f.bank, &banks)
     }
 }
 
+/// `unreadable`: entries whose template name does not decode, with the reason.
 fn report<E: ReplayEntry>(
     r: &Replay,
     entries: &[E],
+    unreadable: &[(usize, String)],
     log_bank: HashAlgo,
     banks: &[PcrBank],
 ) -> anyhow::Result<ExitCode> {
@@ -510,6 +558,15 @@ fn report<E: ReplayEntry>(
             .map(|e| format!("entry {} ({})", i + 1, e.describe()))
             .unwrap_or_default()
     };
+    for (i, why) in unreadable {
+        failed = true;
+        out.push_str(&format!(
+            "MISMATCH: {}: template name {:?} does not decode ({why}); no PCR covers a \
+             template name, and an entry that cannot be read does not pass\n",
+            name(*i),
+            entries[*i].template()
+        ));
+    }
     for &i in &r.bad_digests {
         failed = true;
         out.push_str(&format!(

@@ -22,7 +22,7 @@ use crate::hash::{Digest, HashAlgo, Hasher};
 use crate::log::{Entry, ListFormat};
 use crate::template::{
     LEGACY_DIGEST_LEN, MAX_FIELDS, MAX_LEGACY_NAME_LEN, MAX_TEMPLATE_NAME_LEN, TemplateData,
-    is_legacy_name, legacy_hash_input,
+    TemplateDesc, is_legacy_name, legacy_hash_input,
 };
 
 /// One entry borrowed from a binary list.
@@ -107,6 +107,37 @@ impl<'a> RawEntry<'a> {
             RawBody::Fields { bytes, .. } => h.update(bytes),
             RawBody::Legacy { digest, name } => legacy_hash_input(digest, name, h),
         }
+    }
+
+    /// Checks that the template name can be read: it resolves (built in, a field list, or
+    /// one of `extra`) and the data splits into that template's number of fields. The
+    /// name is not covered by the template digest, so a replay that passes says nothing
+    /// about it; a verifier must not pass an entry it cannot read.
+    pub fn check_template(&self, f: ListFormat, extra: &[TemplateDesc]) -> Result<(), String> {
+        let desc = TemplateDesc::resolve(self.template_name, extra).map_err(|e| e.to_string())?;
+        let found = match self.body {
+            RawBody::Legacy { .. } => 2,
+            RawBody::Fields { bytes, base } => {
+                let mut r = Reader::with_base(bytes, base);
+                let mut n = 0;
+                while !r.is_empty() {
+                    let len = r
+                        .len_u32(f.endian, usize::MAX, "template field length")
+                        .map_err(|e| e.to_string())?;
+                    r.take(len, "template field").map_err(|e| e.to_string())?;
+                    n += 1;
+                }
+                n
+            }
+        };
+        let expected = desc.fields().len();
+        if found != expected {
+            return Err(format!(
+                "template {:?} has {expected} fields, the entry has {found}",
+                self.template_name
+            ));
+        }
+        Ok(())
     }
 
     /// Splits the fields into an owned [`Entry`]. `f` must be the format it was decoded
