@@ -237,7 +237,7 @@ pub fn main(args: &[OsString]) -> ExitCode {
     match cmds::run(&command, &o, &operands) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("evmctl: {e:#}");
+            eprintln!("evmctl: {}", crate::chain(&e));
             ExitCode::from(EXIT_ERROR)
         }
     }

@@ -97,7 +97,7 @@ fn main() -> ExitCode {
 /// The error and its causes joined by ": ", as `{:#}` does, except that a cause whose text
 /// the message already ends with is not repeated (library errors such as `TpmError::Io`
 /// print their source in their own message, for callers that print only `{}`).
-fn chain(e: &anyhow::Error) -> String {
+pub(crate) fn chain(e: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in e.chain() {
         let text = cause.to_string();

@@ -223,6 +223,41 @@ fn command_line_errors_exit_1_with_getopts_messages() {
     assert!(ok(f.evmctl(&["--version"])).starts_with("evmctl "));
 }
 
+/// A missing file or key is named once with its OS error, never with the OS error text
+/// twice (an error chain whose cause repeats its message).
+#[test]
+fn os_errors_are_printed_once() {
+    let f = Fixture::get();
+    let key = f.path("rsa2048.key");
+    let key = key.to_str().unwrap();
+    for args in [
+        &["ima_verify", "/nonexistent"][..],
+        &["ima_hash", "/nonexistent"],
+        &["verify", "/nonexistent"],
+        &["ima_sign", "--key", "/nonexistent", "/etc/hostname"],
+        &["ima_sign", "--key", key, "/nonexistent"],
+        &["sign", "--key", key, "/nonexistent"],
+        &["ima_boot_aggregate", "--pcrs", "sha1,/nonexistent"],
+        &[
+            "ima_measurement",
+            "--pcrs",
+            "sha1,/nonexistent",
+            "/nonexistent",
+        ],
+        &["ima_fix", "/nonexistent"],
+        &["sign_hash", "--key", "/nonexistent"],
+    ] {
+        let out = run(f.evmctl(args));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert_eq!(
+            err.matches("No such file or directory").count(),
+            1,
+            "{args:?}: {err}"
+        );
+    }
+}
+
 /// One `sign_verify` round as the suite does it: IMA signature into user.ima and FILE.sig,
 /// checked by prefix, by openssl (v2) and by `ima_verify` (xattr and .sig); then an EVM
 /// signature checked by `verify`, which fails with another key.

@@ -604,6 +604,23 @@ fn keys_certs_and_sigfiles() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("junk.der: skipped"));
     let o = imactl(&["verify", "--keys", s(&kd.join("junk.der")), s(&f)]);
     assert_eq!(o.status.code(), Some(2));
+    // A PEM public key works where a certificate does (natively and in evmctl mode), under
+    // evmctl's key id for it; another key's does not verify.
+    let pubkey = |k: &Key, name: &str| {
+        let p = dir.path().join(name);
+        ok(&tool(
+            "openssl",
+            &["pkey", "-in", s(&k.key), "-pubout", "-out", s(&p)],
+        ));
+        p
+    };
+    let good = pubkey(key("p256"), "p256.pub.pem");
+    let other = pubkey(key("p384"), "p384.pub.pem");
+    ok(&imactl(&["verify", "--keys", s(&good), s(&f)]));
+    ok(&imactl(&["evmctl", "ima_verify", "--key", s(&good), s(&f)]));
+    let o = imactl(&["verify", "--keys", s(&other), s(&f)]);
+    assert_eq!(o.status.code(), Some(1), "{o:?}");
+    assert!(String::from_utf8_lossy(&o.stdout).contains("no key with keyid"));
 }
 
 #[test]

@@ -21,8 +21,8 @@ use crate::tree::{self, Outcome};
 
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
-    /// Certificates (DER or PEM) or directories of them: the keyring. Repeat the option or
-    /// separate with commas (as evmctl's `-k a.der,b.der`).
+    /// Certificates (DER or PEM), PEM public keys, or directories of them: the keyring.
+    /// Repeat the option or separate with commas (as evmctl's `-k a.der,b.der`).
     #[arg(short = 'k', long = "keys", required = true, value_delimiter = ',')]
     pub keys: Vec<PathBuf>,
     /// Recurse into directories.
@@ -52,10 +52,10 @@ pub fn run(a: VerifyArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(summary.exit_code()))
 }
 
-/// Builds a keyring from certificate files and directories of them. As evmctl does with
-/// `-k a.der,b.der`, an empty entry (a trailing comma) is ignored and a file that is
-/// missing, too large or not a certificate is skipped with a warning, the others used; it
-/// is an error only if no certificate is left.
+/// Builds a keyring from certificate (or PEM public key) files and directories of them.
+/// As evmctl does with `-k a.der,b.der`, an empty entry (a trailing comma) is ignored and a
+/// file that is missing, too large or holds no key is skipped with a warning, the others
+/// used; it is an error only if no key is left.
 pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
     let mut ring = Keyring::new();
     for p in paths.iter().filter(|p| !p.as_os_str().is_empty()) {
@@ -84,7 +84,7 @@ pub fn load_keyring(paths: &[PathBuf]) -> anyhow::Result<Keyring> {
         }
     }
     if ring.is_empty() {
-        bail!("no certificates found in {:?}", paths);
+        bail!("no certificates or public keys found in {:?}", paths);
     }
     Ok(ring)
 }
@@ -205,7 +205,7 @@ fn verify_sig(
         ));
     }
     // Look the key up before reading the file: a missing key needs no hashing.
-    if keyring.find(s.keyid).is_none() {
+    if keyring.find_key(s.keyid).is_none() {
         return Ok(Check::Fail(cause, VerifyError::NoKey(s.keyid).to_string()));
     }
     let d = if verity {

@@ -99,7 +99,7 @@ fn per_path(
     let summary = tree::run(std::slice::from_ref(&path), o.recursive, |e| match op(e) {
         Ok(()) => (Outcome::Ok, 0),
         Err(err) => {
-            eprintln!("evmctl: {}: {err:#}", e.path.display());
+            eprintln!("evmctl: {}: {}", e.path.display(), crate::chain(&err));
             (Outcome::Error, 0)
         }
     });
@@ -372,7 +372,10 @@ impl<'o> VerifyKeys<'o> {
                     .map_err(anyhow::Error::from)
                     .and_then(|b| Ok(ring.add_bytes(&b)?));
                 if let Err(e) = added {
-                    eprintln!("evmctl: warning: {entry}: key not loaded: {e:#}");
+                    eprintln!(
+                        "evmctl: warning: {entry}: key not loaded: {}",
+                        crate::chain(&e)
+                    );
                 }
             }
             ring
@@ -386,7 +389,7 @@ impl<'o> VerifyKeys<'o> {
                 read_limited(Path::new(path), MAX_KEY_FILE)
                     .map_err(anyhow::Error::from)
                     .and_then(|b| Ok(PublicKey::from_pem_or_cert(&b)?))
-                    .map_err(|e| format!("{path}: {e:#}"))
+                    .map_err(|e| format!("{path}: {}", crate::chain(&e)))
             })
             .as_ref()
             .map_err(Clone::clone)
@@ -448,7 +451,7 @@ fn ima_verify(o: &Opts, operands: &[OsString]) -> anyhow::Result<ExitCode> {
                 fails += 1;
             }
             Err(e) => {
-                eprintln!("evmctl: {}: {e:#}", p.display());
+                eprintln!("evmctl: {}: {}", p.display(), crate::chain(&e));
                 fails += 1;
             }
         }

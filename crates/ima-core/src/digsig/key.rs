@@ -547,11 +547,15 @@ impl Certificate {
     }
 }
 
-/// A set of certificates searched by key id, like the kernel's `.ima`/`.evm` keyrings.
+/// A set of certificates searched by key id, like the kernel's `.ima`/`.evm` keyrings,
+/// and bare public keys (PEM `PUBLIC KEY`), which the kernel cannot load but a verifier
+/// can use: their key id is evmctl's `calc_keyid_v2` ([`PublicKey::default_keyid`]), the
+/// same as a certificate with OpenSSL's default SubjectKeyIdentifier for that key.
 /// Filling it (a directory of certificates, `--keys` arguments) is the caller's I/O.
 #[derive(Debug, Clone, Default)]
 pub struct Keyring {
     certs: Vec<Certificate>,
+    bare: Vec<(KeyId, PublicKey)>,
 }
 
 impl Keyring {
@@ -563,12 +567,38 @@ impl Keyring {
         self.certs.push(cert);
     }
 
-    /// Adds every certificate in `bytes` (DER or PEM, see [`Certificate::parse_all`]) and
-    /// returns how many.
+    /// Adds a bare public key under its default key id.
+    pub fn add_key(&mut self, key: PublicKey) {
+        self.bare.push((key.default_keyid(), key));
+    }
+
+    /// Adds every certificate in `bytes` (DER, or PEM `CERTIFICATE` blocks, see
+    /// [`Certificate::parse_all`]) and every PEM `PUBLIC KEY` block, and returns how many.
+    /// Nothing is added unless every such block parses.
     pub fn add_bytes(&mut self, bytes: &[u8]) -> Result<usize, KeyError> {
-        let certs = Certificate::parse_all(bytes)?;
-        let n = certs.len();
+        if !pem::is_pem(bytes) {
+            self.certs.push(Certificate::from_der(bytes)?);
+            return Ok(1);
+        }
+        let mut certs = Vec::new();
+        let mut keys = Vec::new();
+        for b in pem::blocks(bytes)? {
+            let at = |e: KeyError| KeyError::Pem {
+                line: b.line,
+                msg: e.to_string(),
+            };
+            match b.label.as_str() {
+                "CERTIFICATE" => certs.push(Certificate::from_der(&b.der).map_err(at)?),
+                "PUBLIC KEY" => keys.push(PublicKey::from_spki_der(&b.der).map_err(at)?),
+                _ => {}
+            }
+        }
+        let n = certs.len() + keys.len();
+        if n == 0 {
+            return Err(KeyError::Missing("certificate or public key"));
+        }
         self.certs.extend(certs);
+        keys.into_iter().for_each(|k| self.add_key(k));
         Ok(n)
     }
 
@@ -577,14 +607,26 @@ impl Keyring {
         self.certs.iter().find(|c| c.keyid == keyid)
     }
 
+    /// The key with this key id: a certificate's (the first match), else a bare key's.
+    pub fn find_key(&self, keyid: KeyId) -> Option<&PublicKey> {
+        self.find(keyid).map(Certificate::key).or_else(|| {
+            self.bare
+                .iter()
+                .find(|(id, _)| *id == keyid)
+                .map(|(_, k)| k)
+        })
+    }
+
+    /// Certificates and bare keys.
     pub fn len(&self) -> usize {
-        self.certs.len()
+        self.certs.len() + self.bare.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.certs.is_empty()
+        self.len() == 0
     }
 
+    /// The certificates (not the bare keys).
     pub fn iter(&self) -> impl Iterator<Item = &Certificate> {
         self.certs.iter()
     }
@@ -592,9 +634,8 @@ impl Keyring {
 
 impl Verifier for Keyring {
     fn verify_digest(&self, keyid: KeyId, digest: &Digest, sig: &[u8]) -> Result<(), VerifyError> {
-        self.find(keyid)
+        self.find_key(keyid)
             .ok_or(VerifyError::NoKey(keyid))?
-            .key
             .verify(digest, sig)
     }
 }

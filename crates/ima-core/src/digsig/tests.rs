@@ -210,9 +210,26 @@ fn rsa1024_legacy_digests_match_evmctl() {
         let ours = Signature::sign_v2(&key, key.keyid(), &d).unwrap();
         assert_eq!(ours, s, "{algo}");
     }
-    // The PEM public key (no certificate) verifies too.
+    // The PEM public key (no certificate) verifies too, also from a keyring, under
+    // evmctl's key id for it (here the certificate's SubjectKeyIdentifier).
     let pk = PublicKey::from_pem_or_cert(RSA1024_PUB.as_bytes()).unwrap();
     assert_eq!(&pk, key.public_key());
+    let mut bare = Keyring::new();
+    assert_eq!(bare.add_bytes(RSA1024_PUB.as_bytes()).unwrap(), 1);
+    assert_eq!((bare.len(), bare.iter().count()), (1, 0));
+    assert_eq!(bare.find_key(pk.default_keyid()), Some(&pk));
+    let s = sig_of(include_str!(
+        "../../../../testdata/sigs/ima-sig-rsa1024-sha1.hex"
+    ));
+    s.verify(&bare, &HashAlgo::SHA1.digest(DATA).unwrap())
+        .unwrap();
+    // A PEM file with neither a certificate nor a public key adds nothing.
+    let err = bare.add_bytes(RSA1024_KEY.as_bytes()).unwrap_err();
+    assert!(
+        err.to_string().contains("certificate or public key"),
+        "{err}"
+    );
+    assert_eq!(bare.len(), 1);
 }
 
 #[test]
