@@ -2,6 +2,7 @@
 
 pub mod appraise;
 pub mod attest;
+pub mod daemon;
 pub mod evm;
 pub mod hash;
 pub mod log;

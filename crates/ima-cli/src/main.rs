@@ -51,6 +51,8 @@ enum Command {
     /// reference values (ours or a Keylime runtime policy).
     #[command(subcommand)]
     Attest(cmd::attest::AttestCommand),
+    /// Talk to a running imad: status, load a policy, explain its last decision for a file.
+    Daemon(cmd::daemon::DaemonArgs),
     /// Be evmctl: evmctl's command line (1.4-1.6) and behaviour, e.g. `imactl evmctl
     /// ima_sign --key K FILE`. A link named `evmctl` to imactl does the same.
     Evmctl {
@@ -124,6 +126,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Appraise(a) => cmd::appraise::run(a),
         Command::Evm(c) => cmd::evm::run(c),
         Command::Attest(c) => cmd::attest::run(c),
+        Command::Daemon(a) => cmd::daemon::run(a),
         Command::Evmctl { args } => Ok(evmctl::main(&args)),
     }
 }

@@ -44,6 +44,12 @@ pub trait Decide: Send + Sync {
     /// Decides `access`. `Err` means "could not decide": the daemon answers its configured
     /// default (fail-open or fail-closed), as on a missed deadline.
     fn decide(&self, access: &Access<'_>) -> Result<Verdict, String>;
+
+    /// Changes whenever cacheable allows given before may no longer hold (a new policy): the
+    /// loop then flushes the kernel-side allow cache.
+    fn generation(&self) -> u64 {
+        0
+    }
 }
 
 impl<F> Decide for F

@@ -14,6 +14,7 @@ use ima_core::hash::HashAlgo;
 use ima_core::policy::{BootPolicy, Policy};
 use ima_core::template::TemplateDesc;
 use ima_daemon::audit::AuditLog;
+use ima_daemon::control::Control;
 use ima_daemon::process::ProcessDecider;
 use ima_daemon::{Config, serve};
 use ima_engine::Engine;
@@ -175,7 +176,9 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     };
     let audit = audit_log(&a)?;
     let template = engine.config().template.name().to_owned();
-    let mut decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit);
+    let mut decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit)
+        .with_policy_version_file(dir.join(POLICY_VERSION), a.policy.clone())
+        .context("the policy")?;
     if a.decision_entries == OnOff::On {
         let m = ima_core::log::decision::ModeRecord {
             appraise: format!("{:?}", a.appraise).to_lowercase(),
@@ -188,6 +191,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             .with_decision_entries(&m)
             .context("recording the policy and mode in the list")?;
     }
+    let control = Control::bind(&dir).context("the control socket")?;
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);
@@ -209,7 +213,15 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             Err(e) => tracing::error!("waiting for signals: {e}"),
         });
     }
-    let stats = serve(&scfg, &decider, &stop)?;
+    let stats = std::thread::scope(|s| {
+        let ctl = s.spawn(|| control.serve(&decider, &stop));
+        let r = serve(&scfg, &decider, &stop);
+        // serve returns on SIGTERM (stop set) or an error: stop the control thread either way.
+        stop.store(true, Ordering::Relaxed);
+        let _ = ctl.join();
+        r
+    })?;
+    drop(control);
     decider.close().context("closing the measurement list")?;
     tracing::info!(
         "{} events: {} allowed, {} denied, {} past the deadline, {} undecidable, {} with the \
@@ -225,6 +237,10 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     );
     Ok(ExitCode::SUCCESS)
 }
+
+/// The highest `policy_version` loaded, in the state directory (anti-rollback across
+/// restarts).
+const POLICY_VERSION: &str = "imad.policy-version";
 
 /// The audit sinks `--audit` names (kernel when none is named).
 fn audit_log(a: &Args) -> anyhow::Result<AuditLog> {

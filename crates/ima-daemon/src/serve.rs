@@ -179,6 +179,8 @@ struct Counters {
     errors: AtomicU64,
     queue_full: AtomicU64,
     cached: AtomicU64,
+    /// An allow-cache mark may have been put under an old policy.
+    stale: AtomicBool,
 }
 
 impl Counters {
@@ -301,7 +303,17 @@ fn run(
             }
         };
         let mut res = Ok(());
+        let mut generation = decider.generation();
         while !stop.load(Ordering::Relaxed) {
+            // A new policy: cached allows may no longer hold.
+            let now = decider.generation();
+            if now != generation || counters.stale.swap(false, Ordering::Relaxed) {
+                generation = now;
+                match group.flush_inode_marks() {
+                    Ok(()) => tracing::info!("policy changed: the allow cache is flushed"),
+                    Err(e) => tracing::error!("flushing the allow cache: {e}"),
+                }
+            }
             match group
                 .wait(Duration::from_millis(100))
                 .and_then(|_| group.read(overflows))
@@ -422,6 +434,7 @@ fn handle(
     } else {
         (Func::FileCheck, MayMask::MAY_READ, Mask::OPEN_PERM)
     };
+    let generation = decider.generation();
     let decided = crate::subject::creds(ev.pid(), ev.pidfd())
         .map_err(|e| e.to_string())
         .and_then(|creds| {
@@ -441,10 +454,14 @@ fn handle(
         });
     match decided {
         Ok(v) => {
-            if v.allow && v.cacheable && cfg.cache {
+            if v.allow && v.cacheable && cfg.cache && decider.generation() == generation {
                 match group.ignore(ev.fd(), bit) {
                     Ok(()) => Counters::add(&counters.cached),
                     Err(e) => tracing::debug!("{e}"),
+                }
+                // A new policy between the decision and the mark: the loop flushes again.
+                if decider.generation() != generation {
+                    counters.stale.store(true, Ordering::Relaxed);
                 }
             }
             let r = if v.allow {

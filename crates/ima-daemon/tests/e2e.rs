@@ -690,3 +690,131 @@ fn audit_rules_and_appraisal_failures_reach_json_and_the_kernel_audit_log() {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+fn ctl(state: &Path, req: serde_json::Value) -> serde_json::Value {
+    ima_daemon::control::call(state, &req).unwrap()
+}
+
+#[test]
+fn the_control_socket_reloads_policies_all_or_nothing_and_explains_decisions() {
+    let m = TestMount::ext4(32);
+    let d = tempfile::tempdir().unwrap();
+    let state = d.path().join("state");
+    std::fs::write(m.join("unlabelled"), b"no label").unwrap();
+    let pol = |name: &str, text: &str| {
+        let p = d.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let appraising = pol(
+        "p1",
+        "policy_version=1\nappraise func=FILE_CHECK fowner=0\n",
+    );
+    let args = [
+        "--policy",
+        appraising.to_str().unwrap(),
+        "--appraise",
+        "enforce",
+        "--audit",
+        "none",
+    ];
+    let imad = Imad::start(&state, &args, m.path());
+    assert_eq!(open_errno(&m.join("unlabelled")), Some(1));
+    let s = ctl(&state, serde_json::json!({"op": "status"}));
+    assert_eq!(s["ok"], true, "{s}");
+    assert_eq!(s["status"]["policy_version"], 1);
+    assert_eq!(s["status"]["policy_source"], appraising.to_str().unwrap());
+    assert!(s["status"]["denied"].as_u64().unwrap() >= 1, "{s}");
+    let e = ctl(
+        &state,
+        serde_json::json!({"op": "explain", "path": m.join("unlabelled")}),
+    );
+    let e = &e["explain"];
+    assert_eq!(e["allowed"], false, "{e}");
+    assert_eq!(e["cause"], "missing-hash");
+    assert!(
+        e["appraise"]
+            .as_str()
+            .unwrap()
+            .starts_with("line 2: appraise"),
+        "{e}"
+    );
+    assert!(e["remedy"].as_str().unwrap().contains("imactl hash"), "{e}");
+
+    // A bad line: nothing changes, and the answer names the line.
+    let bad = pol("bad", "measure func=FILE_CHECK\nmeasure func=NOPE\n");
+    let r = ctl(&state, serde_json::json!({"op": "reload", "policy": bad}));
+    assert_eq!(r["ok"], false);
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("bad:2:9: unknown func"),
+        "{r}"
+    );
+    assert_eq!(open_errno(&m.join("unlabelled")), Some(1), "still enforced");
+
+    // A policy without appraisal: loaded at once, and recorded in the list.
+    let measuring = pol("p2", "policy_version=2\nmeasure func=FILE_CHECK\n");
+    let r = ctl(
+        &state,
+        serde_json::json!({"op": "reload", "policy": measuring}),
+    );
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["status"]["policy_generation"], 1);
+    assert_eq!(read(&m.join("unlabelled")), b"no label");
+    // An older version is a rollback.
+    let r = ctl(
+        &state,
+        serde_json::json!({"op": "reload", "policy": appraising}),
+    );
+    assert!(r["error"].as_str().unwrap().contains("rollback"), "{r}");
+
+    // A policy that asks for signed policies: the next one must pass appraisal.
+    let signed = pol(
+        "p3",
+        "policy_version=3\nmeasure func=FILE_CHECK\nappraise func=POLICY_CHECK\n",
+    );
+    assert_eq!(
+        ctl(
+            &state,
+            serde_json::json!({"op": "reload", "policy": signed})
+        )["ok"],
+        true
+    );
+    let next = pol("p4", "policy_version=4\nmeasure func=FILE_CHECK\n");
+    let r = ctl(&state, serde_json::json!({"op": "reload", "policy": next}));
+    assert!(
+        r["error"]
+            .as_str()
+            .unwrap()
+            .contains("signed policy required"),
+        "{r}"
+    );
+    set_ima(
+        &next,
+        &digest_label(b"policy_version=4\nmeasure func=FILE_CHECK\n"),
+    );
+    let r = ctl(&state, serde_json::json!({"op": "reload", "policy": next}));
+    assert_eq!(r["ok"], true, "{r}");
+    // Unknown requests are refused.
+    let r = ctl(&state, serde_json::json!({"op": "format-disk"}));
+    assert!(r["error"].as_str().unwrap().contains("bad request"), "{r}");
+    imad.stop();
+    let policies = buffers(&state, "imad-policy");
+    assert_eq!(policies.len(), 4, "{policies:#?}");
+    assert!(!state.join("imad.sock").exists(), "socket left behind");
+
+    // The version survives a restart: the old policy is refused at start.
+    let out = Command::new(env!("CARGO_BIN_EXE_imad"))
+        .arg("--state")
+        .arg(&state)
+        .arg("--mark")
+        .arg(m.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rollback"), "{err}");
+}

@@ -234,6 +234,21 @@ impl Group {
             .map_err(|e| FanotifyError::Ignore(errno(e)))
     }
 
+    /// Removes every inode mark of the group (`FAN_MARK_FLUSH`): the whole kernel-side allow
+    /// cache, for when what made those allows cacheable (the policy) changed. Filesystem marks
+    /// stay.
+    pub fn flush_inode_marks(&self) -> Result<(), FanotifyError> {
+        self.inner
+            .fan
+            .mark::<_, Path>(
+                MarkFlags::FAN_MARK_FLUSH,
+                MaskFlags::empty(),
+                nix::fcntl::AT_FDCWD,
+                None,
+            )
+            .map_err(|e| FanotifyError::Ignore(errno(e)))
+    }
+
     /// Waits up to `timeout` for events to read. `Ok(false)` on timeout or a signal.
     pub fn wait(&self, timeout: Duration) -> Result<bool, FanotifyError> {
         use nix::poll::{PollFd, PollFlags, PollTimeout, poll};

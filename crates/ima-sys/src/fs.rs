@@ -160,6 +160,32 @@ fn uuid_of_dev(dev: (u32, u32)) -> Option<Uuid> {
     None
 }
 
+/// The peer of a connected Unix socket (`SO_PEERCRED`): its pid and uid.
+pub fn socket_peer(fd: std::os::fd::BorrowedFd<'_>) -> io::Result<(i32, u32)> {
+    let c = rustix::net::sockopt::socket_peercred(fd)?;
+    Ok((c.pid.as_raw_nonzero().get(), c.uid.as_raw()))
+}
+
+/// Opens the regular file `path` read-only, never through a symlink at `path` and never
+/// blocking (a FIFO is refused, not waited on).
+pub fn open_regular_nofollow(path: &Path) -> io::Result<std::fs::File> {
+    use rustix::fs::{Mode, OFlags};
+    let fd = rustix::fs::open(
+        path,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK | OFlags::NOCTTY,
+        Mode::empty(),
+    )
+    .map_err(io::Error::from)?;
+    let f = std::fs::File::from(fd);
+    if !f.metadata()?.is_file() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file",
+        ));
+    }
+    Ok(f)
+}
+
 /// Opens `path` for appending, creating it with `mode` if absent; a symlink at `path` is
 /// refused (`O_NOFOLLOW`), as is anything but a regular file. For logs a privileged process
 /// writes in a directory others may write.

@@ -4,7 +4,8 @@
 //! and its version; the template digest covers it.
 //!
 //! - [`POLICY`] (`imad-policy`), when a policy becomes active: `imad-policy v1`, then the
-//!   active rules, one a line, as written (built-ins in the kernel's read-back form).
+//!   policy's `policy_version=N` line if it has one, then its rules, one a line, as written
+//!   (built-ins in the kernel's read-back form).
 //! - [`MODE`] (`imad-mode`), when the daemon starts and whenever its mode changes:
 //!   `imad-mode v1`, then `key value` lines: `appraise` (enforce, fix, log, off), `template`,
 //!   `hash`, `default` (allow, deny: the answer past the deadline), `pid` (the daemon's).
@@ -29,6 +30,9 @@ pub const DENIAL: &str = "imad-denial";
 /// The buffer of a [`POLICY`] entry for `p`.
 pub fn policy_buffer(p: &Policy) -> Vec<u8> {
     let mut s = format!("{POLICY} v1\n");
+    if let Some(v) = p.version {
+        s.push_str(&format!("policy_version={v}\n"));
+    }
     for r in &p.rules {
         s.push_str(r.text.trim_end());
         s.push('\n');
