@@ -6,6 +6,7 @@
 //! `ima_bprm_check` (BPRM_CHECK), `FAN_OPEN_PERM` is `ima_file_check` (FILE_CHECK).
 
 pub mod audit;
+pub mod config;
 pub mod control;
 pub mod decide;
 pub mod notify;

@@ -14,6 +14,7 @@ use ima_core::hash::HashAlgo;
 use ima_core::policy::{BootPolicy, Policy};
 use ima_core::template::TemplateDesc;
 use ima_daemon::audit::AuditLog;
+use ima_daemon::config::{self, FileConfig};
 use ima_daemon::control::Control;
 use ima_daemon::process::ProcessDecider;
 use ima_daemon::{Config, serve};
@@ -24,34 +25,45 @@ use ima_sys::fanotify::Response;
 /// runtime measurement list (fanotify permission events; root only). Runs in the foreground,
 /// logs to stderr, writes STATE/imad.ready once its marks are in place, and on SIGTERM answers
 /// every pending event, removes the ready file and exits.
+///
+/// Every setting can also come from --config FILE; a flag overrides the file.
 #[derive(Debug, Parser)]
 #[command(name = "imad", version)]
 struct Args {
-    /// Configuration file (not yet read: every setting is a flag).
-    #[arg(long)]
+    /// Configuration file (TOML; see packaging/imad.toml): keys named after the kernel's boot
+    /// parameters (ima_policy, ima_appraise_tcb, ima_template, ima_template_fmt, ima_hash,
+    /// ima_appraise, integrity_audit) and after these flags (policy, tpm, state, mark,
+    /// default, deadline, workers, audit, audit_rate, decision_entries, lock_timeout, keys).
+    /// A flag overrides the file's value (a list flag replaces the file's list). Only read
+    /// when given; an unknown key, a wrong value or a conflict stops imad before it starts.
+    /// `evm` is refused: imad loads no EVM key.
+    #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Policy file (the kernel's rule language).
-    #[arg(long, conflicts_with = "builtin")]
+    #[arg(long, conflicts_with_all = ["builtin", "appraise_tcb"])]
     policy: Option<PathBuf>,
     /// Built-in policies as the kernel's ima_policy=: tcb, appraise_tcb, secure_boot,
     /// critical_data, joined by '|'. Default: tcb.
     #[arg(long)]
     builtin: Option<String>,
+    /// ima_appraise_tcb: add appraise_tcb to the built-in policies.
+    #[arg(long)]
+    appraise_tcb: bool,
     /// ima_appraise=: enforce (a failure denies: EPERM to the opener), fix (relabel through
     /// the opened file, then allow), log (allow, log the failure) or off (appraise rules
-    /// ignored).
-    #[arg(long, value_enum, default_value = "off")]
-    appraise: Appraise,
+    /// ignored). Default: off.
+    #[arg(long, value_enum)]
+    appraise: Option<Appraise>,
     /// Certificates (DER or PEM files, or directories of them) of the .ima keyring that
     /// signatures in security.ima are checked against (repeatable).
     #[arg(long = "keys", value_name = "CERT|DIR")]
     keys: Vec<PathBuf>,
-    /// Boot template (ima-ng, ima-sig, ima, ... or a format string).
-    #[arg(long, default_value = "ima-ng")]
-    template: String,
-    /// File hash algorithm (ima_hash=).
-    #[arg(long = "hash", default_value = "sha256")]
-    hash: HashAlgo,
+    /// Boot template (ima-ng, ima-sig, ima, ... or a format string). Default: ima-ng.
+    #[arg(long)]
+    template: Option<String>,
+    /// File hash algorithm (ima_hash=). Default: sha256.
+    #[arg(long = "hash")]
+    hash: Option<HashAlgo>,
     /// TPM: swtpm:host=H,port=P or device:/dev/tpmrm0. Default: the software PCR bank in the
     /// state directory (NOT hardware-rooted).
     #[arg(long)]
@@ -59,40 +71,147 @@ struct Args {
     /// Runtime/state directory (the list, imad.ready). Default: /run/ima.
     #[arg(long)]
     state: Option<PathBuf>,
-    /// Mark the filesystem holding PATH (repeatable). Pseudo filesystems (proc, sysfs,
-    /// securityfs, ...) and the state directory's filesystem are refused.
-    #[arg(long = "mark", value_name = "PATH", required = true)]
+    /// Mark the filesystem holding PATH (repeatable; required here or in the configuration).
+    /// Pseudo filesystems (proc, sysfs, securityfs, ...) and the state directory's filesystem
+    /// are refused.
+    #[arg(long = "mark", value_name = "PATH")]
     marks: Vec<PathBuf>,
     /// Answer when no decision comes in time or it fails: allow (fail-open) or deny
-    /// (fail-closed, EPERM to the opener).
-    #[arg(long, value_enum, default_value = "allow")]
-    default: Default,
-    /// Milliseconds from an event to its answer before the default answers.
-    #[arg(long, value_name = "MS", default_value_t = 5000)]
-    deadline: u64,
+    /// (fail-closed, EPERM to the opener). Default: allow.
+    #[arg(long, value_enum)]
+    default: Option<Default>,
+    /// Milliseconds from an event to its answer before the default answers. Default: 5000.
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..))]
+    deadline: Option<u64>,
     /// Decision threads (default: one per core).
-    #[arg(long)]
-    workers: Option<usize>,
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=4096))]
+    workers: Option<u64>,
     /// Where audit records go (repeatable): kernel (the audit log through netlink, as
     /// AUDIT_TRUSTED_APP messages; the default), stderr (the daemon's log, journald under
     /// systemd), json=PATH (JSON lines appended to PATH), none.
     #[arg(long = "audit", value_name = "SINK")]
     audit: Vec<String>,
     /// Audit records a second at most (0: unlimited); the rest of a second are counted and
-    /// reported.
-    #[arg(long, value_name = "N", default_value_t = 1000)]
-    audit_rate: u32,
+    /// reported. Default: 1000.
+    #[arg(long, value_name = "N")]
+    audit_rate: Option<u32>,
     /// Also write informational records (hash_added, hash_exists), as the kernel's
     /// integrity_audit=1.
     #[arg(long)]
     integrity_audit: bool,
     /// Record the policy, the mode and every denial as ima-buf entries of the list
     /// (imad-policy, imad-mode, imad-denial), so a remote verifier sees what was blocked.
-    #[arg(long, value_enum, default_value = "on")]
-    decision_entries: OnOff,
-    /// Seconds to wait for another writer of the same state directory.
-    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    /// Default: on.
+    #[arg(long, value_enum)]
+    decision_entries: Option<OnOff>,
+    /// Seconds to wait for another writer of the same state directory. Default: 10.
+    #[arg(long, value_name = "SECS")]
+    lock_timeout: Option<u64>,
+}
+
+/// The settings in effect: the flags over the configuration file over the defaults.
+#[derive(Debug)]
+struct Settings {
+    policy: PolicySource,
+    appraise: Mode,
+    keys: Vec<PathBuf>,
+    template: String,
+    hash: HashAlgo,
+    tpm: Option<String>,
+    state: PathBuf,
+    marks: Vec<PathBuf>,
+    default: Response,
+    deadline: u64,
+    workers: Option<usize>,
+    audit: Vec<String>,
+    audit_rate: u32,
+    integrity_audit: bool,
+    decision_entries: bool,
     lock_timeout: u64,
+}
+
+#[derive(Debug, PartialEq)]
+enum PolicySource {
+    File(PathBuf),
+    Builtin(String),
+}
+
+impl Settings {
+    /// `a` over `f` over the defaults. The policy is one setting: a `--policy` or
+    /// `--builtin` flag replaces the file's `policy`, `ima_policy` and `ima_appraise_tcb`.
+    fn merge(a: Args, f: FileConfig) -> anyhow::Result<Self> {
+        let policy = match (a.policy, a.builtin, f.policy, f.ima_policy) {
+            (Some(p), _, _, _) => PolicySource::File(p),
+            (None, Some(b), _, _) => PolicySource::Builtin(with_appraise_tcb(b, a.appraise_tcb)),
+            (None, None, Some(p), _) if !a.appraise_tcb => PolicySource::File(p),
+            (None, None, Some(_), _) => {
+                bail!("--appraise-tcb: the configuration's policy is a file, not built-ins")
+            }
+            (None, None, None, b) => PolicySource::Builtin(with_appraise_tcb(
+                b.unwrap_or_else(|| "tcb".into()),
+                a.appraise_tcb || f.ima_appraise_tcb == Some(true),
+            )),
+        };
+        let marks = if a.marks.is_empty() {
+            f.mark.unwrap_or_default()
+        } else {
+            a.marks
+        };
+        if marks.is_empty() {
+            bail!("no filesystem to mark: give --mark PATH (or mark = [...] in --config)");
+        }
+        Ok(Self {
+            policy,
+            appraise: match a.appraise {
+                Some(Appraise::Enforce) => Mode::Enforce,
+                Some(Appraise::Fix) => Mode::Fix,
+                Some(Appraise::Log) => Mode::Log,
+                Some(Appraise::Off) => Mode::Off,
+                None => f.ima_appraise.unwrap_or(Mode::Off),
+            },
+            keys: if a.keys.is_empty() {
+                f.keys.unwrap_or_default()
+            } else {
+                a.keys
+            },
+            template: a.template.or(f.template).unwrap_or_else(|| "ima-ng".into()),
+            hash: a.hash.or(f.ima_hash).unwrap_or(HashAlgo::SHA256),
+            tpm: a.tpm.or(f.tpm),
+            state: a.state.or(f.state).unwrap_or_else(ima_engine::default_dir),
+            marks,
+            default: match a.default {
+                Some(Default::Allow) => Response::Allow,
+                Some(Default::Deny) => Response::Deny,
+                None => f.default.unwrap_or(Response::Allow),
+            },
+            deadline: a.deadline.or(f.deadline).unwrap_or(5000),
+            workers: match a.workers {
+                Some(w) => Some(usize::try_from(w)?),
+                None => f.workers,
+            },
+            audit: if a.audit.is_empty() {
+                f.audit.unwrap_or_default()
+            } else {
+                a.audit
+            },
+            audit_rate: a.audit_rate.or(f.audit_rate).unwrap_or(1000),
+            integrity_audit: a.integrity_audit || f.integrity_audit == Some(true),
+            decision_entries: match a.decision_entries {
+                Some(o) => o == OnOff::On,
+                None => f.decision_entries.unwrap_or(true),
+            },
+            lock_timeout: a.lock_timeout.or(f.lock_timeout).unwrap_or(10),
+        })
+    }
+}
+
+/// `names` with appraise_tcb added when `add`.
+fn with_appraise_tcb(names: String, add: bool) -> String {
+    if add {
+        format!("{names}|appraise_tcb")
+    } else {
+        names
+    }
 }
 
 #[derive(Clone, Copy, Debug, Eq, PartialEq, ValueEnum)]
@@ -134,21 +253,26 @@ fn main() -> ExitCode {
 }
 
 fn run(a: Args) -> anyhow::Result<ExitCode> {
-    if a.config.is_some() {
-        bail!("--config: configuration files are not read yet; give every setting as a flag");
+    let file = match &a.config {
+        Some(p) => config::load(p)?,
+        None => FileConfig::default(),
+    };
+    let a = Settings::merge(a, file)?;
+    for s in &a.audit {
+        config::audit_sink(s).map_err(|e| anyhow::anyhow!("--audit {e}"))?;
     }
-    let policy = match (&a.policy, &a.builtin) {
-        (Some(p), _) => {
+    let policy = match &a.policy {
+        PolicySource::File(p) => {
             let text =
                 std::fs::read_to_string(p).with_context(|| format!("{}: read", p.display()))?;
             Policy::parse(&text).map_err(|e| anyhow::anyhow!("{}: {e}", p.display()))?
         }
-        (None, b) => BootPolicy::from_param(b.as_deref().unwrap_or("tcb"))
+        PolicySource::Builtin(b) => BootPolicy::from_param(b)
             .map_err(|(_, e)| anyhow::anyhow!("--builtin: {e}"))?
             .default_policy(),
     };
     // A ready file left by a killed imad must not announce this one before its marks.
-    let dir = a.state.clone().unwrap_or_else(ima_engine::default_dir);
+    let dir = a.state.clone();
     match std::fs::remove_file(dir.join("imad.ready")) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             return Err(e).context(format!("{}: stale imad.ready", dir.display()));
@@ -168,18 +292,17 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     let engine = Engine::open_tcti(cfg, a.tpm.as_deref())
         .with_context(|| format!("measurement list in {}", dir.display()))?;
     ima_daemon::serve::check_marks(&a.marks, Some(&dir))?;
-    let mode = match a.appraise {
-        Appraise::Enforce => Mode::Enforce,
-        Appraise::Fix => Mode::Fix,
-        Appraise::Log => Mode::Log,
-        Appraise::Off => Mode::Off,
-    };
+    let mode = a.appraise;
     let audit = audit_log(&a)?;
     let template = engine.config().template.name().to_owned();
+    let policy_file = match &a.policy {
+        PolicySource::File(p) => Some(p.clone()),
+        PolicySource::Builtin(_) => None,
+    };
     let mut decider = ProcessDecider::new(engine, policy, mode, load_keyring(&a.keys)?, audit)
-        .with_policy_version_file(dir.join(POLICY_VERSION), a.policy.clone())
+        .with_policy_version_file(dir.join(POLICY_VERSION), policy_file)
         .context("the policy")?;
-    if a.decision_entries == OnOff::On {
+    if a.decision_entries {
         let m = ima_core::log::decision::ModeRecord {
             appraise: format!("{:?}", a.appraise).to_lowercase(),
             template,
@@ -195,10 +318,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);
-    scfg.default = match a.default {
-        Default::Allow => Response::Allow,
-        Default::Deny => Response::Deny,
-    };
+    scfg.default = a.default;
     if let Some(w) = a.workers {
         scfg.workers = w;
     }
@@ -243,7 +363,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
 const POLICY_VERSION: &str = "imad.policy-version";
 
 /// The audit sinks `--audit` names (kernel when none is named).
-fn audit_log(a: &Args) -> anyhow::Result<AuditLog> {
+fn audit_log(a: &Settings) -> anyhow::Result<AuditLog> {
     let mut log = AuditLog::none().limits(a.audit_rate, a.integrity_audit);
     let sinks: Vec<&str> = if a.audit.is_empty() {
         vec!["kernel"]
