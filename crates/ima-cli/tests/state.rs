@@ -296,7 +296,7 @@ fn a_busy_swtpm_is_waited_for() {
 }
 
 /// Issue #10: every state file is read with a bound a valid state sets. Each one in turn is
-/// made a 1 GiB sparse file; `imactl measure` runs with 300 MB of address space (reading
+/// made a 1 GiB sparse file; `imactl measure` runs with 700 MB of address space (reading
 /// one whole would fail), refuses the file naming it or regenerates it, and never reads it.
 /// The journal is the list itself: mapped, not read, and refused at byte offset 0.
 #[test]
@@ -335,9 +335,12 @@ fn huge_state_files_are_refused_or_rebuilt_without_reading_them() {
         let _ = std::fs::remove_file(&p);
         std::fs::File::create(&p).unwrap().set_len(1 << 30).unwrap();
         let start = std::time::Instant::now();
+        // 700 MB: room for one thread stack and malloc arena per core on a large machine,
+        // not for a gigabyte read.
         let o = std::process::Command::new("sh")
+            .env("MALLOC_ARENA_MAX", "2")
             .arg("-c")
-            .arg("ulimit -v 300000; exec \"$0\" \"$@\"")
+            .arg("ulimit -v 700000; exec \"$0\" \"$@\"")
             .arg(&imactl)
             .args(["measure", "-r", "--state"])
             .arg(&state)
