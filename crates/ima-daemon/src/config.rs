@@ -2,7 +2,7 @@
 //! named after the kernel's boot parameters (`ima_policy`, `ima_template`, `ima_template_fmt`,
 //! `ima_hash`, `ima_appraise`, `ima_appraise_tcb`, `integrity_audit`, `evm`) and imad's own
 //! settings (`policy`, `tpm`, `state`, `mark`, `default`, `deadline`, `workers`, `audit`,
-//! `audit_rate`, `decision_entries`, `lock_timeout`, `keys`). Every value is also a flag, and
+//! `audit_rate`, `decision_entries`, `lock_timeout`, `keys`, `metrics`). Every value is also a flag, and
 //! a flag overrides the file (the merge is `imad`'s `main`).
 //!
 //! The file is checked whole before anything runs: an unknown key, a value of the wrong type
@@ -58,6 +58,8 @@ pub struct FileConfig {
     pub decision_entries: Option<bool>,
     /// `lock_timeout`: seconds.
     pub lock_timeout: Option<u64>,
+    /// `metrics`: the local address Prometheus metrics are served on.
+    pub metrics: Option<std::net::SocketAddr>,
     /// `keys`: certificate files or directories (absolute).
     pub keys: Option<Vec<PathBuf>>,
 }
@@ -109,6 +111,7 @@ pub const KEYS: &[&str] = &[
     "decision_entries",
     "lock_timeout",
     "keys",
+    "metrics",
 ];
 
 /// Largest configuration file read (a few keys; anything larger is not one).
@@ -257,6 +260,14 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
             }
             "decision_entries" => c.decision_entries = Some(boolean(v).map_err(fail)?),
             "lock_timeout" => c.lock_timeout = Some(integer(v, 0, 86_400).map_err(fail)?),
+            "metrics" => {
+                let t = string(v).map_err(fail)?;
+                c.metrics = Some(t.parse().map_err(|_| {
+                    fail(format!(
+                        "{t:?} is not an address:port (e.g. \"127.0.0.1:9464\")"
+                    ))
+                })?);
+            }
             "keys" => c.keys = Some(array(v, abs_path).map_err(fail)?),
             _ => return Err(fail("unknown key".into())),
         }

@@ -9,9 +9,10 @@ pub mod audit;
 pub mod config;
 pub mod control;
 pub mod decide;
+pub mod metrics;
 pub mod notify;
 pub mod process;
 pub mod serve;
 pub mod subject;
 
-pub use serve::{Config, DaemonError, Stats, serve};
+pub use serve::{Config, Counters, DaemonError, Stats, serve};

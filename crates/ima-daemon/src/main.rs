@@ -16,6 +16,7 @@ use ima_core::template::TemplateDesc;
 use ima_daemon::audit::AuditLog;
 use ima_daemon::config::{self, FileConfig};
 use ima_daemon::control::Control;
+use ima_daemon::metrics::Metrics;
 use ima_daemon::process::ProcessDecider;
 use ima_daemon::{Config, serve};
 use ima_engine::Engine;
@@ -107,6 +108,10 @@ struct Args {
     /// Seconds to wait for another writer of the same state directory. Default: 10.
     #[arg(long, value_name = "SECS")]
     lock_timeout: Option<u64>,
+    /// Serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9464; keep it local:
+    /// the counts say what the host opens).
+    #[arg(long, value_name = "ADDR")]
+    metrics: Option<std::net::SocketAddr>,
 }
 
 /// The settings in effect: the flags over the configuration file over the defaults.
@@ -128,6 +133,7 @@ struct Settings {
     integrity_audit: bool,
     decision_entries: bool,
     lock_timeout: u64,
+    metrics: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, PartialEq)]
@@ -201,6 +207,7 @@ impl Settings {
                 None => f.decision_entries.unwrap_or(true),
             },
             lock_timeout: a.lock_timeout.or(f.lock_timeout).unwrap_or(10),
+            metrics: a.metrics.or(f.metrics),
         })
     }
 }
@@ -315,6 +322,10 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             .context("recording the policy and mode in the list")?;
     }
     let control = Control::bind(&dir).context("the control socket")?;
+    let metrics = match a.metrics {
+        Some(addr) => Some(Metrics::bind(addr).context("metrics")?),
+        None => None,
+    };
     let mut scfg = Config::new(a.marks.clone());
     scfg.ready_dir = Some(dir);
     scfg.deadline = Duration::from_millis(a.deadline);
@@ -335,6 +346,9 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     }
     let stats = std::thread::scope(|s| {
         let ctl = s.spawn(|| control.serve(&decider, &stop));
+        if let Some(m) = &metrics {
+            s.spawn(|| m.serve(&scfg.counters, &decider, &stop));
+        }
         let r = serve(&scfg, &decider, &stop);
         // serve returns on SIGTERM (stop set) or an error: stop the control thread either way.
         stop.store(true, Ordering::Relaxed);

@@ -46,6 +46,8 @@ pub struct Config {
     pub default: Response,
     /// Put the kernel-side allow cache on cacheable allows.
     pub cache: bool,
+    /// The loop's counters, shared so they can be read while it runs.
+    pub counters: Arc<Counters>,
 }
 
 impl Config {
@@ -60,6 +62,7 @@ impl Config {
             deadline: Duration::from_secs(5),
             default: Response::Allow,
             cache: true,
+            counters: Arc::default(),
         }
     }
 }
@@ -170,8 +173,10 @@ pub fn check_marks(marks: &[PathBuf], state: Option<&Path>) -> Result<(), Daemon
     Ok(())
 }
 
-#[derive(Default)]
-struct Counters {
+/// The loop's counters, live (read them with [`Counters::snapshot`] while it runs, e.g. for
+/// metrics).
+#[derive(Debug, Default)]
+pub struct Counters {
     events: AtomicU64,
     allowed: AtomicU64,
     denied: AtomicU64,
@@ -179,6 +184,7 @@ struct Counters {
     errors: AtomicU64,
     queue_full: AtomicU64,
     cached: AtomicU64,
+    overflows: AtomicU64,
     /// An allow-cache mark may have been put under an old policy.
     stale: AtomicBool,
 }
@@ -186,6 +192,21 @@ struct Counters {
 impl Counters {
     fn add(c: &AtomicU64) {
         c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The counts so far (overflows as the loop last recorded them).
+    pub fn snapshot(&self) -> Stats {
+        let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        Stats {
+            events: l(&self.events),
+            allowed: l(&self.allowed),
+            denied: l(&self.denied),
+            deadline: l(&self.deadline),
+            errors: l(&self.errors),
+            queue_full: l(&self.queue_full),
+            cached: l(&self.cached),
+            overflows: l(&self.overflows),
+        }
     }
 }
 
@@ -214,7 +235,7 @@ pub fn serve(cfg: &Config, decider: &dyn Decide, stop: &AtomicBool) -> Result<St
             }
         }
     }
-    let counters = Counters::default();
+    let counters = &*cfg.counters;
     let mut overflows = 0;
     if result.is_ok() {
         result = run(
@@ -222,7 +243,7 @@ pub fn serve(cfg: &Config, decider: &dyn Decide, stop: &AtomicBool) -> Result<St
             &group,
             decider,
             stop,
-            &counters,
+            counters,
             &mut overflows,
             &marked,
         );
@@ -232,18 +253,8 @@ pub fn serve(cfg: &Config, decider: &dyn Decide, stop: &AtomicBool) -> Result<St
         let _ = group.unmark_filesystem(m, MARK_MASK);
     }
     drop(group);
-    let l = |c: &AtomicU64| c.load(Ordering::Relaxed);
-    let stats = Stats {
-        events: l(&counters.events),
-        allowed: l(&counters.allowed),
-        denied: l(&counters.denied),
-        deadline: l(&counters.deadline),
-        errors: l(&counters.errors),
-        queue_full: l(&counters.queue_full),
-        cached: l(&counters.cached),
-        overflows,
-    };
-    result.map(|()| stats)
+    counters.overflows.store(overflows, Ordering::Relaxed);
+    result.map(|()| counters.snapshot())
 }
 
 fn run(
@@ -324,6 +335,7 @@ fn run(
                     break;
                 }
             }
+            counters.overflows.store(*overflows, Ordering::Relaxed);
         }
         // Stop: no new events, then decide the ones already queued in the kernel.
         for m in marked {

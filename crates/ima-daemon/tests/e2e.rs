@@ -481,6 +481,13 @@ fn the_control_socket_reloads_policies_all_or_nothing_and_explains_decisions() {
         "p1",
         "policy_version=1\nappraise func=FILE_CHECK fowner=0\n",
     );
+    // A free local port for the metrics.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let metrics = format!("127.0.0.1:{port}");
     let args = [
         "--policy",
         appraising.to_str().unwrap(),
@@ -488,6 +495,8 @@ fn the_control_socket_reloads_policies_all_or_nothing_and_explains_decisions() {
         "enforce",
         "--audit",
         "none",
+        "--metrics",
+        &metrics,
     ];
     let imad = Imad::start(&state, &args, m.path());
     assert_eq!(open_errno(&m.join("unlabelled")), Some(1));
@@ -568,6 +577,20 @@ fn the_control_socket_reloads_policies_all_or_nothing_and_explains_decisions() {
     );
     let r = ctl(&state, serde_json::json!({"op": "reload", "policy": next}));
     assert_eq!(r["ok"], true, "{r}");
+    // The metrics count what happened.
+    let mut conn = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    std::io::Write::write_all(&mut conn, b"GET /metrics HTTP/1.0\r\n\r\n").unwrap();
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut conn, &mut text).unwrap();
+    assert!(text.starts_with("HTTP/1.0 200 OK\r\n"), "{text}");
+    assert!(text.contains("\nimad_policy_loads_total 3\n"), "{text}");
+    let denied: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("imad_denied_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(denied >= 1, "{text}");
     // Unknown requests are refused.
     let r = ctl(&state, serde_json::json!({"op": "format-disk"}));
     assert!(r["error"].as_str().unwrap().contains("bad request"), "{r}");
