@@ -146,6 +146,9 @@ pub enum Miss {
         name: String,
         accepted: Vec<RefDigest>,
     },
+    /// imad denied an access (an `imad-denial` entry, `log::decision`) the references do not
+    /// accept: `record` is its audit record (what was denied, why, to whom).
+    Denied { record: String },
     /// A violation (zero template digest: the file was measured while open for write, or
     /// changed while measured): its content is unknown.
     Violation,
@@ -308,6 +311,7 @@ impl fmt::Display for Failure {
                         "buffer {name} not in the references (accepted: {})",
                         list(accepted)
                     )?,
+                    Miss::Denied { record } => write!(f, "imad denied an access: {record}")?,
                     Miss::Violation => f.write_str("violation: the measured content is unknown")?,
                     Miss::UnknownTemplate => {
                         f.write_str("unknown template: give its format (NAME=FMT)")?
@@ -650,7 +654,14 @@ pub fn refs_from_list(entries: &[Entry], templates: &[TemplateDesc]) -> (Refs, u
             unknown += 1;
             continue;
         };
-        if e.is_violation() || name.as_bytes() == replay::BOOT_AGGREGATE_NAME {
+        // Not reference values: boot_aggregate (checked against PCRs 0–9), the engine's boot
+        // entry (this boot's, checked against the quote) and imad's denials (what a good
+        // host blocked is no reference for another).
+        if e.is_violation()
+            || name.as_bytes() == replay::BOOT_AGGREGATE_NAME
+            || BootEntry::buffer_of(e).is_some()
+            || (f.buf.is_some() && name == crate::log::decision::DENIAL)
+        {
             continue;
         }
         let d = RefDigest {
@@ -892,6 +903,17 @@ fn check_entry(
         let accepted = refs.buf(&path).unwrap_or_default();
         if accepted.iter().any(|d| d.accepts(algo, bytes)) {
             return None;
+        }
+        if path == crate::log::decision::DENIAL {
+            // Its second line is the kernel-format record of the failure.
+            let text = String::from_utf8_lossy(buf);
+            let record = text.lines().nth(1).unwrap_or("(no record)").to_owned();
+            return Some(Failure::Reference {
+                entry: entry(),
+                miss: Miss::Denied { record },
+                signature: None,
+                accept: Some(format!("buf {path} {shown}")),
+            });
         }
         return Some(Failure::Reference {
             entry: entry(),

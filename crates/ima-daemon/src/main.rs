@@ -315,7 +315,6 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
             template,
             hash: a.hash.to_string(),
             default: format!("{:?}", a.default).to_lowercase(),
-            pid: std::process::id(),
         };
         decider = decider
             .with_decision_entries(&m)

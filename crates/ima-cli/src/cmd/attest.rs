@@ -489,6 +489,7 @@ fn failure_kind(f: &Failure) -> &'static str {
             Miss::DigestDiffers { .. } => "digest_not_in_refs",
             Miss::Keyring { .. } => "keyring",
             Miss::Buf { .. } => "buf",
+            Miss::Denied { .. } => "denied",
             Miss::Violation => "violation",
             Miss::UnknownTemplate => "unknown_template",
         },

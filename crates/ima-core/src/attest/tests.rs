@@ -443,3 +443,72 @@ impl Verdict {
         self.failures.iter().map(|f| f.to_string() + "\n").collect()
     }
 }
+
+fn buffer(name: &str, buf: &[u8]) -> Entry {
+    entry(
+        "ima-buf",
+        &Event {
+            digest: Some(HashAlgo::SHA256.digest(buf).unwrap()),
+            name: name.as_bytes(),
+            buf: Some(buf),
+            ..Event::default()
+        },
+    )
+}
+
+#[test]
+fn imad_denials_are_reported_and_never_become_references() {
+    use crate::log::decision;
+    let (b, mut v) = list_of(2);
+    let mode = decision::ModeRecord {
+        appraise: "enforce".into(),
+        template: "ima-ng".into(),
+        hash: "sha256".into(),
+        default: "allow".into(),
+    };
+    v.push(buffer(decision::MODE, &mode.encode()));
+    let known_good = v.clone();
+    let who = crate::audit::Subject {
+        pid: 77,
+        comm: b"sh".to_vec(),
+        ..Default::default()
+    };
+    let fail = crate::audit::Record::appraise(
+        crate::appraise::Cause::InvalidHash,
+        b"/usr/bin/evil",
+        None,
+        false,
+    );
+    v.push(buffer(
+        decision::DENIAL,
+        &decision::denial_buffer(&fail, &who, b"/usr/bin/evil", None),
+    ));
+    // References from the known-good list accept its files and its mode...
+    let (refs, unknown) = refs_from_list(&known_good, &[]);
+    assert_eq!(unknown, 0);
+    assert_eq!(refs.bufs().count(), 1, "the mode record");
+    // ...and a list with a denial is not trusted: the failure says what was denied.
+    let q = quote(&b, &v);
+    let verdict = run(&q, &bytes(&v), &refs, &Keyring::new(), None);
+    assert_eq!(verdict.failures.len(), 1, "{:?}", verdict.failures);
+    let text = verdict.to_string_list();
+    assert!(
+        text.contains("imad denied an access: pid=77 ")
+            && text.contains("cause=invalid-hash comm=\"sh\" name=\"/usr/bin/evil\""),
+        "{text}"
+    );
+    // A list with the denial does not make the denial a reference.
+    let (refs, _) = refs_from_list(&v, &[]);
+    assert!(refs.buf(decision::DENIAL).is_none());
+    // Nor is the engine's boot entry (this boot's TPM counts) one.
+    let anchor = BootEntry {
+        boot_id: "b".into(),
+        tpm_id: "software".into(),
+        ..BootEntry::default()
+    };
+    let w = vec![
+        boot(&b),
+        buffer(crate::log::boot_entry::BOOT_ENTRY, &anchor.encode()),
+    ];
+    assert_eq!(refs_from_list(&w, &[]).0.bufs().count(), 0);
+}

@@ -8,7 +8,8 @@
 //!   (built-ins in the kernel's read-back form).
 //! - [`MODE`] (`imad-mode`), when the daemon starts and whenever its mode changes:
 //!   `imad-mode v1`, then `key value` lines: `appraise` (enforce, fix, log, off), `template`,
-//!   `hash`, `default` (allow, deny: the answer past the deadline), `pid` (the daemon's).
+//!   `hash`, `default` (allow, deny: the answer past the deadline). The same settings give the
+//!   same buffer, so a known-good list's mode entry is a reference value for other hosts.
 //! - [`DENIAL`] (`imad-denial`), before an access is denied: `imad-denial v1`, then the
 //!   kernel's `INTEGRITY_DATA` audit record of the failure (kernel-ima.md §9.1: op, cause,
 //!   opener, file name, device and inode), then, when the file's digest was collected, the
@@ -47,15 +48,14 @@ pub struct ModeRecord {
     pub template: String,
     pub hash: String,
     pub default: String,
-    pub pid: u32,
 }
 
 impl ModeRecord {
     /// The buffer of a [`MODE`] entry.
     pub fn encode(&self) -> Vec<u8> {
         format!(
-            "{MODE} v1\nappraise {}\ntemplate {}\nhash {}\ndefault {}\npid {}\n",
-            self.appraise, self.template, self.hash, self.default, self.pid
+            "{MODE} v1\nappraise {}\ntemplate {}\nhash {}\ndefault {}\n",
+            self.appraise, self.template, self.hash, self.default
         )
         .into_bytes()
     }
@@ -99,11 +99,10 @@ mod tests {
             template: "ima-ng".into(),
             hash: "sha256".into(),
             default: "allow".into(),
-            pid: 9,
         };
         assert_eq!(
             m.encode(),
-            b"imad-mode v1\nappraise enforce\ntemplate ima-ng\nhash sha256\ndefault allow\npid 9\n"
+            b"imad-mode v1\nappraise enforce\ntemplate ima-ng\nhash sha256\ndefault allow\n"
         );
         let who = Subject {
             pid: 5,
