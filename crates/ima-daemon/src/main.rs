@@ -265,6 +265,7 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
         None => FileConfig::default(),
     };
     let a = Settings::merge(a, file)?;
+    let watchdog = ima_daemon::notify::watchdog_interval().map_err(anyhow::Error::msg)?;
     for s in &a.audit {
         config::audit_sink(s).map_err(|e| anyhow::anyhow!("--audit {e}"))?;
     }
@@ -331,6 +332,12 @@ fn run(a: Args) -> anyhow::Result<ExitCode> {
     scfg.default = a.default;
     if let Some(w) = a.workers {
         scfg.workers = w;
+    }
+    // systemd's watchdog (WatchdogSec=): pings while the event loop goes round.
+    if let (Some(sock), Some(every)) = (std::env::var_os("NOTIFY_SOCKET"), watchdog) {
+        ima_daemon::notify::spawn_watchdog(sock, every, Arc::clone(&scfg.heartbeat))
+            .context("starting the systemd watchdog thread")?;
+        tracing::info!("systemd watchdog: WATCHDOG=1 every {:?}", every / 2);
     }
     let stop = Arc::new(AtomicBool::new(false));
     {

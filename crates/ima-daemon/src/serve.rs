@@ -26,7 +26,7 @@ use ima_core::policy::{Func, Mask as MayMask};
 use ima_sys::fanotify::{FanotifyError, Group, Mask, PermissionEvent, Response};
 
 use crate::decide::{Access, Decide};
-use crate::notify::Ready;
+use crate::notify::{Heartbeat, Ready};
 
 /// How the loop runs.
 #[derive(Clone, Debug)]
@@ -48,6 +48,9 @@ pub struct Config {
     pub cache: bool,
     /// The loop's counters, shared so they can be read while it runs.
     pub counters: Arc<Counters>,
+    /// Counts the rounds of the event loop and the deadline watchdog (systemd's watchdog
+    /// pings only while both go round).
+    pub heartbeat: Arc<Heartbeat>,
 }
 
 impl Config {
@@ -63,6 +66,7 @@ impl Config {
             default: Response::Allow,
             cache: true,
             counters: Arc::default(),
+            heartbeat: Arc::default(),
         }
     }
 }
@@ -277,7 +281,7 @@ fn run(
         for _ in 0..cfg.workers.max(1) {
             s.spawn(|| worker(cfg, group, decider, &rx, counters));
         }
-        s.spawn(|| watchdog(cfg.default, &deadlines, counters));
+        s.spawn(|| watchdog(cfg, &deadlines, counters));
         let ready = match &cfg.ready_dir {
             Some(d) => match Ready::announce(d) {
                 Ok(r) => Some(r),
@@ -316,6 +320,7 @@ fn run(
         let mut res = Ok(());
         let mut generation = decider.generation();
         while !stop.load(Ordering::Relaxed) {
+            cfg.heartbeat.reader();
             // A new policy: cached allows may no longer hold.
             let now = decider.generation();
             if now != generation || counters.stale.swap(false, Ordering::Relaxed) {
@@ -378,11 +383,13 @@ fn answer(ev: &PermissionEvent, r: Response) -> bool {
     }
 }
 
-fn watchdog(default: Response, d: &Deadlines, counters: &Counters) {
+fn watchdog(cfg: &Config, d: &Deadlines, counters: &Counters) {
+    let default = cfg.default;
     let Ok(mut q) = d.q.lock() else { return };
     // Runs until the loop is done and every queued event's deadline is handled (the workers
     // drain the queue after `done`, and can still miss deadlines).
     loop {
+        cfg.heartbeat.deadlines();
         let now = Instant::now();
         // Pop the expired and the already finished (most complete in order, so the front is
         // usually done: the queue stays as short as the events in flight).

@@ -252,8 +252,14 @@ pub fn open_errno(p: &Path) -> Option<i32> {
 /// Runs imad with `args`, which must make it refuse to start: its exit code must be 2 within
 /// 30 s (else it is killed and the test fails). Returns its stderr.
 pub fn refused(args: &[&str]) -> String {
+    refused_env(args, &[])
+}
+
+/// [`refused`] with `env` added to imad's environment.
+pub fn refused_env(args: &[&str], env: &[(&str, &str)]) -> String {
     let mut child = Command::new(env!("CARGO_BIN_EXE_imad"))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
