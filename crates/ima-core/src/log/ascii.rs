@@ -275,17 +275,28 @@ pub fn decode(
         start += line.len() + 1;
     }
     let line = |i: usize| &text[spans[i].0..spans[i].1];
-    let starts: Vec<bool> = (0..spans.len())
-        .map(|i| parse_header(line(i), i + 1, bank, extra).is_ok())
-        .collect();
     let n = spans.len();
+    // Every line parsed once on its own (what almost every line is); the header alone is
+    // parsed again only for the lines that do not parse.
+    let mut alone: Vec<Option<Result<Entry, ParseError>>> = (0..n)
+        .map(|i| Some(parse_line(line(i), i + 1, bank, extra, endian)))
+        .collect();
+    let starts: Vec<bool> = (0..n)
+        .map(|i| {
+            matches!(alone[i], Some(Ok(_))) || parse_header(line(i), i + 1, bank, extra).is_ok()
+        })
+        .collect();
     let mut out = Vec::with_capacity(n);
     let mut i = 0;
     while i < n {
         let next = (i + 1..n).find(|&k| starts[k]).unwrap_or(n);
         if next == i + 1 || !starts[i] {
-            // One line, or a first line that is no entry: parsed as it is.
-            out.push(parse_line(line(i), i + 1, bank, extra, endian)?);
+            // One line, or a first line that is no entry: taken as it parsed. Each line
+            // is taken once (continuation lines are skipped below).
+            let Some(single) = alone[i].take() else {
+                break;
+            };
+            out.push(single?);
             i += 1;
             continue;
         }
