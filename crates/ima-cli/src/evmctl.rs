@@ -145,6 +145,7 @@ impl Opts {
 
 /// Runs evmctl mode on `args` (without the program name).
 pub fn main(args: &[OsString]) -> ExitCode {
+    crate::tree::EVMCTL_MODE.store(true, std::sync::atomic::Ordering::Relaxed);
     let parsed = match getopt::parse("evmctl", OPTIONS, args) {
         Ok(p) => p,
         Err(msg) => {

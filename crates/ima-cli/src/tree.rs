@@ -104,10 +104,19 @@ pub fn out_line(line: &str) {
     }
 }
 
-/// One error line on stderr, `imactl: error: PATH: MSG`.
+/// Set once when the binary runs as `evmctl`: its messages then start `evmctl: `, as
+/// evmctl's do, not `imactl: error: `.
+pub static EVMCTL_MODE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// One error line on stderr, `imactl: error: PATH: MSG` (`evmctl: PATH: MSG` in evmctl mode).
 pub fn err_line(path: &Path, msg: impl fmt::Display) {
+    let prefix = if EVMCTL_MODE.load(std::sync::atomic::Ordering::Relaxed) {
+        "evmctl:"
+    } else {
+        "imactl: error:"
+    };
     let mut e = std::io::stderr().lock();
-    let _ = writeln!(e, "imactl: error: {}: {msg:#}", path.display());
+    let _ = writeln!(e, "{prefix} {}: {msg:#}", path.display());
 }
 
 /// Runs `op` on every file: each of `paths` that is a regular file (symlinks to one are

@@ -224,7 +224,7 @@ fn command_line_errors_exit_1_with_getopts_messages() {
 }
 
 /// A missing file or key is named once with its OS error, never with the OS error text
-/// twice (an error chain whose cause repeats its message).
+/// twice (an error chain whose cause repeats its message), in a line starting `evmctl: `.
 #[test]
 fn os_errors_are_printed_once() {
     let f = Fixture::get();
@@ -250,6 +250,7 @@ fn os_errors_are_printed_once() {
         let out = run(f.evmctl(args));
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.starts_with("evmctl: "), "{args:?}: {err}");
         assert_eq!(
             err.matches("No such file or directory").count(),
             1,
