@@ -34,10 +34,11 @@ struct Args {
     /// Configuration file (TOML; see packaging/imad.toml): keys named after the kernel's boot
     /// parameters (ima_policy, ima_appraise_tcb, ima_template, ima_template_fmt, ima_hash,
     /// ima_appraise, integrity_audit) and after these flags (policy, tpm, state, mark,
-    /// default, deadline, workers, audit, audit_rate, decision_entries, lock_timeout, keys).
-    /// A flag overrides the file's value (a list flag replaces the file's list). Only read
-    /// when given; an unknown key, a wrong value or a conflict stops imad before it starts.
-    /// `evm` is refused: imad loads no EVM key.
+    /// default, deadline, workers, audit, audit_rate, decision_entries, lock_timeout, keys,
+    /// metrics). A flag overrides the file's value (a list flag replaces the file's list;
+    /// --appraise-tcb and --integrity-audit can only turn on). Only read when given; an
+    /// unknown key, a wrong value, a conflict or a file others may write stops imad before it
+    /// starts. `evm` is refused: imad loads no EVM key.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
     /// Policy file (the kernel's rule language).
