@@ -144,3 +144,39 @@ fn the_packaged_unit_verifies() {
         .unwrap();
     assert!(st.success());
 }
+
+/// The state letter of `/proc/PID/stat` (`T`: stopped).
+fn state(pid: u32) -> char {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after = stat.rsplit_once(") ").unwrap().1;
+    after.chars().next().unwrap()
+}
+
+#[test]
+fn ctrl_z_does_not_stop_imad() {
+    let m = TestMount::ext4(32);
+    std::fs::write(m.join("f"), "x").unwrap();
+    let d = tempfile::tempdir().unwrap();
+    let state_dir = d.path().join("state");
+    let imad = Imad::start(&state_dir, &["--audit", "none"], m.path());
+    let pid = imad.pid().to_string();
+    for sig in ["-TSTP", "-TTIN", "-TTOU"] {
+        assert!(
+            Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+        let st = state(imad.pid());
+        if st == 'T' {
+            // Let it go on before failing, so the openers of the mount are not frozen.
+            let _ = Command::new("kill").args(["-CONT", &pid]).status();
+            panic!("{sig} stopped imad");
+        }
+    }
+    assert_eq!(std::fs::read(m.join("f")).unwrap(), b"x");
+    let log = imad.stop();
+    assert_eq!(events(&log), 1, "{log}");
+}

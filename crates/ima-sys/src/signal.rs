@@ -1,7 +1,11 @@
 //! Termination signals for a daemon, taken synchronously: [`Termination::block`] blocks
 //! SIGTERM, SIGINT and SIGHUP in the calling thread (threads spawned afterwards inherit the
 //! mask), and one thread waits for them with [`Termination::wait`]. No handler runs
-//! asynchronously, so nothing has to be async-signal-safe.
+//! asynchronously, so nothing has to be async-signal-safe. It also blocks the terminal's stop
+//! signals (SIGTSTP, SIGTTIN, SIGTTOU: Ctrl-Z, background terminal I/O), which then stay
+//! pending and never stop the process: a stopped fanotify listener stops every one of its
+//! threads, and every opener on a marked filesystem waits until it continues. SIGSTOP cannot be
+//! blocked.
 
 use std::io;
 
@@ -14,13 +18,18 @@ pub struct Termination {
 }
 
 impl Termination {
-    /// Blocks SIGTERM, SIGINT and SIGHUP in this thread. Call before spawning threads.
+    /// Blocks SIGTERM, SIGINT and SIGHUP (taken by [`Self::wait`]) and SIGTSTP, SIGTTIN and
+    /// SIGTTOU (never taken) in this thread. Call before spawning threads.
     pub fn block() -> io::Result<Self> {
         let mut set = SigSet::empty();
         for s in [Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
             set.add(s);
         }
-        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
+        let mut blocked = set;
+        for s in [Signal::SIGTSTP, Signal::SIGTTIN, Signal::SIGTTOU] {
+            blocked.add(s);
+        }
+        nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&blocked), None)
             .map_err(|e| io::Error::from_raw_os_error(e as i32))?;
         Ok(Self { set })
     }
