@@ -135,7 +135,7 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
     if !md.is_file() {
         return Err(err("not a regular file".into()));
     }
-    let me = rustix::process::geteuid().as_raw();
+    let me = ima_sys::statedir::euid();
     if md.uid() != 0 && md.uid() != me {
         return Err(err(format!(
             "owned by uid {}: the configuration decides what is enforced, so only root (or \
