@@ -163,11 +163,14 @@ pub fn load(path: &Path) -> Result<FileConfig, ConfigError> {
 /// Parses and checks the text of a configuration file; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
     let line_of = |at: usize| text.get(..at).map_or(1, |t| t.matches('\n').count() + 1);
-    let table = DeTable::parse(text).map_err(|e| ConfigError {
-        file: file.to_owned(),
-        line: e.span().map_or(1, |s| line_of(s.start)),
-        key: None,
-        message: e.message().trim_end().to_owned(),
+    let table = DeTable::parse(text).map_err(|e| {
+        let line = e.span().map_or(1, |s| line_of(s.start));
+        ConfigError {
+            file: file.to_owned(),
+            line,
+            key: text.split('\n').nth(line - 1).and_then(key_of),
+            message: e.message().trim_end().to_owned(),
+        }
     })?;
     let mut c = FileConfig::default();
     let mut lines: Vec<(&'static str, usize)> = Vec::new();
@@ -195,9 +198,14 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
                 c.ima_policy = Some(s);
             }
             "ima_appraise_tcb" => c.ima_appraise_tcb = Some(boolean(v).map_err(fail)?),
-            "ima_template" | "ima_template_fmt" => {
+            "ima_template" => {
                 let s = string(v).map_err(fail)?;
                 TemplateDesc::lookup(&s).map_err(|e| fail(e.to_string()))?;
+                c.template = Some(s);
+            }
+            "ima_template_fmt" => {
+                let s = string(v).map_err(fail)?;
+                TemplateDesc::from_fmt(&s).map_err(|e| fail(e.to_string()))?;
                 c.template = Some(s);
             }
             "ima_hash" => {
@@ -299,6 +307,13 @@ pub fn parse(text: &str, file: &str) -> Result<FileConfig, ConfigError> {
         "the template is either a name or a field list",
     )?;
     Ok(c)
+}
+
+/// The key a line sets (`key = ...`), for a syntax error on that line.
+fn key_of(line: &str) -> Option<String> {
+    let k = line.split_once('=')?.0.trim();
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    (!k.is_empty() && k.chars().all(plain)).then(|| k.to_owned())
 }
 
 /// Checks one `--audit`/`audit` sink: kernel, stderr, none or json=ABSOLUTE_PATH.
@@ -458,9 +473,12 @@ keys = ["/etc/keys/ima"]
     #[test]
     fn syntax_errors_and_conflicts() {
         let e = parse("ima_hash = \"sha256\"\nworkers = = 2\n", "f").unwrap_err();
-        assert_eq!((e.line, e.key), (2, None));
+        assert_eq!((e.line, e.key.as_deref()), (2, Some("workers")), "{e}");
         let e = parse("a = 1\na = 2\n", "f").unwrap_err();
-        assert_eq!(e.line, 2, "{e}");
+        assert_eq!(e.to_string(), "f:2: a: duplicate key");
+        assert!(
+            err("ima_template_fmt = \"ima-ng\"\n").starts_with("imad.toml:1: ima_template_fmt: ")
+        );
         assert_eq!(
             err("policy = \"/etc/ima/policy\"\nima_policy = \"tcb\"\n"),
             "imad.toml:2: ima_policy: conflicts with policy (line 1): the policy is either a \

@@ -182,7 +182,7 @@ fn a_bad_config_names_file_line_and_key_and_changes_nothing() {
             "policy: conflicts with ima_policy (line 2)",
         ),
         ("evm = \"fix\"\n", nlines + 1, "evm: \"fix\": not supported"),
-        ("deadline = 7\n", nlines + 1, "duplicate key"),
+        ("deadline = 7\n", nlines + 1, "deadline: duplicate key"),
         ("ima_hash = sha1\n", nlines + 1, ""),
     ] {
         let cfg = config(d.path(), &format!("{good}{extra}"));
