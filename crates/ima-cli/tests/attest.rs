@@ -501,3 +501,109 @@ fn quote_without_a_list_fails_and_starts_none() {
     let ev = m.quote(N1, "ev");
     verify(&ev, N1, &["--refs", s(&m.refs())]).success();
 }
+
+/// `refs --dpkg` from dpkg's records (a database made for the test: `--dpkg-admindir`), and
+/// from the real one for an installed package.
+#[test]
+fn refs_from_installed_packages_leave_out_changed_files() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path().join("root");
+    std::fs::create_dir_all(root.join("bin")).unwrap();
+    let (same, changed, conf) = (
+        root.join("bin/same"),
+        root.join("bin/changed"),
+        root.join("conf"),
+    );
+    std::fs::write(&same, b"as shipped\n").unwrap();
+    std::fs::write(&changed, b"edited here\n").unwrap();
+    std::fs::write(&conf, b"local config\n").unwrap();
+    std::os::unix::fs::symlink(&same, root.join("bin/link")).unwrap();
+    let info = d.path().join("db/info");
+    std::fs::create_dir_all(&info).unwrap();
+    let md5 = |b: &[u8]| hex::encode(HashAlgo::MD5.digest(b).unwrap().as_bytes());
+    let rel = |p: &Path| p.strip_prefix("/").unwrap().display().to_string();
+    std::fs::write(
+        info.join("demo:amd64.list"),
+        format!(
+            "/.\n{}\n{}\n{}\n{}\n{}\n",
+            root.join("bin").display(),
+            same.display(),
+            changed.display(),
+            conf.display(),
+            root.join("bin/link").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        info.join("demo:amd64.md5sums"),
+        format!(
+            "{}  {}\n{}  {}\n",
+            md5(b"as shipped\n"),
+            rel(&same),
+            md5(b"as shipped before the edit\n"),
+            rel(&changed)
+        ),
+    )
+    .unwrap();
+    let out = imactl()
+        .args(["attest", "refs", "--dpkg", "demo", "--dpkg-admindir"])
+        .arg(d.path().join("db"))
+        .output()
+        .unwrap();
+    let (text, err) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{err}");
+    let sha = |b: &[u8]| hex::encode(HashAlgo::SHA256.digest(b).unwrap().as_bytes());
+    assert!(
+        text.contains(&format!(
+            "file sha256:{} {}",
+            sha(b"as shipped\n"),
+            same.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "file sha256:{} {}",
+            sha(b"local config\n"),
+            conf.display()
+        )),
+        "{text}"
+    );
+    assert!(
+        !text.contains("bin/changed") && !text.contains("bin/link"),
+        "{text}"
+    );
+    assert!(
+        err.contains(&format!(
+            "{}: changed since its package installed it",
+            changed.display()
+        )),
+        "{err}"
+    );
+    assert!(
+        err.contains("1 packages, 2 files referenced (1 without a package md5"),
+        "{err}"
+    );
+    // Not installed: an error naming the package.
+    imactl()
+        .args(["attest", "refs", "--dpkg", "nope", "--dpkg-admindir"])
+        .arg(d.path().join("db"))
+        .assert()
+        .code(2)
+        .stderr(predicates::str::contains("--dpkg nope: not installed"));
+    // The real database: attr (installed for the tests) is referenced as it is on disk.
+    let out = imactl()
+        .args(["attest", "refs", "--dpkg", "attr"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    let getfattr = std::fs::read("/usr/bin/getfattr").unwrap();
+    assert!(
+        text.contains(&format!("file sha256:{} /usr/bin/getfattr", sha(&getfattr))),
+        "{text}"
+    );
+}

@@ -87,9 +87,9 @@ pub enum AttestCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Build reference values that accept a known-good list (`--from-list`) and the files of
-    /// directory trees (`--tree`, hashed with -a), in our text format or as a Keylime
-    /// runtime policy (`--keylime`).
+    /// Build reference values that accept a known-good list (`--from-list`), the files of
+    /// directory trees (`--tree`, hashed with -a) and the files of installed Debian packages
+    /// (`--dpkg`), in our text format or as a Keylime runtime policy (`--keylime`).
     Refs {
         /// A known-good measurement list (binary or ascii; bank from its name, else sha1).
         #[arg(long = "from-list")]
@@ -98,7 +98,16 @@ pub enum AttestCommand {
         /// given.
         #[arg(long = "tree")]
         trees: Vec<PathBuf>,
-        /// Hash algorithm for --tree (the target's `ima_hash`).
+        /// Hash the files an installed package installed (repeatable; `all`: every installed
+        /// package). A file whose md5 differs from the package's md5sums (changed since it was
+        /// installed) is left out with a warning; files dpkg keeps no md5 of (conffiles) are
+        /// hashed as found.
+        #[arg(long = "dpkg", value_name = "PKG|all")]
+        dpkg: Vec<String>,
+        /// dpkg's database directory (its --admindir).
+        #[arg(long, value_name = "DIR", default_value = "/var/lib/dpkg")]
+        dpkg_admindir: PathBuf,
+        /// Hash algorithm for --tree and --dpkg (the target's `ima_hash`).
         #[arg(short = 'a', long = "hash", default_value = "sha256")]
         algo: HashAlgo,
         /// Write a Keylime runtime policy (JSON) instead of our text format.
@@ -145,13 +154,19 @@ pub fn run(c: AttestCommand) -> anyhow::Result<ExitCode> {
         AttestCommand::Refs {
             from_list,
             trees,
+            dpkg,
+            dpkg_admindir,
             algo,
             keylime,
             templates,
             output,
         } => refs_cmd(
-            &from_list,
-            &trees,
+            &Sources {
+                lists: &from_list,
+                trees: &trees,
+                dpkg: &dpkg,
+                admindir: &dpkg_admindir,
+            },
             algo,
             keylime,
             &templates,
@@ -171,16 +186,24 @@ fn parse_templates(templates: &[String]) -> anyhow::Result<Vec<TemplateDesc>> {
     Ok(out)
 }
 
+/// What `attest refs` builds references from.
+struct Sources<'a> {
+    lists: &'a [PathBuf],
+    trees: &'a [PathBuf],
+    dpkg: &'a [String],
+    admindir: &'a Path,
+}
+
 fn refs_cmd(
-    lists: &[PathBuf],
-    trees: &[PathBuf],
+    src: &Sources<'_>,
     algo: HashAlgo,
     keylime: bool,
     templates: &[String],
     output: Option<&Path>,
 ) -> anyhow::Result<ExitCode> {
-    if lists.is_empty() && trees.is_empty() {
-        bail!("nothing to build references from: give --from-list or --tree");
+    let (lists, trees) = (src.lists, src.trees);
+    if lists.is_empty() && trees.is_empty() && src.dpkg.is_empty() {
+        bail!("nothing to build references from: give --from-list, --tree or --dpkg");
     }
     algo.hasher()
         .with_context(|| format!("cannot hash with {algo}"))?;
@@ -226,6 +249,9 @@ fn refs_cmd(
             .to_str()
             .with_context(|| format!("{}: not UTF-8", e.path.display()))?;
         refs.add_file(path, (&d).into());
+    }
+    if !src.dpkg.is_empty() {
+        dpkg_refs(src.admindir, src.dpkg, algo, &mut refs)?;
     }
     let text = if keylime {
         ima_verifier::keylime::RuntimePolicy::from_refs(&refs, "sha1").to_json()? + "\n"
@@ -408,6 +434,152 @@ fn verify_cmd(a: &VerifyArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// Our text format, or a Keylime runtime policy (JSON: the first non-blank byte is `{`).
+/// The files of the installed packages `names` (`all`: every one), hashed with `algo`, into
+/// `refs`; files changed since installed are left out (reported).
+fn dpkg_refs(
+    admindir: &Path,
+    names: &[String],
+    algo: HashAlgo,
+    refs: &mut Refs,
+) -> anyhow::Result<()> {
+    use ima_verifier::dpkg;
+    let info = admindir.join("info");
+    let mut lists: Vec<(String, PathBuf)> = std::fs::read_dir(&info)
+        .with_context(|| format!("--dpkg: {}", info.display()))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| {
+            let n = e.file_name().into_string().ok()?;
+            let pkg = dpkg::package_of(&n)?.to_owned();
+            Some((pkg, e.path()))
+        })
+        .collect();
+    lists.sort();
+    let all = names.iter().any(|n| n == "all");
+    for n in names.iter().filter(|n| *n != "all") {
+        if !lists.iter().any(|(p, _)| p == n) {
+            bail!("--dpkg {n}: not installed (no {}/{n}.list)", info.display());
+        }
+    }
+    lists.retain(|(p, _)| all || names.contains(p));
+    // (path, md5 as shipped) for every path the packages installed.
+    let mut files: Vec<(String, Option<[u8; 16]>)> = Vec::new();
+    for (_, list) in &lists {
+        let read = |p: &Path| ima_sys::fs::read_limited(p, 64 << 20);
+        let text = read(list).with_context(|| format!("{}", list.display()))?;
+        let paths = dpkg::parse_list(&text).with_context(|| format!("{}", list.display()))?;
+        let sums_path = list.with_extension("md5sums");
+        let sums = match read(&sums_path) {
+            Ok(t) => dpkg::parse_md5sums(&t).with_context(|| format!("{}", sums_path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Default::default(),
+            Err(e) => return Err(e).with_context(|| format!("{}", sums_path.display())),
+        };
+        for p in paths {
+            let md5 = sums.get(&p).copied();
+            files.push((p, md5));
+        }
+    }
+    // Hashed in parallel, one slice a thread; each file opened without following a symlink
+    // (the kernel measures a file under its real path, which a package lists too).
+    let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+    let chunk = files.len().div_ceil(threads).max(1);
+    let results: Vec<Vec<(String, Hashed)>> = std::thread::scope(|s| {
+        let handles: Vec<_> = files
+            .chunks(chunk)
+            .map(|c| {
+                s.spawn(move || {
+                    c.iter()
+                        .map(|(p, md5)| (p.clone(), hash_packaged(Path::new(p), *md5, algo)))
+                        .collect()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().unwrap_or_default())
+            .collect()
+    });
+    /// Changed files named one by one; the rest are counted.
+    const SHOWN: usize = 20;
+    let (mut referenced, mut changed, mut unsummed) = (0, 0, 0);
+    for (path, h) in results.into_iter().flatten() {
+        match h {
+            Hashed::Ok { digest, summed } => {
+                refs.add_file(&path, (&digest).into());
+                referenced += 1;
+                unsummed += usize::from(!summed);
+            }
+            Hashed::Changed => {
+                if changed < SHOWN {
+                    eprintln!(
+                        "imactl: warning: {path}: changed since its package installed it: left out"
+                    );
+                }
+                changed += 1;
+            }
+            Hashed::NotAFile => {}
+            Hashed::Err(e) => bail!("{path}: {e}"),
+        }
+    }
+    if changed > SHOWN {
+        eprintln!(
+            "imactl: warning: ... and {} more changed files left out",
+            changed - SHOWN
+        );
+    }
+    eprintln!(
+        "imactl: dpkg: {} packages, {referenced} files referenced ({unsummed} without a package \
+         md5, hashed as found), {changed} changed since installed (left out)",
+        lists.len()
+    );
+    Ok(())
+}
+
+/// One packaged path, hashed.
+#[derive(Default)]
+enum Hashed {
+    Ok {
+        digest: ima_core::hash::Digest,
+        /// Checked against the package's md5.
+        summed: bool,
+    },
+    /// Its md5 is not the package's.
+    Changed,
+    /// A directory, a symlink, or gone.
+    #[default]
+    NotAFile,
+    Err(String),
+}
+
+fn hash_packaged(path: &Path, md5: Option<[u8; 16]>, algo: HashAlgo) -> Hashed {
+    let mut f = match ima_sys::fs::open_regular_nofollow(path) {
+        Ok(f) => f,
+        Err(e) if e.raw_os_error().is_some() || e.kind() == std::io::ErrorKind::InvalidInput => {
+            return match e.kind() {
+                std::io::ErrorKind::PermissionDenied => Hashed::Err(e.to_string()),
+                _ => Hashed::NotAFile,
+            };
+        }
+        Err(e) => return Hashed::Err(e.to_string()),
+    };
+    if let Some(want) = md5 {
+        match ima_sys::file::hash_file(&mut f, HashAlgo::MD5) {
+            Ok(d) if d.as_bytes() == want => {}
+            Ok(_) => return Hashed::Changed,
+            Err(e) => return Hashed::Err(e.to_string()),
+        }
+        if let Err(e) = std::io::Seek::rewind(&mut f) {
+            return Hashed::Err(e.to_string());
+        }
+    }
+    match ima_sys::file::hash_file(&mut f, algo) {
+        Ok(digest) => Hashed::Ok {
+            digest,
+            summed: md5.is_some(),
+        },
+        Err(e) => Hashed::Err(e.to_string()),
+    }
+}
+
 fn load_refs(p: &Path) -> anyhow::Result<Refs> {
     let bytes = read_bounded(p, REFS_MAX)?;
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {
