@@ -26,23 +26,58 @@ fn next(sock: &UnixDatagram) -> String {
     String::from_utf8(buf[..n].to_vec()).unwrap()
 }
 
+/// A marked mount, a state directory and a notification socket for one imad.
+struct Setup {
+    m: TestMount,
+    _d: tempfile::TempDir,
+    state: std::path::PathBuf,
+    sock: UnixDatagram,
+    path: String,
+}
+
+impl Setup {
+    fn new() -> Self {
+        let m = TestMount::ext4(32);
+        let d = tempfile::tempdir().unwrap();
+        let (sock, path) = socket(d.path());
+        let state = d.path().join("state");
+        Self {
+            m,
+            _d: d,
+            state,
+            sock,
+            path,
+        }
+    }
+
+    fn args(&self) -> [&str; 6] {
+        let (s, mark) = (
+            self.state.to_str().unwrap(),
+            self.m.path().to_str().unwrap(),
+        );
+        ["--state", s, "--mark", mark, "--audit", "none"]
+    }
+
+    /// imad with `NOTIFY_SOCKET` and a half-second `WATCHDOG_USEC`, and `env`.
+    fn start(&self, env: &[(&str, &str)]) -> Imad {
+        let mut all = vec![
+            ("NOTIFY_SOCKET", self.path.as_str()),
+            ("WATCHDOG_USEC", "500000"),
+        ];
+        all.extend_from_slice(env);
+        Imad::spawn(&self.state, &self.args(), &all)
+    }
+}
+
 #[test]
 fn notifies_ready_pings_the_watchdog_and_notifies_stopping() {
-    let m = TestMount::ext4(32);
-    let d = tempfile::tempdir().unwrap();
-    let state = d.path().join("state");
-    let (sock, path) = socket(d.path());
-    let (s, mark) = (state.to_str().unwrap(), m.path().to_str().unwrap());
-    let args = ["--state", s, "--mark", mark, "--audit", "none"];
-    let env = [
-        ("NOTIFY_SOCKET", path.as_str()),
-        ("WATCHDOG_USEC", "500000"),
-    ];
-    let imad = Imad::spawn(&state, &args, &env);
-    assert_eq!(next(&sock), "READY=1");
+    let setup = Setup::new();
+    let (m, sock) = (&setup.m, &setup.sock);
+    let imad = setup.start(&[]);
+    assert_eq!(next(sock), "READY=1");
     let t = std::time::Instant::now();
     for _ in 0..3 {
-        assert_eq!(next(&sock), "WATCHDOG=1");
+        assert_eq!(next(sock), "WATCHDOG=1");
     }
     // Every 250 ms (half of WATCHDOG_USEC): three pings in 0.5 to 1.5 s.
     assert!(
@@ -79,20 +114,11 @@ fn notifies_ready_pings_the_watchdog_and_notifies_stopping() {
 
 #[test]
 fn no_pings_for_another_pid_and_a_bad_interval_is_refused() {
-    let m = TestMount::ext4(32);
-    let d = tempfile::tempdir().unwrap();
-    let state = d.path().join("state");
-    let (sock, path) = socket(d.path());
-    let (s, mark) = (state.to_str().unwrap(), m.path().to_str().unwrap());
-    let args = ["--state", s, "--mark", mark, "--audit", "none"];
+    let setup = Setup::new();
+    let sock = &setup.sock;
     // WATCHDOG_PID names another process (systemd's rule): the watchdog is not ours.
-    let env = [
-        ("NOTIFY_SOCKET", path.as_str()),
-        ("WATCHDOG_USEC", "500000"),
-        ("WATCHDOG_PID", "1"),
-    ];
-    let imad = Imad::spawn(&state, &args, &env);
-    assert_eq!(next(&sock), "READY=1");
+    let imad = setup.start(&[("WATCHDOG_PID", "1")]);
+    assert_eq!(next(sock), "READY=1");
     sock.set_read_timeout(Some(Duration::from_millis(800)))
         .unwrap();
     let mut buf = [0u8; 64];
@@ -102,7 +128,11 @@ fn no_pings_for_another_pid_and_a_bad_interval_is_refused() {
     );
     imad.stop();
     for bad in ["100", "ten", "-1"] {
-        let err = refused_env(&args, &[("NOTIFY_SOCKET", &path), ("WATCHDOG_USEC", bad)]);
+        let env = [
+            ("NOTIFY_SOCKET", setup.path.as_str()),
+            ("WATCHDOG_USEC", bad),
+        ];
+        let err = refused_env(&setup.args(), &env);
         assert!(
             err.contains(&format!("WATCHDOG_USEC={bad}: expected microseconds")),
             "{err}"
