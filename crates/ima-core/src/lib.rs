@@ -13,3 +13,16 @@ pub mod policy;
 pub mod template;
 pub mod verity;
 pub mod xattr;
+
+/// An error and its sources, `: `-joined (`what: why: root cause`), for the places that log
+/// or answer an error as text (a daemon's log, a socket reply, a per-file summary line).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut src = e.source();
+    while let Some(c) = src {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        src = c.source();
+    }
+    s
+}

@@ -133,8 +133,9 @@ fn respond(r: Request, pid: i32, decider: &ProcessDecider) -> serde_json::Value 
             match decider.reload(policy.as_deref(), &creds) {
                 Ok(s) => serde_json::json!({ "ok": true, "status": s }),
                 Err(e) => {
-                    tracing::warn!("policy not loaded: {e}");
-                    refuse(e.to_string())
+                    let why = ima_core::error_chain(&e);
+                    tracing::warn!("policy not loaded: {why}");
+                    refuse(why)
                 }
             }
         }

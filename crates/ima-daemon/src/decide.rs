@@ -39,11 +39,34 @@ pub struct Verdict {
     pub cacheable: bool,
 }
 
+/// Why an event could not be decided (the daemon then answers its default). Each keeps its
+/// source, so the log says exactly what failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecideError {
+    /// A system call on the event's file descriptor.
+    #[error("{what}")]
+    Io {
+        what: &'static str,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The opener could not be identified.
+    #[error(transparent)]
+    Subject(#[from] crate::subject::SubjectError),
+    /// `process_measurement` could not decide.
+    #[error(transparent)]
+    Process(#[from] ima_engine::process::ProcessError),
+    /// The measurement list refused the entry (the open is not allowed before it is in).
+    #[error("the measurement list")]
+    Engine(#[from] ima_engine::EngineError),
+}
+
 /// What the daemon asks for every event.
 pub trait Decide: Send + Sync {
     /// Decides `access`. `Err` means "could not decide": the daemon answers its configured
     /// default (fail-open or fail-closed), as on a missed deadline.
-    fn decide(&self, access: &Access<'_>) -> Result<Verdict, String>;
+    fn decide(&self, access: &Access<'_>) -> Result<Verdict, DecideError>;
 
     /// Changes whenever cacheable allows given before may no longer hold (a new policy): the
     /// loop then flushes the kernel-side allow cache.
@@ -54,9 +77,9 @@ pub trait Decide: Send + Sync {
 
 impl<F> Decide for F
 where
-    F: Fn(&Access<'_>) -> Result<Verdict, String> + Send + Sync,
+    F: Fn(&Access<'_>) -> Result<Verdict, DecideError> + Send + Sync,
 {
-    fn decide(&self, access: &Access<'_>) -> Result<Verdict, String> {
+    fn decide(&self, access: &Access<'_>) -> Result<Verdict, DecideError> {
         self(access)
     }
 }

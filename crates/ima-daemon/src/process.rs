@@ -30,7 +30,7 @@ use ima_engine::Engine;
 use ima_engine::process::{self as proc_, Appraisal, Appraiser, Known, Object, Setup};
 
 use crate::audit::AuditLog;
-use crate::decide::{Access, Decide, Verdict};
+use crate::decide::{Access, Decide, DecideError, Verdict};
 
 /// (dev, ino, mtime, mtime_ns, ctime, ctime_ns, size, pcr): a file already measured into a
 /// PCR (or audited) and unchanged since (the iint's flags).
@@ -154,8 +154,14 @@ pub enum ReloadError {
          refused as a rollback"
     )]
     Rollback { path: String, new: u64, loaded: u64 },
-    #[error("recording the policy in the list: {0}")]
-    Record(String),
+    #[error("recording the policy in the list")]
+    Record(#[from] ima_engine::EngineError),
+    #[error("{path}: recording the policy version")]
+    VersionFile {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl std::fmt::Debug for ProcessDecider {
@@ -264,12 +270,13 @@ impl ProcessDecider {
             check_version(f, new.version, &shown)?;
         }
         if self.decision_entries {
-            self.append_buffer(decision::POLICY, &decision::policy_buffer(&new))
-                .map_err(|e| ReloadError::Record(e.to_string()))?;
+            self.append_buffer(decision::POLICY, &decision::policy_buffer(&new))?;
         }
         if let (Some(f), Some(v)) = (&self.version_file, new.version) {
-            std::fs::write(f, format!("{v}\n"))
-                .map_err(|e| ReloadError::Record(format!("{}: {e}", f.display())))?;
+            std::fs::write(f, format!("{v}\n")).map_err(|source| ReloadError::VersionFile {
+                path: f.display().to_string(),
+                source,
+            })?;
         }
         {
             let mut a = self.policy.write().unwrap_or_else(|p| p.into_inner());
@@ -319,8 +326,7 @@ impl ProcessDecider {
         if let Some(m) = &d.measurement {
             let mut engine = locked(&self.engine);
             m.with_event(|ev| engine.add(ev, &m.template, m.pcr))
-                .and_then(|_| engine.commit())
-                .map_err(|e| ReloadError::Record(e.to_string()))?;
+                .and_then(|_| engine.commit())?;
         }
         match d.appraisal {
             Some(Appraisal::Fail { status, cause, .. }) => Err(ReloadError::Unsigned {
@@ -499,25 +505,23 @@ impl Decide for ProcessDecider {
         self.generation.load(Ordering::SeqCst)
     }
 
-    fn decide(&self, a: &Access<'_>) -> Result<Verdict, String> {
+    fn decide(&self, a: &Access<'_>) -> Result<Verdict, DecideError> {
         // One policy for the whole decision, whatever a reload does meanwhile.
         let (policy, subject_free) = {
             let act = self.active();
             (Arc::clone(&act.policy), act.subject_free)
         };
         self.counts.decided.fetch_add(1, Ordering::Relaxed);
-        let mut file = File::from(a.fd.try_clone_to_owned().map_err(|e| format!("dup: {e}"))?);
-        let meta = file.metadata().map_err(|e| format!("fstat: {e}"))?;
+        let io = |what| move |source| DecideError::Io { what, source };
+        let mut file = File::from(a.fd.try_clone_to_owned().map_err(io("dup"))?);
+        let meta = file.metadata().map_err(io("fstat"))?;
         if !meta.is_file() {
             return Ok(Verdict {
                 allow: true,
                 cacheable: subject_free,
             });
         }
-        let facts = self
-            .facts
-            .facts(&file, &meta)
-            .map_err(|e| format!("fstatfs: {e}"))?;
+        let facts = self.facts.facts(&file, &meta).map_err(io("fstatfs"))?;
         let name = a.path.as_os_str().as_bytes();
         let access = proc_::Access {
             creds: a.creds,
@@ -548,17 +552,15 @@ impl Decide for ProcessDecider {
             path: name,
             fsname: facts.fsname.as_deref(),
         };
-        let d = proc_::process(&self.setup(), &eval, obj, known)
-            .map_err(|e| format!("{}: {e}", a.path.display()))?;
+        let d = proc_::process(&self.setup(), &eval, obj, known)?;
         if let Some(e) = &d.collect_error {
             tracing::warn!("{}: {e}", a.path.display());
         }
         if let Some(m) = &d.measurement {
             // As the kernel: the entry is in the list and extended before the open proceeds.
             let mut engine = locked(&self.engine);
-            m.with_event(|ev| engine.add(ev, &m.template, m.pcr))
-                .map_err(|e| e.to_string())?;
-            engine.commit().map_err(|e| e.to_string())?;
+            m.with_event(|ev| engine.add(ev, &m.template, m.pcr))?;
+            engine.commit()?;
             drop(engine);
             locked(&self.measured).insert(seen);
             self.counts.measured.fetch_add(1, Ordering::Relaxed);
@@ -593,8 +595,7 @@ impl Decide for ProcessDecider {
             {
                 // In the list before the opener sees the denial.
                 let buf = decision::denial_buffer(fail, &who, name, d.digest);
-                self.append_buffer(decision::DENIAL, &buf)
-                    .map_err(|e| format!("recording the denial: {e}"))?;
+                self.append_buffer(decision::DENIAL, &buf)?;
             }
             self.audit.emit(&d.audit, &who);
         }

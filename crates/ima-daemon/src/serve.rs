@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use ima_core::policy::{Func, Mask as MayMask};
 use ima_sys::fanotify::{FanotifyError, Group, Mask, PermissionEvent, Response};
 
-use crate::decide::{Access, Decide};
+use crate::decide::{Access, Decide, DecideError, Verdict};
 use crate::notify::{Heartbeat, Ready};
 
 /// How the loop runs.
@@ -454,23 +454,25 @@ fn handle(
         (Func::FileCheck, MayMask::MAY_READ, Mask::OPEN_PERM)
     };
     let generation = decider.generation();
-    let decided = crate::subject::creds(ev.pid(), ev.pidfd())
-        .map_err(|e| e.to_string())
-        .and_then(|creds| {
-            let path = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd().as_raw_fd()))
-                .map_err(|e| format!("event fd name: {e}"))?;
-            let access = Access {
-                func,
-                mask,
-                pid: ev.pid(),
-                creds: &creds,
-                fd: ev.fd(),
-                path: &path,
-            };
-            decider
-                .decide(&access)
-                .map_err(|e| format!("{}: {e}", path.display()))
-        });
+    let mut path = None;
+    let decided = (|| -> Result<Verdict, DecideError> {
+        let creds = crate::subject::creds(ev.pid(), ev.pidfd())?;
+        let p = std::fs::read_link(format!("/proc/self/fd/{}", ev.fd().as_raw_fd())).map_err(
+            |source| DecideError::Io {
+                what: "the event fd's name",
+                source,
+            },
+        )?;
+        let access = Access {
+            func,
+            mask,
+            pid: ev.pid(),
+            creds: &creds,
+            fd: ev.fd(),
+            path: path.insert(p),
+        };
+        decider.decide(&access)
+    })();
     match decided {
         Ok(v) => {
             if v.allow && v.cacheable && cfg.cache && decider.generation() == generation {
@@ -497,7 +499,11 @@ fn handle(
             }
         }
         Err(e) => {
-            tracing::warn!("pid {}: {e}; answered {:?}", ev.pid(), cfg.default);
+            let why = ima_core::error_chain(&e);
+            let on = path
+                .map(|p| format!(" {}", p.display()))
+                .unwrap_or_default();
+            tracing::warn!("pid {}{on}: {why}; answered {:?}", ev.pid(), cfg.default);
             if answer(ev, cfg.default) {
                 Counters::add(&counters.errors);
             }

@@ -396,7 +396,7 @@ fn append(
             return Err(EngineError::Template { name, source });
         }
         Some(Err(e)) => {
-            sum.errors.push((path, error_chain(&e)));
+            sum.errors.push((path, ima_core::error_chain(&e)));
             return Ok(());
         }
     };
@@ -422,16 +422,4 @@ fn append(
     let ima_hash = engine.config().ima_hash;
     cache.record((meta.dev(), meta.ino()), cookie, ima_hash, m.digest, m.pcr);
     Ok(())
-}
-
-/// An error with its sources, `: `-joined.
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(c) = src {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        src = c.source();
-    }
-    s
 }
