@@ -8,7 +8,6 @@
 //! was initialised with, and is otherwise uninitialised (UNKNOWN), as on a kernel where
 //! nothing was written to `/sys/kernel/security/evm`.
 
-use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -18,7 +17,7 @@ use ima_core::appraise::Cause;
 use ima_core::appraise::{Mode, Requirements};
 use ima_core::digsig::Verifier;
 use ima_core::evm::{EvmConfig, EvmKeys, HmacKey};
-use ima_core::hash::{Digest, HashAlgo};
+use ima_core::hash::HashAlgo;
 use ima_core::integrity::Status;
 use ima_core::policy::{Func, Mask, Policy, TaskCreds};
 use ima_engine::process::{self, Appraisal};
@@ -302,9 +301,19 @@ impl Ctx<'_> {
             None => &FILE_HOOKS,
         };
         let mut reports = Vec::new();
-        let mut file: Option<(&mut File, u64)> = None;
-        let mut digests: Vec<Digest> = Vec::new();
+        let mut known = process::Known::default();
+        let mut bytes = 0;
         let mut decided: Vec<(Requirements, ReportKind)> = Vec::new();
+        let boot =
+            ima_core::template::TemplateDesc::lookup("ima-ng").context("the ima-ng template")?;
+        // The kernel's process_measurement for each hook, appraisal only (no list).
+        let setup = process::Setup {
+            template: &boot,
+            ima_hash: a.hash_algo,
+            measure: false,
+            appraiser: Some(self.appraiser()),
+            evm_cfg: &self.evm_cfg,
+        };
         for &func in funcs {
             let access = process::Access {
                 creds: &self.creds,
@@ -325,22 +334,25 @@ impl Ctx<'_> {
                 }
                 continue;
             };
-            if file.is_none() {
-                file = Some((&mut e.file, e.meta.len()));
-            }
-            let Some((f, size)) = file.as_mut() else {
-                continue;
-            };
             // Hooks whose rules ask for the same thing get the same answer: appraise once
             // (a signature is checked once), unless a fix since changed the labels.
             let kind = match decided.iter().find(|(r, _)| *r == req) {
                 Some((_, k)) => k.clone(),
                 None => {
-                    let k = ReportKind::from(
-                        self.appraiser()
-                            .appraise(f, *size, req, &mut digests)
-                            .with_context(|| format!("{}", path.display()))?,
-                    );
+                    let obj = process::Object {
+                        file: &mut e.file,
+                        meta: &e.meta,
+                        path: &abs_bytes,
+                        fsname: facts.fsname.as_deref(),
+                    };
+                    let d = process::process(&setup, &eval, obj, known)
+                        .with_context(|| format!("{}", path.display()))?;
+                    bytes += d.bytes_hashed;
+                    known.digest = d.digest.or(known.digest);
+                    let Some(appraisal) = d.appraisal else {
+                        continue;
+                    };
+                    let k = ReportKind::from(appraisal);
                     if matches!(k, ReportKind::Pass { fixed: Some(_), .. }) {
                         decided.clear();
                     } else {
@@ -369,11 +381,6 @@ impl Ctx<'_> {
             }
             tree::out_line(&if a.json { r.json(path) } else { r.text(path) });
         }
-        let bytes = if digests.is_empty() {
-            0
-        } else {
-            file.map_or(0, |(_, n)| n)
-        };
         Ok((outcome, bytes))
     }
 
