@@ -273,7 +273,10 @@ impl ProcessDecider {
             self.append_buffer(decision::POLICY, &decision::policy_buffer(&new))?;
         }
         if let (Some(f), Some(v)) = (&self.version_file, new.version) {
-            std::fs::write(f, format!("{v}\n")).map_err(|source| ReloadError::VersionFile {
+            state_file(f, |dir, name| {
+                dir.replace(name, format!("{v}\n").as_bytes(), 0o600, true)
+            })
+            .map_err(|source| ReloadError::VersionFile {
                 path: f.display().to_string(),
                 source,
             })?;
@@ -460,16 +463,34 @@ fn subject_free(p: &Policy) -> bool {
     !p.rules.iter().any(|r| subject_dependent(&r.rule))
 }
 
+/// `f` on the file `path` names, reached through its directory's `statedir` handle
+/// (`O_NOFOLLOW`, the directory refused if others control it).
+fn state_file<T>(
+    path: &Path,
+    f: impl FnOnce(&ima_sys::statedir::Dir, &str) -> std::io::Result<T>,
+) -> std::io::Result<T> {
+    let (Some(parent), Some(name)) = (path.parent(), path.file_name().and_then(|n| n.to_str()))
+    else {
+        return Err(std::io::Error::other("not a file name"));
+    };
+    f(&ima_sys::statedir::Dir::open_existing(parent)?, name)
+}
+
 /// Refuses `version` if lower than the one recorded in `file` (a missing version is 0).
 fn check_version(file: &Path, version: Option<u64>, shown: &str) -> Result<(), ReloadError> {
-    let loaded = match std::fs::read_to_string(file) {
-        Ok(t) => t.trim().parse::<u64>().map_err(|_| {
-            ReloadError::Read(format!(
-                "{}: not a policy version (remove it to start over)",
-                file.display()
-            ))
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+    // Through the state directory's handle: never a symlink, never more than a number.
+    let text = state_file(file, |dir, name| dir.read_bounded(name, 32));
+    let loaded = match text {
+        Ok(Some(t)) => String::from_utf8_lossy(&t)
+            .trim()
+            .parse::<u64>()
+            .map_err(|_| {
+                ReloadError::Read(format!(
+                    "{}: not a policy version (remove it to start over)",
+                    file.display()
+                ))
+            })?,
+        Ok(None) => 0,
         Err(e) => return Err(ReloadError::Read(format!("{}: {e}", file.display()))),
     };
     let new = version.unwrap_or(0);

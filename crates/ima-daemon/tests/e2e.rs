@@ -611,4 +611,20 @@ fn the_control_socket_reloads_policies_all_or_nothing_and_explains_decisions() {
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("rollback"), "{err}");
+
+    // A symlink planted as the version file is never followed (nor its target read).
+    let target = d.path().join("target");
+    std::fs::write(&target, b"0\n").unwrap();
+    std::fs::remove_file(state.join("imad.policy-version")).unwrap();
+    std::os::unix::fs::symlink(&target, state.join("imad.policy-version")).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_imad"))
+        .arg("--state")
+        .arg(&state)
+        .arg("--mark")
+        .arg(m.path())
+        .args(args)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "a planted link is refused");
+    assert_eq!(std::fs::read(&target).unwrap(), b"0\n");
 }
